@@ -1,0 +1,88 @@
+//! `forge lint`: every recipe, toolchain and target checked; every target resolved and planned.
+
+use forge_plan::Planner;
+use forge_recipe::{Diag, Diagnostics, RecipeSet};
+use forge_resolve::{Request, Resolver, SystemHost};
+
+use crate::ExitStatus;
+use crate::args::LintArgs;
+use crate::context::Ctx;
+
+pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
+    let root = ctx.recipes_root()?;
+    let loaded = RecipeSet::load(&root);
+    let mut diags = loaded.diags;
+    let mut conflicts = Vec::new();
+    if !diags.has_errors() {
+        let set = &loaded.set;
+        let host = SystemHost::new();
+        let planner = Planner::new(set);
+        for t in &set.targets {
+            let req = Request::for_target(set, t);
+            match Resolver::new(set, &host)
+                .resolve(&req)
+                .and_then(|g| planner.plan(g))
+            {
+                Ok(_) => {}
+                Err(d) if d.code_str() == "resolve::conflict" => {
+                    conflicts.push((t.name.value.clone(), d.message().to_owned()))
+                }
+                Err(d) => diags.push(
+                    Diag::error(
+                        "lint::target",
+                        format!(
+                            "target `{}` does not resolve: {}",
+                            t.name.value,
+                            d.message()
+                        ),
+                    )
+                    .help(
+                        d.help_text()
+                            .unwrap_or("run `forge plan` on it for details")
+                            .to_owned(),
+                    ),
+                ),
+            }
+        }
+    }
+    let errors = diags.error_count();
+    let warnings = diags.len() - errors;
+    if a.json {
+        let doc = serde_json::json!({
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": diags.iter().map(Diag::to_json).collect::<Vec<_>>(),
+            "conflicting_targets": conflicts.iter().map(|(n, m)| serde_json::json!({"name": n, "message": m})).collect::<Vec<_>>(),
+        });
+        ctx.printer
+            .data(&serde_json::to_string_pretty(&doc).expect("serializes"));
+    } else {
+        print(ctx, &diags);
+        for (n, m) in &conflicts {
+            ctx.printer.info(&format!(
+                "note: target `{n}` is excluded by a declared conflict: {m}"
+            ));
+        }
+        if errors == 0 {
+            ctx.printer.info(&format!(
+                "lint: no errors, {warnings} warning{}",
+                if warnings == 1 { "" } else { "s" }
+            ));
+        } else {
+            ctx.printer.error(&format!(
+                "lint: {errors} error{}, {warnings} warning{}",
+                if errors == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Ok(if errors > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn print(ctx: &Ctx, diags: &Diagnostics) {
+    ctx.printer.diagnostics(diags);
+}

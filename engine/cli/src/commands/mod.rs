@@ -1,0 +1,62 @@
+//! One module per command; each returns an [`ExitStatus`].
+
+mod completions;
+mod diff;
+mod fmt;
+mod graph;
+mod lint;
+mod plan;
+mod show;
+
+use crate::ExitStatus;
+use crate::args::{Cli, Command};
+use crate::context::Ctx;
+
+pub fn run(cli: Cli) -> ExitStatus {
+    let ctx = Ctx::new(&cli.global);
+    let result = match cli.command {
+        Command::Plan(a) => plan::run(&ctx, &a),
+        Command::Graph(a) => graph::run(&ctx, &a),
+        Command::ShowDerivation(a) => show::run(&ctx, &a),
+        Command::Diff(a) => diff::run(&ctx, &a),
+        Command::Lint(a) => lint::run(&ctx, &a),
+        Command::Fmt(a) => fmt::run(&ctx, &a),
+        Command::Completions(a) => completions::run(&a),
+    };
+    result.unwrap_or_else(|status| status)
+}
+
+/// Picks the node of `package` in a plan, or the root.
+pub(crate) fn pick_node(
+    ctx: &Ctx,
+    plan: &forge_plan::Plan,
+    package: Option<&str>,
+) -> Result<petgraph::graph::NodeIndex, ExitStatus> {
+    let Some(p) = package else {
+        return Ok(plan.graph.root);
+    };
+    let found = plan.graph.find(p);
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            ctx.printer.error(&format!(
+                "`{p}` is not in the graph of `{}`",
+                plan.graph.name
+            ));
+            ctx.printer.hint("`forge plan` shows the nodes of a graph");
+            Err(ExitStatus::Failure)
+        }
+        many => {
+            // The same package in several contexts (built by two toolchains): take the one the
+            // root's toolchain built, which is what a user means.
+            let root_ctx = &plan.graph.node(plan.graph.root).key.context;
+            if let Some(i) = many
+                .iter()
+                .find(|i| &plan.graph.node(**i).key.context == root_ctx)
+            {
+                return Ok(*i);
+            }
+            Ok(many[0])
+        }
+    }
+}

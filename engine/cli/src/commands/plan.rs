@@ -1,0 +1,244 @@
+//! `forge plan`: the DAG of a target or spec as a tree, or as JSON.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use forge_plan::Plan;
+use forge_recipe::VariantValue;
+use forge_resolve::{EdgeRole, Origin, Request, Resolver, SystemHost};
+use petgraph::graph::NodeIndex;
+
+use crate::ExitStatus;
+use crate::args::PlanArgs;
+use crate::context::Ctx;
+
+pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, ExitStatus> {
+    let set = ctx.load()?;
+    let host = SystemHost::new();
+    if a.all {
+        return all(ctx, &set, &host, a.json);
+    }
+    let request = a
+        .request
+        .as_deref()
+        .expect("clap requires it without --all");
+    let plan = ctx.plan(&set, &host, request)?;
+    if a.json {
+        ctx.printer.data(
+            &serde_json::to_string_pretty(&plan_json(&plan, &ctx.store)).expect("serializes"),
+        );
+    } else {
+        ctx.printer.data(&tree(&plan, &ctx.store));
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn all(
+    ctx: &Ctx,
+    set: &forge_recipe::RecipeSet,
+    host: &SystemHost,
+    json: bool,
+) -> Result<ExitStatus, ExitStatus> {
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    let planner = forge_plan::Planner::new(set);
+    for t in &set.targets {
+        let req = Request::for_target(set, t);
+        let result = Resolver::new(set, host)
+            .resolve(&req)
+            .and_then(|g| planner.plan(g));
+        match result {
+            Ok(plan) => rows.push(serde_json::json!({
+                "name": t.name.value,
+                "status": "ok",
+                "nodes": plan.graph.len(),
+                "root": plan.root().store_name(),
+            })),
+            Err(d) => {
+                let status = if d.code_str() == "resolve::conflict" {
+                    "conflict"
+                } else {
+                    "error"
+                };
+                if status == "error" {
+                    failed += 1;
+                    if !json {
+                        ctx.printer.diag(&d);
+                    }
+                }
+                rows.push(serde_json::json!({
+                    "name": t.name.value,
+                    "status": status,
+                    "message": d.message(),
+                }));
+            }
+        }
+    }
+    if json {
+        ctx.printer.data(
+            &serde_json::to_string_pretty(&serde_json::json!({ "targets": rows }))
+                .expect("serializes"),
+        );
+    } else {
+        let mut out = String::new();
+        let width = set
+            .targets
+            .iter()
+            .map(|t| t.name.value.len())
+            .max()
+            .unwrap_or(0);
+        for r in &rows {
+            let name = r["name"].as_str().unwrap_or_default();
+            match r["status"].as_str() {
+                Some("ok") => {
+                    let _ = writeln!(
+                        out,
+                        "{name:width$}  {:>3} nodes  {}",
+                        r["nodes"],
+                        r["root"].as_str().unwrap_or_default()
+                    );
+                }
+                Some(s) => {
+                    let _ = writeln!(
+                        out,
+                        "{name:width$}  {s}: {}",
+                        r["message"].as_str().unwrap_or_default()
+                    );
+                }
+                None => {}
+            }
+        }
+        ctx.printer.data(&out);
+    }
+    Ok(if failed > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn variants_text(v: &std::collections::BTreeMap<String, VariantValue>) -> String {
+    v.iter()
+        .map(|(k, x)| match x {
+            VariantValue::Bool(true) => format!("+{k}"),
+            VariantValue::Bool(false) => format!("~{k}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The plan as a tree: each node once in full, later occurrences referring back.
+pub(super) fn tree(plan: &Plan, store: &Path) -> String {
+    let g = &plan.graph;
+    let mut out = String::new();
+    let root = g.node(g.root);
+    let _ = writeln!(out, "{}  ({} nodes, target {})", g.name, g.len(), g.arch);
+    let mut seen = BTreeSet::new();
+    line(plan, store, g.root, "", "", None, &mut seen, &mut out);
+    let _ = root;
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn line(
+    plan: &Plan,
+    store: &Path,
+    i: NodeIndex,
+    first: &str,
+    rest: &str,
+    edge: Option<String>,
+    seen: &mut BTreeSet<NodeIndex>,
+    out: &mut String,
+) {
+    let g = &plan.graph;
+    let n = g.node(i);
+    let drv = plan.drv(i);
+    let mut head = format!("{}@{}", n.name(), n.version);
+    let vars = variants_text(&n.variants);
+    if !vars.is_empty() {
+        head.push(' ');
+        head.push_str(&vars);
+    }
+    let how = match (&n.origin, &n.toolchain) {
+        (Origin::Host(t), _) => format!("host {}", t.executables[0].1.display()),
+        (Origin::Build, Some(t)) => format!("{}@{}", t.name, t.compiler_version),
+        (Origin::Build, None) => "not compiled".to_owned(),
+    };
+    let edge = edge.map(|e| format!("{e}: ")).unwrap_or_default();
+    if !seen.insert(i) {
+        let _ = writeln!(out, "{first}{edge}{head}  (see above)");
+        return;
+    }
+    let _ = writeln!(out, "{first}{edge}{head}  [{how}]");
+    let deps = g.deps(i);
+    let bar = if deps.is_empty() { "    " } else { "│   " };
+    let _ = writeln!(out, "{rest}{bar}{}", drv.store_path(store).display());
+    for (k, (d, e)) in deps.iter().enumerate() {
+        let last = k + 1 == deps.len();
+        let (f, r) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        let role = match e.role {
+            EdgeRole::Declared => e.types.to_string(),
+            EdgeRole::Compiler => "compiler".to_owned(),
+            EdgeRole::Runtime => "runtime".to_owned(),
+        };
+        let role = if e.virtuals.is_empty() || e.role == EdgeRole::Compiler {
+            role
+        } else {
+            format!("{role} ({})", e.virtuals.join(","))
+        };
+        line(
+            plan,
+            store,
+            *d,
+            &format!("{rest}{f}"),
+            &format!("{rest}{r}"),
+            Some(role),
+            seen,
+            out,
+        );
+    }
+}
+
+/// The plan as JSON: every node with its derivation hash, store path and edges.
+pub(super) fn plan_json(plan: &Plan, store: &Path) -> serde_json::Value {
+    let g = &plan.graph;
+    let nodes: Vec<serde_json::Value> = g
+        .topo()
+        .map(|i| {
+            let n = g.node(i);
+            let d = plan.drv(i);
+            serde_json::json!({
+                "name": n.name(),
+                "version": n.version.to_string(),
+                "variants": n.variants,
+                "context": n.key.context.to_string(),
+                "origin": match &n.origin { Origin::Build => "build", Origin::Host(_) => "host" },
+                "hash": d.hash.to_string(),
+                "store_path": d.store_path(store),
+                "toolchain": n.toolchain.as_ref().map(|t| serde_json::json!({
+                    "name": t.name, "compiler": t.compiler, "compiler_version": t.compiler_version.to_string(),
+                    "arch": t.arch, "flags": t.arch_flags,
+                })),
+                "deps": g.deps(i).into_iter().map(|(x, e)| serde_json::json!({
+                    "name": g.node(x).name(),
+                    "hash": plan.drv(x).hash.to_string(),
+                    "types": e.types.names(),
+                    "role": format!("{:?}", e.role).to_lowercase(),
+                    "virtuals": e.virtuals,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": g.name,
+        "arch": g.arch,
+        "root": plan.root().hash.to_string(),
+        "nodes": nodes,
+    })
+}

@@ -1,0 +1,25 @@
+//! `forge show-derivation`: the canonical form of one node.
+
+use forge_resolve::SystemHost;
+
+use crate::ExitStatus;
+use crate::args::ShowArgs;
+use crate::context::Ctx;
+
+pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, ExitStatus> {
+    let set = ctx.load()?;
+    let host = SystemHost::new();
+    let plan = ctx.plan(&set, &host, &a.request)?;
+    let i = super::pick_node(ctx, &plan, a.node.as_deref())?;
+    let d = plan.drv(i);
+    if a.canonical {
+        ctx.printer.data(&d.canonical);
+    } else {
+        let mut doc = d.to_document();
+        doc["store_path"] =
+            serde_json::Value::String(d.store_path(&ctx.store).display().to_string());
+        ctx.printer
+            .data(&serde_json::to_string_pretty(&doc).expect("serializes"));
+    }
+    Ok(ExitStatus::Success)
+}

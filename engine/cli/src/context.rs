@@ -1,0 +1,104 @@
+//! Settings resolved once per run: where the recipes and the store are, how to print.
+
+use std::path::{Path, PathBuf};
+
+use forge_plan::{Plan, Planner};
+use forge_recipe::RecipeSet;
+use forge_resolve::{HostProbe, Request, Resolver};
+
+use crate::ExitStatus;
+use crate::args::GlobalArgs;
+use crate::printer::Printer;
+
+/// Everything a command needs besides its own arguments.
+#[derive(Debug)]
+pub struct Ctx {
+    pub printer: Printer,
+    recipes: Option<PathBuf>,
+    pub store: PathBuf,
+}
+
+/// The default store: `$XDG_DATA_HOME/forge/store`, else `~/.local/share/forge/store`.
+pub fn default_store() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    data.join("forge/store")
+}
+
+/// The nearest directory at or above `start` that holds `recipes/` or `toolchains/`.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("recipes").is_dir() || d.join("toolchains").is_dir())
+        .map(Path::to_path_buf)
+}
+
+impl Ctx {
+    pub fn new(global: &GlobalArgs) -> Self {
+        let printer = Printer::new(global.color, global.quiet);
+        let store = global.store.clone().unwrap_or_else(default_store);
+        let store = std::path::absolute(&store).unwrap_or(store);
+        Self {
+            printer,
+            recipes: global.recipes.clone(),
+            store,
+        }
+    }
+
+    /// The recipe root for this run.
+    pub fn recipes_root(&self) -> Result<PathBuf, ExitStatus> {
+        if let Some(r) = &self.recipes {
+            return Ok(std::path::absolute(r).unwrap_or_else(|_| r.clone()));
+        }
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        find_root(&cwd).ok_or_else(|| {
+            self.printer.error(
+                "no recipe tree here: no `recipes/` or `toolchains/` in this directory or above",
+            );
+            self.printer.hint(
+                "run forge inside a recipe tree, or pass `--recipes DIR` (or set `FORGE_RECIPES`)",
+            );
+            ExitStatus::Error
+        })
+    }
+
+    /// Loads and checks the recipe tree; prints warnings, and errors when it fails.
+    pub fn load(&self) -> Result<RecipeSet, ExitStatus> {
+        let root = self.recipes_root()?;
+        let loaded = RecipeSet::load(&root);
+        self.printer.diagnostics(&loaded.diags);
+        if loaded.diags.has_errors() {
+            let n = loaded.diags.error_count();
+            self.printer.error(&format!(
+                "{n} error{} in the recipes; `forge lint` checks them",
+                if n == 1 { "" } else { "s" }
+            ));
+            return Err(ExitStatus::Failure);
+        }
+        Ok(loaded.set)
+    }
+
+    /// Resolves and plans a target name or spec.
+    pub fn plan(
+        &self,
+        set: &RecipeSet,
+        host: &dyn HostProbe,
+        text: &str,
+    ) -> Result<Plan, ExitStatus> {
+        let req = Request::parse(set, text).map_err(|d| {
+            self.printer.diag(&d);
+            ExitStatus::Failure
+        })?;
+        let graph = Resolver::new(set, host).resolve(&req).map_err(|d| {
+            self.printer.diag(&d);
+            ExitStatus::Failure
+        })?;
+        Planner::new(set).plan(graph).map_err(|d| {
+            self.printer.diag(&d);
+            ExitStatus::Failure
+        })
+    }
+}

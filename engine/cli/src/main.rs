@@ -1,0 +1,5 @@
+//! The `forge` binary.
+
+fn main() -> std::process::ExitCode {
+    forge_cli::main()
+}

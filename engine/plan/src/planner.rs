@@ -1,0 +1,347 @@
+//! A resolved graph → one derivation per node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use forge_recipe::{
+    Diag, Facts, Recipe, RecipeSet, SourceDecl, Spanned, Template, Var, VariantValue,
+};
+use forge_resolve::{EdgeRole, Graph, Node, Origin};
+use petgraph::graph::NodeIndex;
+use sha2::Digest as _;
+
+use crate::buildsys;
+use crate::derivation::*;
+
+/// A planned graph: the resolved nodes and their derivations.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The resolved graph.
+    pub graph: Graph,
+    /// `drvs[i]` is the derivation of node `i`.
+    pub drvs: Vec<Derivation>,
+}
+
+impl Plan {
+    /// The derivation of a node.
+    pub fn drv(&self, i: NodeIndex) -> &Derivation {
+        &self.drvs[i.index()]
+    }
+
+    /// The root's derivation.
+    pub fn root(&self) -> &Derivation {
+        self.drv(self.graph.root)
+    }
+
+    /// Finds a node by derivation hash.
+    pub fn by_hash(&self, h: &DrvHash) -> Option<NodeIndex> {
+        self.drvs
+            .iter()
+            .position(|d| &d.hash == h)
+            .map(NodeIndex::new)
+    }
+}
+
+/// Turns graphs into plans. Keeps a cache of local-source hashes, so planning many targets
+/// hashes each local source once.
+#[derive(Debug)]
+pub struct Planner<'a> {
+    set: &'a RecipeSet,
+    local_hashes: Mutex<BTreeMap<PathBuf, (String, bool)>>,
+}
+
+/// File names that are archives to unpack.
+pub fn is_archive(name: &str) -> bool {
+    const EXT: &[&str] = &[
+        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".tzst",
+        ".zip",
+    ];
+    let lower = name.to_ascii_lowercase();
+    EXT.iter().any(|e| lower.ends_with(e))
+}
+
+/// The file name at the end of a URL (without query or fragment).
+pub fn url_file_name(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    let trimmed = no_query.trim_end_matches('/');
+    let last = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    // SourceForge-style `…/file.tar.bz2/download`.
+    if last == "download"
+        && let Some(prev) = trimmed.rsplit('/').nth(1)
+    {
+        return prev.to_owned();
+    }
+    last.to_owned()
+}
+
+impl<'a> Planner<'a> {
+    /// A planner for graphs resolved from `set`.
+    pub fn new(set: &'a RecipeSet) -> Self {
+        Self {
+            set,
+            local_hashes: Mutex::default(),
+        }
+    }
+
+    /// Hash of a local source: the tree hash of a directory, or the sha256 of a file.
+    fn local_hash(&self, path: &Path) -> Result<(String, bool), String> {
+        if let Some(h) = self.local_hashes.lock().expect("cache").get(path) {
+            return Ok(h.clone());
+        }
+        let meta = fs_err::metadata(path).map_err(|e| e.to_string())?;
+        let h = if meta.is_dir() {
+            (
+                forge_treehash::hash_tree(path)
+                    .map_err(|e| e.to_string())?
+                    .hex(),
+                true,
+            )
+        } else {
+            let bytes = fs_err::read(path).map_err(|e| e.to_string())?;
+            (format!("{:x}", sha2::Sha256::digest(&bytes)), false)
+        };
+        self.local_hashes
+            .lock()
+            .expect("cache")
+            .insert(path.to_path_buf(), h.clone());
+        Ok(h)
+    }
+
+    /// Plans every node of `graph`.
+    pub fn plan(&self, graph: Graph) -> Result<Plan, Box<Diag>> {
+        let mut drvs: Vec<Derivation> = Vec::with_capacity(graph.len());
+        for i in graph.topo() {
+            let d = self.node(&graph, i, &drvs)?;
+            drvs.push(d);
+        }
+        Ok(Plan { graph, drvs })
+    }
+
+    fn node(
+        &self,
+        graph: &Graph,
+        i: NodeIndex,
+        done: &[Derivation],
+    ) -> Result<Derivation, Box<Diag>> {
+        let node = graph.node(i);
+        let recipe = &self.set.packages[node.name()];
+        let deps: Vec<DrvDep> = {
+            let mut v: Vec<DrvDep> = graph
+                .deps(i)
+                .into_iter()
+                .map(|(d, e)| DrvDep {
+                    name: graph.node(d).name().to_owned(),
+                    drv: done[d.index()].hash.to_string(),
+                    types: e.types.names().into_iter().map(str::to_owned).collect(),
+                    role: match e.role {
+                        EdgeRole::Declared => "declared",
+                        EdgeRole::Compiler => "compiler",
+                        EdgeRole::Runtime => "runtime",
+                    }
+                    .to_owned(),
+                    virtuals: e.virtuals.clone(),
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        if let Origin::Host(tool) = &node.origin {
+            let inputs = DrvInputs {
+                protocol: BUILD_PROTOCOL,
+                name: node.name().to_owned(),
+                version: node.version.to_string(),
+                system: "x86_64-linux".to_owned(),
+                kind: DrvKind::Host,
+                variants: BTreeMap::new(),
+                sources: Vec::new(),
+                patches: Vec::new(),
+                build: None,
+                toolchain: None,
+                deps: Vec::new(),
+                host: Some(DrvHost {
+                    executables: tool.executables.iter().map(|(n, _)| n.clone()).collect(),
+                }),
+            };
+            let fetch = tool
+                .executables
+                .iter()
+                .map(|(_, p)| Fetch {
+                    urls: Vec::new(),
+                    path: Some(p.clone()),
+                })
+                .collect();
+            return Ok(Derivation::new(inputs, fetch, Vec::new()));
+        }
+        let facts = Facts {
+            version: &node.version,
+            variants: &node.variants,
+            toolchain: node
+                .toolchain
+                .as_ref()
+                .map(|t| (t.name.as_str(), &t.compiler_version)),
+            arch: Some(&graph.arch),
+        };
+        let dep_names: BTreeSet<&str> = deps
+            .iter()
+            .flat_map(|d| {
+                std::iter::once(d.name.as_str()).chain(d.virtuals.iter().map(String::as_str))
+            })
+            .collect();
+        let mut render = |t: &Spanned<Template>| render(self.set, recipe, node, &dep_names, t);
+        // Sources.
+        let mut sources = Vec::new();
+        let mut fetch = Vec::new();
+        if let Some(vd) = recipe
+            .version(&node.version)
+            .filter(|_| recipe.runtime_for.is_none())
+        {
+            match &vd.source {
+                SourceDecl::Remote {
+                    url,
+                    sha256,
+                    expand,
+                } => {
+                    let primary = url
+                        .as_ref()
+                        .or(recipe.url.as_ref())
+                        .expect("validated: remote versions have a URL");
+                    let primary = render(primary)?;
+                    let mut urls = vec![primary.clone()];
+                    for m in &recipe.mirrors {
+                        urls.push(render(m)?);
+                    }
+                    let name = url_file_name(&primary);
+                    sources.push(DrvSource {
+                        unpack: *expand && is_archive(&name),
+                        name,
+                        sha256: Some(sha256.value.to_hex()),
+                        tree: None,
+                    });
+                    fetch.push(Fetch { urls, path: None });
+                }
+                SourceDecl::Local { path } => {
+                    let full = recipe.dir.join(&path.value);
+                    let (hash, is_dir) = self.local_hash(&full).map_err(|e| {
+                        Box::new(
+                            Diag::error(
+                                "plan::local-source",
+                                format!("cannot hash local source `{}`: {e}", full.display()),
+                            )
+                            .label(&self.set.sources, path.span, "this source")
+                            .help("the path is relative to the recipe's directory"),
+                        )
+                    })?;
+                    let name = full
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "source".into());
+                    sources.push(if is_dir {
+                        DrvSource {
+                            name,
+                            sha256: None,
+                            tree: Some(hash),
+                            unpack: false,
+                        }
+                    } else {
+                        DrvSource {
+                            unpack: is_archive(&name),
+                            name,
+                            sha256: Some(hash),
+                            tree: None,
+                        }
+                    });
+                    fetch.push(Fetch {
+                        urls: Vec::new(),
+                        path: Some(full),
+                    });
+                }
+            }
+        }
+        // Patches.
+        let mut patches = Vec::new();
+        let mut patch_files = Vec::new();
+        for p in &recipe.patches {
+            if p.when.as_ref().is_none_or(|w| w.holds_for(&facts)) {
+                patches.push(DrvPatch {
+                    name: p.file.value.clone(),
+                    sha256: p.sha256.value.to_hex(),
+                    level: p.level,
+                });
+                patch_files.push(recipe.dir.join(&p.file.value));
+            }
+        }
+        let build = match &recipe.build {
+            Some(b) => Some(buildsys::build(b, &facts, &mut render)?),
+            None => None,
+        };
+        let toolchain = node.toolchain.as_ref().map(|t| DrvToolchain {
+            name: t.name.clone(),
+            compiler: t.compiler.clone(),
+            compiler_version: t.compiler_version.to_string(),
+            host: t.host,
+            arch: t.arch.clone(),
+            flags: t.arch_flags.clone(),
+            languages: t.languages.iter().map(|l| l.as_str().to_owned()).collect(),
+        });
+        let inputs = DrvInputs {
+            protocol: BUILD_PROTOCOL,
+            name: node.name().to_owned(),
+            version: node.version.to_string(),
+            system: "x86_64-linux".to_owned(),
+            kind: DrvKind::Build,
+            variants: node.variants.clone(),
+            sources,
+            patches,
+            build,
+            toolchain,
+            deps,
+            host: None,
+        };
+        Ok(Derivation::new(inputs, fetch, patch_files))
+    }
+}
+
+fn render(
+    set: &RecipeSet,
+    recipe: &Recipe,
+    node: &Node,
+    deps: &BTreeSet<&str>,
+    t: &Spanned<Template>,
+) -> Result<String, Box<Diag>> {
+    t.value.render(|v| match v {
+        Var::Version(None) => Ok(Some(node.version.to_string())),
+        Var::Version(Some(form)) => node.version.derived(form).map(Some).ok_or_else(|| {
+            Box::new(
+                Diag::error("plan::version-form", format!("`{}@{}` has no `{form}` form", node.name(), node.version))
+                    .label(&set.sources, t.span, "in this string")
+                    .help("the version has too few components for this form"),
+            )
+        }),
+        Var::Name => Ok(Some(recipe.name.value.clone())),
+        Var::Variant(n) => match node.variants.get(n) {
+            Some(VariantValue::Bool(b)) => Ok(Some(b.to_string())),
+            Some(other) => Ok(Some(other.to_string())),
+            None => Err(Box::new(
+                Diag::error("plan::unknown-variant", format!("`{{variant:{n}}}`: `{}` has no such variant", node.name()))
+                    .label(&set.sources, t.span, "in this string")
+                    .help("declare the variant"),
+            )),
+        },
+        Var::Dep(n) => {
+            if deps.contains(n.as_str()) {
+                Ok(None)
+            } else {
+                Err(Box::new(
+                    Diag::error(
+                        "plan::missing-dependency",
+                        format!("`{{dep:{n}}}` is used, but `{}@{}` has no dependency `{n}` in this configuration", node.name(), node.version),
+                    )
+                    .label(&set.sources, t.span, "used here")
+                    .help("make the argument conditional with the same `when=` as the dependency"),
+                ))
+            }
+        }
+        Var::Out | Var::Src | Var::Jobs => Ok(None),
+    })
+}

@@ -1,0 +1,179 @@
+//! Finding tools on the host: `host "cmake"` lines of recipes.
+//!
+//! The resolver asks a [`HostProbe`] whether a package is available on the machine and at which
+//! version. [`SystemHost`] searches `PATH` with the `which` crate and runs the version command
+//! once per package per process; tests use [`FixedHost`] so that graphs do not depend on the
+//! machine running them.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use forge_recipe::{HostDecl, Version};
+
+/// A tool found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTool {
+    /// Its detected version.
+    pub version: Version,
+    /// Each executable of the `host` line and where it was found. Executables after the first
+    /// that are missing are left out.
+    pub executables: Vec<(String, PathBuf)>,
+}
+
+/// Why a host tool could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// The first executable is not on `PATH`.
+    #[error("`{exe}` is not on PATH")]
+    NotFound {
+        /// The executable looked for.
+        exe: String,
+    },
+    /// The version command failed or printed nothing recognizable.
+    #[error("could not read the version of `{path}`: {reason}")]
+    NoVersion {
+        /// The executable.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Answers "is this package on the host, at which version?".
+pub trait HostProbe: Sync + std::fmt::Debug {
+    /// Probes `package` as described by its recipe's `host` line.
+    fn probe(&self, package: &str, decl: &HostDecl) -> Result<HostTool, HostError>;
+}
+
+/// The real machine: `PATH` lookup and version commands, cached per package.
+#[derive(Debug, Default)]
+pub struct SystemHost {
+    path: Option<OsString>,
+    cache: Mutex<BTreeMap<String, Result<HostTool, HostError>>>,
+}
+
+impl SystemHost {
+    /// Probes the current `PATH`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Probes a given search path instead of `PATH`.
+    pub fn with_path(path: OsString) -> Self {
+        Self {
+            path: Some(path),
+            cache: Mutex::default(),
+        }
+    }
+
+    fn find(&self, exe: &str) -> Option<PathBuf> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        match &self.path {
+            Some(p) => which::which_in(exe, Some(p), cwd).ok(),
+            None => which::which(exe).ok(),
+        }
+    }
+
+    fn detect(&self, decl: &HostDecl) -> Result<HostTool, HostError> {
+        let first = &decl.executables[0].value;
+        let path = self
+            .find(first)
+            .ok_or_else(|| HostError::NotFound { exe: first.clone() })?;
+        let out = Command::new(&path)
+            .arg(&decl.version_arg)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| HostError::NoVersion {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        // Some tools print their version on stderr (e.g. older `bison --version` wrappers).
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        let re =
+            regex::Regex::new(&decl.version_regex.value).map_err(|e| HostError::NoVersion {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let raw = re
+            .captures(&text)
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str().to_owned())
+            .ok_or_else(|| HostError::NoVersion {
+                path: path.clone(),
+                reason: format!(
+                    "`{} {}` printed nothing matching `{}`",
+                    path.display(),
+                    decl.version_arg,
+                    decl.version_regex.value
+                ),
+            })?;
+        let version = Version::parse(&raw).map_err(|e| HostError::NoVersion {
+            path: path.clone(),
+            reason: format!("`{raw}` is not a version: {e}"),
+        })?;
+        let mut executables = vec![(first.clone(), path)];
+        for exe in &decl.executables[1..] {
+            if let Some(p) = self.find(&exe.value) {
+                executables.push((exe.value.clone(), p));
+            }
+        }
+        Ok(HostTool {
+            version,
+            executables,
+        })
+    }
+}
+
+impl HostProbe for SystemHost {
+    fn probe(&self, package: &str, decl: &HostDecl) -> Result<HostTool, HostError> {
+        if let Some(hit) = self.cache.lock().expect("host cache poisoned").get(package) {
+            return hit.clone();
+        }
+        let found = self.detect(decl);
+        self.cache
+            .lock()
+            .expect("host cache poisoned")
+            .insert(package.to_owned(), found.clone());
+        found
+    }
+}
+
+/// A host described by a table, for tests and for planning on another machine's behalf.
+#[derive(Debug, Clone, Default)]
+pub struct FixedHost {
+    tools: BTreeMap<String, Version>,
+}
+
+impl FixedHost {
+    /// A host with these packages at these versions (executables under `/usr/bin`).
+    pub fn new<'a>(tools: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            tools: tools
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), Version::parse(v).expect("valid version")))
+                .collect(),
+        }
+    }
+}
+
+impl HostProbe for FixedHost {
+    fn probe(&self, package: &str, decl: &HostDecl) -> Result<HostTool, HostError> {
+        let version = self.tools.get(package).ok_or_else(|| HostError::NotFound {
+            exe: decl.executables[0].value.clone(),
+        })?;
+        Ok(HostTool {
+            version: version.clone(),
+            executables: decl
+                .executables
+                .iter()
+                .map(|e| (e.value.clone(), PathBuf::from("/usr/bin").join(&e.value)))
+                .collect(),
+        })
+    }
+}
