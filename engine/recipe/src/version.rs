@@ -26,6 +26,8 @@ enum Part {
 pub struct Version {
     text: String,
     parts: Vec<Part>,
+    /// Each component as written (`05` stays `05` in derived forms such as `22-05-8`).
+    raw: Vec<String>,
 }
 
 /// Why a string is not a version.
@@ -61,6 +63,7 @@ impl Version {
             return Err(VersionError::Empty);
         }
         let mut parts = Vec::new();
+        let mut raw = Vec::new();
         let mut chars = text.char_indices().peekable();
         let mut prev_sep = true;
         while let Some(&(i, c)) = chars.peek() {
@@ -75,6 +78,7 @@ impl Version {
                     chars.next();
                 }
                 let digits = &text[start..end];
+                raw.push(digits.to_owned());
                 // Components too long for u64 (dates with time, hashes) compare as text.
                 parts.push(match digits.parse::<u64>() {
                     Ok(n) => Part::Num(n),
@@ -92,6 +96,7 @@ impl Version {
                     chars.next();
                 }
                 parts.push(Part::Str(text[start..end].to_owned()));
+                raw.push(text[start..end].to_owned());
                 prev_sep = false;
             } else if is_sep(c) {
                 if prev_sep {
@@ -109,6 +114,7 @@ impl Version {
         Ok(Self {
             text: text.to_owned(),
             parts,
+            raw,
         })
     }
 
@@ -134,10 +140,7 @@ impl Version {
     }
 
     fn component_text(&self, i: usize) -> String {
-        match &self.parts[i] {
-            Part::Num(n) => n.to_string(),
-            Part::Str(s) => s.clone(),
-        }
+        self.raw[i].clone()
     }
 
     /// The first `n` components, joined with `sep`.
