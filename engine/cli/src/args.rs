@@ -33,6 +33,31 @@ pub struct GlobalArgs {
     /// Print only errors
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// Use the example recipe set built into forge (a tiny C library and a program that links
+    /// it) instead of a recipe tree on disk
+    #[arg(long, global = true, conflicts_with = "recipes")]
+    pub example: bool,
+
+    /// Pad the store's output directory to this many bytes when creating the store, so that
+    /// exported binaries can be relocated into any shorter prefix
+    #[arg(long, global = true, env = "FORGE_PADDED_LENGTH", value_name = "BYTES")]
+    pub padded_length: Option<usize>,
+
+    /// Source mirror tried before the recipes' URLs (`file:///dir` or `https://…`; holds
+    /// `sha256/<hex>` or files by name); repeatable
+    #[arg(
+        long = "mirror",
+        global = true,
+        env = "FORGE_MIRRORS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub mirrors: Vec<String>,
+
+    /// Source cache [default: `$XDG_CACHE_HOME/forge/sources`]
+    #[arg(long, global = true, env = "FORGE_SOURCE_CACHE", value_name = "DIR")]
+    pub source_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,8 +84,107 @@ pub enum Command {
     Lint(LintArgs),
     /// Rewrite KDL files in canonical layout, keeping comments
     Fmt(FmtArgs),
+    /// Build every missing node of a target or spec into the store
+    ///
+    /// Nodes already valid are not rebuilt; several forge processes may realize overlapping
+    /// graphs at once (each path is built once). Ctrl-C stops the builds and cleans up.
+    Realize(RealizeArgs),
+    /// Show store paths: hash, size, references (`-S`: closure size)
+    PathInfo(PathInfoArgs),
+    /// Show why one store path depends on another, and where the reference is
+    WhyDepends(WhyDependsArgs),
+    /// Check that every valid store path is present (and, with `--check-contents`, unmodified)
+    Verify(VerifyArgs),
+    /// List the GC roots
+    Roots(JsonArg),
+    /// Delete store paths not reachable from a GC root or in use
+    Gc(GcArgs),
+    /// Print the build log of a store path
+    Log(LogArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RealizeArgs {
+    /// Target name or spec [default with `--example`: `hello`]
+    #[arg(value_name = "TARGET|SPEC")]
+    pub request: Option<String>,
+    /// Builds running at the same time
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
+    /// Parallel jobs each build may use (`make -j`) [default: number of CPUs]
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Keep building unrelated nodes after a failure
+    #[arg(long, short = 'k')]
+    pub keep_going: bool,
+    /// Keep the scratch directories of failed builds for inspection
+    #[arg(long)]
+    pub keep_failed: bool,
+    /// Make PATH a symlink to the root's output and a GC root
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub out_link: Option<PathBuf>,
+    /// Print a JSON event stream on stdout (planned, started, phase, finished, failed …)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PathInfoArgs {
+    /// Store paths, store names, hash prefixes, or targets/specs (their root)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Also print the closure size
+    #[arg(short = 'S', long)]
+    pub closure_size: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WhyDependsArgs {
+    /// The depending path
+    pub from: String,
+    /// The path depended on
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Re-hash every path's contents and compare with the recorded hash
+    #[arg(long)]
+    pub check_contents: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only report what would be deleted
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Store path, store name, hash prefix, or target/spec (its root)
+    pub path: String,
+    /// The compiler wrapper's record of every compiler call instead of the build log
+    #[arg(long)]
+    pub wrapper: bool,
 }
 
 #[derive(Debug, Args)]

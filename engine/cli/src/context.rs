@@ -15,7 +15,21 @@ use crate::printer::Printer;
 pub struct Ctx {
     pub printer: Printer,
     recipes: Option<PathBuf>,
+    example: bool,
     pub store: PathBuf,
+    padded_length: Option<usize>,
+    pub mirrors: Vec<String>,
+    pub source_cache: PathBuf,
+}
+
+/// `$XDG_CACHE_HOME/forge`, else `~/.cache/forge`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("forge")
 }
 
 /// The default store: `$XDG_DATA_HOME/forge/store`, else `~/.local/share/forge/store`.
@@ -44,12 +58,96 @@ impl Ctx {
         Self {
             printer,
             recipes: global.recipes.clone(),
+            example: global.example,
             store,
+            padded_length: global.padded_length,
+            mirrors: global
+                .mirrors
+                .iter()
+                .filter(|m| !m.is_empty())
+                .cloned()
+                .collect(),
+            source_cache: global
+                .source_cache
+                .clone()
+                .unwrap_or_else(|| cache_dir().join("sources")),
         }
+    }
+
+    /// Whether `--example` selected the built-in example set.
+    pub fn example(&self) -> bool {
+        self.example
+    }
+
+    /// Opens (creating if needed) the store.
+    pub fn open_store(&self) -> Result<forge_store::Store, ExitStatus> {
+        forge_store::Store::open(&self.store, self.padded_length).map_err(|e| {
+            self.printer.error(&e.to_string());
+            if matches!(e, forge_store::StoreError::PaddingMismatch { .. }) {
+                self.printer.hint(
+                    "drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`",
+                );
+            }
+            ExitStatus::Error
+        })
+    }
+
+    /// A store name from what the user typed: a store path, a store name, a hash prefix, or a
+    /// target/spec (its root's output).
+    pub fn resolve_path(
+        &self,
+        store: &forge_store::Store,
+        arg: &str,
+    ) -> Result<String, ExitStatus> {
+        let p = Path::new(arg);
+        if arg.contains('/') {
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            // Follow an out-link.
+            let target = fs_err::canonicalize(&abs).unwrap_or(abs);
+            if let Some(n) = store.name_of(&target) {
+                return Ok(n);
+            }
+        }
+        if forge_store::parse_name(arg).is_some() {
+            return Ok(arg.to_owned());
+        }
+        if arg.len() >= 6
+            && arg
+                .bytes()
+                .all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
+        {
+            let all = store.all_valid().map_err(|e| {
+                self.printer.error(&e.to_string());
+                ExitStatus::Error
+            })?;
+            let hits: Vec<&String> = all.iter().filter(|n| n.starts_with(arg)).collect();
+            match hits.as_slice() {
+                [one] => return Ok((*one).clone()),
+                [] => {}
+                many => {
+                    self.printer.error(&format!(
+                        "`{arg}` matches {} store paths; give more of the hash",
+                        many.len()
+                    ));
+                    return Err(ExitStatus::Error);
+                }
+            }
+        }
+        let set = self.load()?;
+        let host = forge_resolve::SystemHost::new();
+        let plan = self.plan(&set, &host, arg)?;
+        Ok(plan.root().store_name())
     }
 
     /// The recipe root for this run.
     pub fn recipes_root(&self) -> Result<PathBuf, ExitStatus> {
+        if self.example {
+            return crate::examples::materialize().map_err(|e| {
+                self.printer
+                    .error(&format!("cannot write the example recipes: {e}"));
+                ExitStatus::Error
+            });
+        }
         if let Some(r) = &self.recipes {
             return Ok(std::path::absolute(r).unwrap_or_else(|_| r.clone()));
         }

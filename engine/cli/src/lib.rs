@@ -6,7 +6,9 @@
 pub mod args;
 pub mod commands;
 pub mod context;
+pub mod examples;
 pub mod printer;
+pub mod progress;
 
 use std::process::ExitCode;
 
@@ -33,8 +35,28 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-/// Parses the command line and runs the command.
+/// Runs forge: as a compiler wrapper or the sandbox shim when invoked as one, else the command
+/// line.
 pub fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    let base = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if forge_build::wrapper::TOOLS.iter().any(|(n, _)| *n == base)
+        && std::env::var_os(forge_build::wrapper::CONFIG_ENV).is_some()
+    {
+        forge_build::wrapper::main(&base, argv.collect());
+    }
+    let rest: Vec<std::ffi::OsString> = argv.collect();
+    if rest
+        .first()
+        .is_some_and(|a| a == forge_build::sandbox::SHIM_ARG)
+    {
+        forge_build::sandbox::shim_main(&rest[1..]);
+    }
     let cli = args::Cli::parse();
     commands::run(cli).into()
 }

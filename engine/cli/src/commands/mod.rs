@@ -6,7 +6,9 @@ mod fmt;
 mod graph;
 mod lint;
 mod plan;
+mod realize;
 mod show;
+mod store_cmds;
 
 use crate::ExitStatus;
 use crate::args::{Cli, Command};
@@ -21,6 +23,13 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Diff(a) => diff::run(&ctx, &a),
         Command::Lint(a) => lint::run(&ctx, &a),
         Command::Fmt(a) => fmt::run(&ctx, &a),
+        Command::Realize(a) => realize::run(&ctx, &a),
+        Command::PathInfo(a) => store_cmds::path_info(&ctx, &a),
+        Command::WhyDepends(a) => store_cmds::why_depends(&ctx, &a),
+        Command::Verify(a) => store_cmds::verify(&ctx, &a),
+        Command::Roots(a) => store_cmds::roots(&ctx, &a),
+        Command::Gc(a) => store_cmds::gc(&ctx, &a),
+        Command::Log(a) => store_cmds::log(&ctx, &a),
         Command::Completions(a) => completions::run(&a),
     };
     result.unwrap_or_else(|status| status)

@@ -1,0 +1,135 @@
+//! Isolation of build commands: no network during the build.
+//!
+//! Every build command runs through a small shim, `forge __sandbox [--net] -- PROGRAM ARGS…`, a
+//! fresh single-threaded process that sets `umask 022`, moves itself into a new network namespace
+//! (with a new user namespace when not root, mapping the user to itself), brings up the loopback
+//! interface so builds that talk to `127.0.0.1` still work, and `exec`s the command. Doing this in
+//! a separate process, rather than between `fork` and `exec` of a multi-threaded forge, keeps it
+//! free of allocation hazards. Whether the kernel allows it is probed once per run
+//! ([`probe`]); when it does not, builds run with a clear note instead.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use rustix::thread::UnshareFlags;
+
+/// First argument that selects the shim in the forge binary.
+pub const SHIM_ARG: &str = "__sandbox";
+
+/// What isolation the kernel allows here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// Builds run without network.
+    Network,
+    /// Builds can reach the network; the reason isolation failed.
+    Unavailable(String),
+}
+
+/// Finds out whether build commands can run without network, by running the shim once.
+pub fn probe(forge_exe: &Path) -> Isolation {
+    let out = std::process::Command::new(forge_exe)
+        .args([SHIM_ARG, "--net", "--", "true"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Isolation::Network,
+        Ok(o) => Isolation::Unavailable(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => Isolation::Unavailable(e.to_string()),
+    }
+}
+
+fn write_file(path: &str, data: &str) -> Result<(), String> {
+    fs_err::write(path, data).map_err(|e| e.to_string())
+}
+
+/// Enters new network (and, unprivileged, user) namespaces.
+#[allow(unsafe_code)]
+fn isolate_network() -> Result<(), String> {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let flags = if uid == 0 {
+        UnshareFlags::NEWNET
+    } else {
+        UnshareFlags::NEWNET | UnshareFlags::NEWUSER
+    };
+    // SAFETY: the shim is single-threaded and does not use `UnshareFlags::FILES`.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
+    if uid != 0 {
+        write_file("/proc/self/setgroups", "deny")?;
+        write_file("/proc/self/uid_map", &format!("{uid} {uid} 1"))?;
+        write_file("/proc/self/gid_map", &format!("{gid} {gid} 1"))?;
+    }
+    loopback_up()
+}
+
+/// `ip link set lo up`, with one ioctl.
+#[allow(unsafe_code)]
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: plain socket/ioctl calls on a zero-initialised `ifreq` whose name is NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("reading lo flags: {e}"));
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 {
+            return Err(format!("bringing lo up: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The shim's entry point: `args` are the arguments after [`SHIM_ARG`]. Never returns.
+pub fn shim_main(args: &[OsString]) -> ! {
+    let fail = |msg: String| -> ! {
+        let _ = writeln!(std::io::stderr(), "forge sandbox: {msg}");
+        std::process::exit(125)
+    };
+    let mut net = false;
+    let mut rest = args.iter();
+    for a in rest.by_ref() {
+        match a.to_str() {
+            Some("--net") => net = true,
+            Some("--") => break,
+            _ => fail(format!("unknown option `{}`", a.to_string_lossy())),
+        }
+    }
+    let argv: Vec<&OsString> = rest.collect();
+    let Some((prog, prog_args)) = argv.split_first() else {
+        fail("no command given".into())
+    };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    if net && let Err(e) = isolate_network() {
+        fail(format!("cannot isolate the network: {e}"));
+    }
+    let err = std::process::Command::new(prog)
+        .args(prog_args.iter())
+        .exec();
+    // Like a shell: 127 for a missing command.
+    let _ = writeln!(
+        std::io::stderr(),
+        "forge sandbox: cannot run `{}`: {err}",
+        prog.to_string_lossy()
+    );
+    std::process::exit(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}

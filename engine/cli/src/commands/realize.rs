@@ -1,0 +1,138 @@
+//! `forge realize`: build every missing node of a target or spec.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use forge_realize::{Options, Reporter};
+use forge_resolve::SystemHost;
+
+use crate::ExitStatus;
+use crate::args::RealizeArgs;
+use crate::context::Ctx;
+use crate::progress;
+
+pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> {
+    let request = match (&a.request, ctx.example()) {
+        (Some(r), _) => r.clone(),
+        (None, true) => crate::examples::DEFAULT_TARGET.to_owned(),
+        (None, false) => {
+            ctx.printer.error("name a target or spec to realize");
+            ctx.printer.hint("`forge plan --all` lists the targets; `forge realize --example` builds the built-in example");
+            return Err(ExitStatus::Error);
+        }
+    };
+    let set = ctx.load()?;
+    let host = SystemHost::new();
+    let plan = Arc::new(ctx.plan(&set, &host, &request)?);
+    let store = Arc::new(ctx.open_store()?);
+    let forge_exe = std::env::current_exe().map_err(|e| {
+        ctx.printer
+            .error(&format!("cannot find the forge executable: {e}"));
+        ExitStatus::Error
+    })?;
+    let reporter: Arc<dyn Reporter> = if a.json {
+        Arc::new(progress::Json::new())
+    } else if std::io::stderr().is_terminal() && !ctx.printer.quiet {
+        Arc::new(progress::Live::new(ctx.printer))
+    } else {
+        Arc::new(progress::Plain::new(ctx.printer))
+    };
+    // Probe isolation only when something is to be built: a no-op realize stays instant.
+    let names = forge_realize::store_names(&plan);
+    let all_valid = store
+        .valid_subset(names.iter().map(String::as_str))
+        .map(|v| v.len() == names.len())
+        .unwrap_or(false);
+    let isolate_network = if all_valid {
+        false
+    } else {
+        match forge_build::probe(&forge_exe) {
+            forge_build::Isolation::Network => true,
+            forge_build::Isolation::Unavailable(why) => {
+                ctx.printer.warn(&format!("builds can reach the network: this kernel does not let forge isolate them ({why})"));
+                false
+            }
+        }
+    };
+    let cores = a
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = Options {
+        jobs: a.jobs.max(1),
+        cores,
+        keep_going: a.keep_going,
+        keep_failed: a.keep_failed,
+        forge_exe,
+        isolate_network,
+        source_cache: ctx.source_cache.clone(),
+        fetch: forge_fetch::FetchOptions {
+            mirrors: ctx.mirrors.clone(),
+            ..Default::default()
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            ctx.printer
+                .error(&format!("cannot start the scheduler: {e}"));
+            ExitStatus::Error
+        })?;
+    let report = runtime.block_on(async {
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = cancel_tx.send(true);
+            }
+        });
+        forge_realize::realize(
+            Arc::clone(&store),
+            Arc::clone(&plan),
+            opts,
+            Arc::clone(&reporter),
+            cancel_rx,
+        )
+        .await
+    });
+    drop(reporter);
+    let report = report.map_err(|e| {
+        ctx.printer.error(&e.to_string());
+        ExitStatus::Error
+    })?;
+    if report.cancelled {
+        ctx.printer.error(
+            "interrupted; running builds were stopped and their scratch directories removed",
+        );
+        return Ok(ExitStatus::Failure);
+    }
+    if !report.success() {
+        ctx.printer.error(&format!(
+            "{} failed, {} skipped, {} built",
+            report.failed.len(),
+            report.skipped.len(),
+            report.built.len()
+        ));
+        return Ok(ExitStatus::Failure);
+    }
+    let root = plan.root().store_name();
+    if let Some(link) = &a.out_link {
+        store.add_out_link(&root, link).map_err(|e| {
+            ctx.printer.error(&e.to_string());
+            ExitStatus::Error
+        })?;
+    }
+    if !a.json {
+        if !report.built.is_empty() {
+            ctx.printer.info(&format!(
+                "built {} node{} in {:.1}s",
+                report.built.len(),
+                if report.built.len() == 1 { "" } else { "s" },
+                report.seconds
+            ));
+        }
+        ctx.printer
+            .data(&store.path_of(&root).display().to_string());
+    }
+    Ok(ExitStatus::Success)
+}

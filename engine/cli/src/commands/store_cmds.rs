@@ -1,0 +1,267 @@
+//! Store commands: `path-info`, `why-depends`, `verify`, `roots`, `gc`, `log`.
+
+use std::fmt::Write as _;
+
+use crate::ExitStatus;
+use crate::args::{GcArgs, JsonArg, LogArgs, PathInfoArgs, VerifyArgs, WhyDependsArgs};
+use crate::context::Ctx;
+
+fn store_err(ctx: &Ctx) -> impl Fn(forge_store::StoreError) -> ExitStatus + '_ {
+    |e| {
+        ctx.printer.error(&e.to_string());
+        ExitStatus::Error
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, ExitStatus> {
+    let store = ctx.open_store()?;
+    let mut rows = Vec::new();
+    let mut missing = 0;
+    for p in &a.paths {
+        let name = ctx.resolve_path(&store, p)?;
+        match store.query(&name).map_err(store_err(ctx))? {
+            Some(info) => {
+                let closure = if a.closure_size {
+                    Some(store.closure_size(&name).map_err(store_err(ctx))?)
+                } else {
+                    None
+                };
+                rows.push((info, closure));
+            }
+            None => {
+                ctx.printer.error(&format!(
+                    "`{}` is not valid in the store",
+                    store.path_of(&name).display()
+                ));
+                missing += 1;
+            }
+        }
+    }
+    if a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(i, c)| {
+                let mut v = serde_json::to_value(i).expect("serializes");
+                v["path"] = serde_json::json!(store.path_of(&i.name));
+                if let Some(c) = c {
+                    v["closure_size"] = serde_json::json!(c);
+                }
+                v
+            })
+            .collect();
+        ctx.printer
+            .data(&serde_json::to_string_pretty(&v).expect("serializes"));
+    } else {
+        let mut out = String::new();
+        for (i, c) in &rows {
+            let _ = writeln!(out, "{}", store.path_of(&i.name).display());
+            let _ = writeln!(out, "  size:        {} ({} files)", human(i.size), i.files);
+            if let Some(c) = c {
+                let _ = writeln!(out, "  closure:     {}", human(*c));
+            }
+            let _ = writeln!(out, "  content:     {}", i.content_hash);
+            let _ = writeln!(out, "  deriver:     {}", i.deriver);
+            let _ = writeln!(out, "  built in:    {:.1}s", i.build_seconds);
+            let refs: Vec<&String> = i.references.iter().filter(|r| **r != i.name).collect();
+            let _ = writeln!(
+                out,
+                "  references:  {}",
+                if refs.is_empty() {
+                    "none".to_owned()
+                } else {
+                    String::new()
+                }
+            );
+            for r in refs {
+                let _ = writeln!(out, "    {}", store.path_of(r).display());
+            }
+        }
+        ctx.printer.data(&out);
+    }
+    Ok(if missing > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, ExitStatus> {
+    let store = ctx.open_store()?;
+    let from = ctx.resolve_path(&store, &a.from)?;
+    let to = ctx.resolve_path(&store, &a.to)?;
+    let Some(chain) = store.why_depends(&from, &to).map_err(store_err(ctx))? else {
+        ctx.printer.data(&format!(
+            "{} does not depend on {}",
+            store.path_of(&from).display(),
+            store.path_of(&to).display()
+        ));
+        return Ok(ExitStatus::Failure);
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", store.path_of(&chain[0]).display());
+    for w in chain.windows(2) {
+        let (x, y) = (&w[0], &w[1]);
+        let evidence = forge_store::find_reference(&store.path_of(x), &y[..forge_store::HASH_LEN])
+            .map_err(store_err(ctx))?;
+        match evidence {
+            Some((file, off, context)) => {
+                let rel = file.strip_prefix(store.path_of(x)).unwrap_or(&file);
+                let _ = writeln!(out, "└── {}", store.path_of(y).display());
+                let _ = writeln!(
+                    out,
+                    "      referenced from {} at byte {off}: …{context}…",
+                    rel.display()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "└── {}", store.path_of(y).display());
+            }
+        }
+    }
+    ctx.printer.data(&out);
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, ExitStatus> {
+    let store = ctx.open_store()?;
+    let report = store.verify(a.check_contents).map_err(store_err(ctx))?;
+    if a.json {
+        ctx.printer
+            .data(&serde_json::to_string_pretty(&report).expect("serializes"));
+    } else {
+        for p in &report.problems {
+            match p {
+                forge_store::Problem::Missing { name } => ctx.printer.error(&format!(
+                    "`{}` is registered but missing",
+                    store.path_of(name).display()
+                )),
+                forge_store::Problem::Modified {
+                    name,
+                    expected,
+                    actual,
+                } => ctx.printer.error(&format!(
+                    "`{}` was modified: content hash {actual}, registered {expected}",
+                    store.path_of(name).display()
+                )),
+                forge_store::Problem::Unreadable { name, reason } => ctx.printer.error(&format!(
+                    "`{}` cannot be read: {reason}",
+                    store.path_of(name).display()
+                )),
+                forge_store::Problem::Unregistered { name } => ctx.printer.warn(&format!(
+                    "`{}` is not registered (an interrupted build); `forge gc` removes it",
+                    store.path_of(name).display()
+                )),
+            }
+        }
+        let bad = report.problems.iter().filter(|p| p.is_corruption()).count();
+        if bad == 0 {
+            ctx.printer.info(&format!(
+                "verified {} paths{}: all good",
+                report.checked,
+                if a.check_contents {
+                    " and their contents"
+                } else {
+                    ""
+                }
+            ));
+        } else {
+            ctx.printer
+                .error(&format!("{bad} of {} paths are damaged", report.checked));
+            ctx.printer.hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again");
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, ExitStatus> {
+    let store = ctx.open_store()?;
+    let roots = store.roots().map_err(store_err(ctx))?;
+    if a.json {
+        ctx.printer
+            .data(&serde_json::to_string_pretty(&roots).expect("serializes"));
+    } else {
+        let mut out = String::new();
+        for r in &roots {
+            let _ = writeln!(
+                out,
+                "{} -> {}",
+                r.link.display(),
+                store.path_of(&r.target).display()
+            );
+        }
+        ctx.printer.data(&out);
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, ExitStatus> {
+    let store = ctx.open_store()?;
+    let report = store.gc(a.dry_run).map_err(store_err(ctx))?;
+    if a.json {
+        ctx.printer
+            .data(&serde_json::to_string_pretty(&report).expect("serializes"));
+    } else {
+        let verb = if a.dry_run { "would delete" } else { "deleted" };
+        for n in &report.deleted {
+            ctx.printer
+                .info(&format!("{verb} {}", store.path_of(n).display()));
+        }
+        for n in &report.leftovers {
+            ctx.printer
+                .info(&format!("{verb} leftover {}", store.path_of(n).display()));
+        }
+        ctx.printer.info(&format!(
+            "{verb} {} paths ({}) and {} leftovers; kept {}",
+            report.deleted.len(),
+            human(report.freed_bytes),
+            report.leftovers.len(),
+            report.kept
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, ExitStatus> {
+    let store = ctx.open_store()?;
+    let name = ctx.resolve_path(&store, &a.path)?;
+    let key = if a.wrapper {
+        format!("{name}.wrapper")
+    } else {
+        name.clone()
+    };
+    match store.read_log(&key).map_err(store_err(ctx))? {
+        Some(text) => {
+            ctx.printer.data(&text);
+            Ok(ExitStatus::Success)
+        }
+        None => {
+            ctx.printer.error(&format!(
+                "no {}log is kept for `{}`",
+                if a.wrapper { "wrapper " } else { "" },
+                store.path_of(&name).display()
+            ));
+            ctx.printer
+                .hint("logs are kept for paths built by this store; host tools have none");
+            Ok(ExitStatus::Failure)
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Reporters for `forge realize`: live progress on a terminal, plain lines otherwise, a JSON event
+//! stream for programs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use forge_realize::{Event, Reporter};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::printer::Printer;
+
+/// `<hash>-name-version` → `name-version`, for display.
+fn short(node: &str) -> &str {
+    node.get(forge_store::HASH_LEN + 1..).unwrap_or(node)
+}
+
+fn print_failure(printer: Printer, e: &Event) {
+    let Event::Failed {
+        node,
+        phase,
+        command,
+        message,
+        log,
+        tail,
+    } = e
+    else {
+        return;
+    };
+    printer.error(&format!("{} failed: {message}", short(node)));
+    if let Some(p) = phase {
+        printer.info(&format!("  phase:   {p}"));
+    }
+    if let Some(c) = command {
+        printer.info(&format!("  command: {c}"));
+    }
+    if !tail.is_empty() {
+        printer.info(&format!("  last {} log lines:", tail.len()));
+        for l in tail {
+            printer.info(&format!("  │ {l}"));
+        }
+    }
+    if let Some(l) = log {
+        printer.info(&format!("  log:     {}", l.display()));
+    }
+}
+
+/// Plain lines on stderr (not a terminal, or `--quiet`).
+#[derive(Debug)]
+pub struct Plain {
+    printer: Printer,
+}
+
+impl Plain {
+    pub fn new(printer: Printer) -> Self {
+        Self { printer }
+    }
+}
+
+impl Reporter for Plain {
+    fn event(&self, e: &Event) {
+        match e {
+            Event::Planned {
+                total,
+                valid,
+                to_build,
+            } => {
+                if *to_build == 0 {
+                    self.printer
+                        .info(&format!("all {total} nodes are valid; nothing to build"));
+                } else {
+                    self.printer.info(&format!(
+                        "{to_build} of {total} nodes to build ({valid} valid)"
+                    ));
+                }
+            }
+            Event::Started { node } => self.printer.info(&format!("building {}", short(node))),
+            Event::Finished { node, seconds, how } => match how.as_str() {
+                "by-other-process" => self.printer.info(&format!(
+                    "{} was built by another forge process",
+                    short(node)
+                )),
+                _ => self
+                    .printer
+                    .info(&format!("built {} in {seconds:.1}s", short(node))),
+            },
+            Event::Note { node, message } => {
+                self.printer.warn(&format!("{}: {message}", short(node)))
+            }
+            Event::Failed { .. } => print_failure(self.printer, e),
+            Event::Skipped { node, because } => self.printer.warn(&format!(
+                "skipped {}: its dependency {} failed",
+                short(node),
+                short(because)
+            )),
+            Event::Phase { .. } | Event::Line { .. } => {}
+        }
+    }
+}
+
+/// One JSON object per line on stdout; log lines are left out (they are in `forge log`).
+#[derive(Debug, Default)]
+pub struct Json {
+    start: Option<Instant>,
+}
+
+impl Json {
+    pub fn new() -> Self {
+        Self {
+            start: Some(Instant::now()),
+        }
+    }
+}
+
+impl Reporter for Json {
+    fn event(&self, e: &Event) {
+        if matches!(e, Event::Line { .. }) {
+            return;
+        }
+        let mut v = serde_json::to_value(e).expect("events serialize");
+        if let Some(s) = self.start {
+            v["elapsed"] = serde_json::json!((s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    }
+}
+
+struct Running {
+    bar: ProgressBar,
+    phase: String,
+    started: Instant,
+}
+
+/// Live display: a header with counts and one line per running build (phase, elapsed time, last
+/// log line).
+pub struct Live {
+    printer: Printer,
+    multi: MultiProgress,
+    header: ProgressBar,
+    state: Mutex<BTreeMap<String, Running>>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+impl Live {
+    pub fn new(printer: Printer) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let header = multi.add(ProgressBar::new(0));
+        header.set_style(
+            ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30}] {pos}/{len} built  {elapsed_precise}  {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        header.set_prefix("realize");
+        header.enable_steady_tick(Duration::from_millis(200));
+        Self {
+            printer,
+            multi,
+            header,
+            state: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn message(name: &str, r: &Running, line: &str) -> String {
+        let mut line: String = line.chars().filter(|c| !c.is_control()).collect();
+        if line.len() > 60 {
+            let cut = line.char_indices().nth(60).map_or(line.len(), |(i, _)| i);
+            line.truncate(cut);
+            line.push('…');
+        }
+        format!(
+            "{:<28} {:<10} {:>5.0}s  {line}",
+            short(name),
+            r.phase,
+            r.started.elapsed().as_secs_f64()
+        )
+    }
+}
+
+impl Reporter for Live {
+    fn event(&self, e: &Event) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match e {
+            Event::Planned {
+                total, to_build, ..
+            } => {
+                self.header.set_length(*to_build as u64);
+                self.header
+                    .set_message(format!("{} nodes, {} valid", total, total - to_build));
+            }
+            Event::Started { node } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg}").expect("valid template"),
+                );
+                bar.enable_steady_tick(Duration::from_millis(150));
+                let r = Running {
+                    bar,
+                    phase: "start".into(),
+                    started: Instant::now(),
+                };
+                r.bar.set_message(Self::message(node, &r, ""));
+                state.insert(node.clone(), r);
+            }
+            Event::Phase { node, phase } => {
+                if let Some(r) = state.get_mut(node) {
+                    r.phase.clone_from(phase);
+                    r.bar.set_message(Self::message(node, r, ""));
+                }
+            }
+            Event::Line { node, line } => {
+                if let Some(r) = state.get(node) {
+                    r.bar.set_message(Self::message(node, r, line));
+                }
+            }
+            Event::Finished { node, seconds, how } => {
+                if let Some(r) = state.remove(node) {
+                    r.bar.finish_and_clear();
+                    self.multi.remove(&r.bar);
+                }
+                self.header.inc(1);
+                let text = match how.as_str() {
+                    "by-other-process" => {
+                        format!("{} was built by another forge process", short(node))
+                    }
+                    _ => format!("built {} in {seconds:.1}s", short(node)),
+                };
+                let _ = self.multi.println(text);
+            }
+            Event::Note { node, message } => {
+                let _ = self
+                    .multi
+                    .println(format!("warning: {}: {message}", short(node)));
+            }
+            Event::Failed { node, .. } => {
+                if let Some(r) = state.remove(node) {
+                    r.bar.finish_and_clear();
+                    self.multi.remove(&r.bar);
+                }
+                self.multi.suspend(|| print_failure(self.printer, e));
+            }
+            Event::Skipped { node, because } => {
+                let _ = self.multi.println(format!(
+                    "skipped {}: its dependency {} failed",
+                    short(node),
+                    short(because)
+                ));
+            }
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.header.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}

@@ -1,0 +1,11 @@
+//! Sources: the content-addressed source cache, downloads with retries, resume and mirrors, and
+//! safe unpacking of hostile archives.
+//!
+//! Part of forge's realize stage. Nothing here knows about recipes or the store: it takes digests,
+//! URLs and paths, and returns verified files and unpacked trees.
+
+pub mod cache;
+pub mod unpack;
+
+pub use cache::{FetchError, FetchOptions, SourceCache, sha256_file};
+pub use unpack::{Format, Limits, Report, UnpackError, source_root, unpack};

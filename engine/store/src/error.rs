@@ -1,0 +1,58 @@
+//! The store's errors; each names the path or store name it is about.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("store database `{path}`: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// A metadata file does not parse.
+    #[error("`{path}` is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store exists with another padding.
+    #[error(
+        "the store at `{root}` pads its paths to {existing} bytes; it cannot be reopened with {requested}"
+    )]
+    PaddingMismatch {
+        /// The store root.
+        root: PathBuf,
+        /// Padding it was created with.
+        existing: usize,
+        /// Padding asked for now.
+        requested: usize,
+    },
+    /// An output references a path that is not valid.
+    #[error("`{name}` references `{reference}`, which is not a valid store path")]
+    InvalidReference {
+        /// The output being registered.
+        name: String,
+        /// The missing reference.
+        reference: String,
+    },
+    /// A name that is not `<hash>-<name>-<version>`.
+    #[error("`{0}` is not a store path name (expected `<32-character hash>-<name>-<version>`)")]
+    BadName(String),
+    /// Hashing an output failed.
+    #[error(transparent)]
+    Tree(#[from] forge_treehash::TreeError),
+}

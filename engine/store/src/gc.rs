@@ -1,0 +1,299 @@
+//! GC roots and garbage collection.
+//!
+//! Roots live in `.forge/roots/`: a *direct* root is a symlink there pointing at a store path; an
+//! *indirect* root (made by `--out-link`) is a symlink in `.forge/roots/auto/` pointing at the
+//! out-link outside the store, which points at the store path — delete the out-link and the root
+//! goes away. The collector keeps the closure of every root, of every path a running process has
+//! open (found through `/proc`), and of every path whose build lock is held; it deletes the rest,
+//! unregistering a path before removing its files, so an interrupted collection leaves at worst
+//! an unregistered directory that the next one removes.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::{Result, Store, StoreError};
+
+/// What kind of root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootKind {
+    /// A link in `.forge/roots/`.
+    Direct,
+    /// An out-link elsewhere, registered in `.forge/roots/auto/`.
+    Indirect,
+}
+
+/// A live GC root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Root {
+    /// The link that keeps the path alive.
+    pub link: PathBuf,
+    /// The store name it points at.
+    pub target: String,
+    /// Direct or indirect.
+    pub kind: RootKind,
+}
+
+/// What a collection did (or would do, for a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Valid paths deleted.
+    pub deleted: Vec<String>,
+    /// Unregistered leftovers (interrupted builds) deleted.
+    pub leftovers: Vec<String>,
+    /// Bytes freed (regular files of deleted valid paths).
+    pub freed_bytes: u64,
+    /// Valid paths kept.
+    pub kept: usize,
+}
+
+fn fs(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+fn link_name_for(path: &Path) -> String {
+    // A stable file name for an indirect root: the out-link path with `/` replaced.
+    let s = path.to_string_lossy();
+    let mut out: String = s.chars().map(|c| if c == '/' { '%' } else { c }).collect();
+    if out.len() > 200 {
+        let h = blake3::hash(s.as_bytes());
+        out = format!("{}…{}", &out[..100], &h.to_hex()[..32]);
+    }
+    out
+}
+
+impl Store {
+    /// Makes `link` (outside the store) a symlink to `name` and registers it as an indirect root.
+    pub fn add_out_link(&self, name: &str, link: &Path) -> Result<()> {
+        let link = std::path::absolute(link).map_err(|e| fs(link, e))?;
+        let target = self.path_of(name);
+        replace_symlink(&target, &link)?;
+        let reg = self.meta.join("roots/auto").join(link_name_for(&link));
+        replace_symlink(&link, &reg)
+    }
+
+    /// Registers a direct root called `root_name` for `name`.
+    pub fn add_root(&self, name: &str, root_name: &str) -> Result<PathBuf> {
+        let reg = self.meta.join("roots").join(root_name);
+        replace_symlink(&self.path_of(name), &reg)?;
+        Ok(reg)
+    }
+
+    /// Every live root; dangling indirect roots (their out-link was deleted or repointed outside
+    /// the store) are unregistered on the way.
+    pub fn roots(&self) -> Result<Vec<Root>> {
+        let mut out = Vec::new();
+        for (dir, kind) in [
+            (self.meta.join("roots"), RootKind::Direct),
+            (self.meta.join("roots/auto"), RootKind::Indirect),
+        ] {
+            let Ok(rd) = fs_err::read_dir(&dir) else {
+                continue;
+            };
+            let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            entries.sort();
+            for reg in entries {
+                let Ok(meta) = fs_err::symlink_metadata(&reg) else {
+                    continue;
+                };
+                if !meta.file_type().is_symlink() {
+                    continue;
+                }
+                let Ok(first) = fs_err::read_link(&reg) else {
+                    continue;
+                };
+                let (link, target) = match kind {
+                    RootKind::Direct => (reg.clone(), first),
+                    RootKind::Indirect => match fs_err::read_link(&first) {
+                        Ok(t) => (first, t),
+                        Err(_) => {
+                            let _ = fs_err::remove_file(&reg);
+                            continue;
+                        }
+                    },
+                };
+                match self.name_of(&target) {
+                    Some(n) => out.push(Root {
+                        link,
+                        target: n,
+                        kind,
+                    }),
+                    None if kind == RootKind::Indirect => {
+                        let _ = fs_err::remove_file(&reg);
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store names that running processes use: executables, working directories, mapped files
+    /// and open files under the store.
+    pub fn in_use(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Ok(rd) = fs_err::read_dir("/proc") else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let pid = e.file_name();
+            if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let base = e.path();
+            for l in ["exe", "cwd", "root"] {
+                if let Ok(t) = fs_err::read_link(base.join(l)) {
+                    out.extend(self.name_of(&t));
+                }
+            }
+            if let Ok(fds) = fs_err::read_dir(base.join("fd")) {
+                for fd in fds.flatten() {
+                    if let Ok(t) = fs_err::read_link(fd.path()) {
+                        out.extend(self.name_of(&t));
+                    }
+                }
+            }
+            if let Ok(maps) = fs_err::read_to_string(base.join("maps")) {
+                for line in maps.lines() {
+                    if let Some(i) = line.find('/') {
+                        out.extend(self.name_of(Path::new(&line[i..])));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Deletes every path that is not reachable from a root, in use, or locked. With `dry_run`,
+    /// only reports what would go.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        let mut keep: Vec<String> = self.roots()?.into_iter().map(|r| r.target).collect();
+        keep.extend(self.in_use());
+        let valid = self.all_valid()?;
+        // A held lock means a build (or a reader such as export) is working on the path.
+        let mut locks = Vec::new();
+        for n in &valid {
+            match self.try_lock(n)? {
+                Some(l) => locks.push(l),
+                None => keep.push(n.clone()),
+            }
+        }
+        let live: BTreeSet<String> = self.closure(&keep)?.into_iter().collect();
+        let dead: Vec<String> = valid
+            .iter()
+            .filter(|n| !live.contains(*n))
+            .cloned()
+            .collect();
+        let mut report = GcReport {
+            kept: valid.len() - dead.len(),
+            ..GcReport::default()
+        };
+        for n in &dead {
+            report.freed_bytes += self.query(n)?.map_or(0, |i| i.size);
+        }
+        // Unregistered directories in the paths dir: leftovers of interrupted builds.
+        let valid_set: BTreeSet<&String> = valid.iter().collect();
+        let mut leftovers = Vec::new();
+        for e in fs_err::read_dir(self.paths_dir())
+            .map_err(|e| fs(self.paths_dir(), e))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if crate::parse_name(&name).is_none()
+                || name.ends_with(".drv")
+                || valid_set.contains(&name)
+            {
+                continue;
+            }
+            if let Some(l) = self.try_lock(&name)? {
+                leftovers.push((name, l))
+            }
+        }
+        report.deleted = dead.clone();
+        report.leftovers = leftovers.iter().map(|(n, _)| n.clone()).collect();
+        if dry_run {
+            return Ok(report);
+        }
+        match crate::db::unregister(&mut self.db(), &dead).map_err(|e| self.db_err(e))? {
+            Ok(()) => {}
+            Err((name, referrer)) => {
+                return Err(StoreError::Corrupt {
+                    path: self.meta.join("db.sqlite"),
+                    reason: format!("`{name}` is dead but referenced by live `{referrer}`"),
+                });
+            }
+        }
+        for n in dead.iter().chain(report.leftovers.iter()) {
+            remove_tree(self, &self.path_of(n))?;
+            let _ = fs_err::remove_file(self.drv_path(n));
+            let _ = fs_err::remove_file(self.log_path(n));
+        }
+        drop(locks);
+        drop(leftovers);
+        Ok(report)
+    }
+}
+
+/// Points `link` at `target`, replacing whatever is there, atomically.
+fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
+    let dir = link.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        link.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = fs_err::remove_file(&tmp);
+    fs_err::os::unix::fs::symlink(target, &tmp).map_err(|e| fs(&tmp, e))?;
+    fs_err::rename(&tmp, link).map_err(|e| fs(link, e))
+}
+
+/// Removes a store tree: moved to `.forge/trash` first (one atomic step), then deleted with
+/// write permission restored on its directories.
+pub(crate) fn remove_tree(store: &Store, path: &Path) -> Result<()> {
+    let Ok(meta) = fs_err::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let trash = store.meta.join("trash").join(format!(
+        "{}.{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let target = if meta.is_dir() {
+        // The directory's own permissions must allow the rename to a new parent.
+        let _ = fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755));
+        fs_err::rename(path, &trash).map_err(|e| fs(path, e))?;
+        trash
+    } else {
+        path.to_path_buf()
+    };
+    make_writable(&target);
+    if meta.is_dir() {
+        fs_err::remove_dir_all(&target).map_err(|e| fs(&target, e))
+    } else {
+        fs_err::remove_file(&target).map_err(|e| fs(&target, e))
+    }
+}
+
+fn make_writable(p: &Path) {
+    let Ok(meta) = fs_err::symlink_metadata(p) else {
+        return;
+    };
+    if meta.is_dir() {
+        let _ = fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+        if let Ok(rd) = fs_err::read_dir(p) {
+            for e in rd.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}

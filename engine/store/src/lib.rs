@@ -1,0 +1,486 @@
+//! The content-addressed store: output directories, their metadata in SQLite, locks, roots,
+//! garbage collection, verification and build logs.
+//!
+//! The fifth stage of forge's pipeline (see `store-layout/store.md` for the on-disk format). A
+//! store path is `<paths dir>/<hash>-<name>-<version>`, where the hash is the derivation hash
+//! computed by `forge-plan`. A path is *valid* once its row is in the database; the row is
+//! written last, after the output is complete, normalized, hashed, synced and renamed into place
+//! ([`Store::commit`]). Everything else on disk is either metadata under `.forge/` or an invalid
+//! leftover that [`Store::gc`] removes.
+//!
+//! This crate does not build, fetch or plan anything; it only keeps outputs safe.
+
+mod commit;
+mod db;
+mod error;
+mod gc;
+mod lock;
+mod refs;
+mod verify;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+pub use commit::{CommitRequest, SHEBANG_LIMIT};
+pub use error::StoreError;
+pub use gc::{GcReport, Root, RootKind};
+pub use lock::PathLock;
+pub use refs::{find_reference, scan_references};
+pub use verify::{Problem, VerifyReport};
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Length of the hash part of a store name.
+pub const HASH_LEN: usize = 32;
+
+/// Name of the metadata directory inside the store root.
+pub const META_DIR: &str = ".forge";
+
+/// The store's settings, fixed when it is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// Format version of the store layout.
+    pub version: u32,
+    /// Length the directory holding the outputs is padded to (0: no padding). Long build
+    /// prefixes let Spack relocate binaries into any shorter consumer prefix.
+    pub padded_length: usize,
+}
+
+/// Current store layout version.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Metadata of a valid path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathInfo {
+    /// `<hash>-<name>-<version>`.
+    pub name: String,
+    /// Content hash of the output tree (`forge-tree-v1`, hex).
+    pub content_hash: String,
+    /// Total size of its regular files, in bytes.
+    pub size: u64,
+    /// Number of regular files.
+    pub files: u64,
+    /// The derivation hash that produced it.
+    pub deriver: String,
+    /// When it became valid (seconds since the Unix epoch).
+    pub registered: i64,
+    /// How long its build took, in seconds (0 for host tools).
+    pub build_seconds: f64,
+    /// Store paths it references at run time (sorted; may include itself).
+    pub references: Vec<String>,
+}
+
+/// Splits a store name into hash, package name and version (`<hash>-<name>-<version>`; the
+/// version is the part after the last `-` that starts with a digit).
+pub fn parse_name(name: &str) -> Option<(&str, &str, &str)> {
+    if name.len() < HASH_LEN + 2 || name.as_bytes()[HASH_LEN] != b'-' {
+        return None;
+    }
+    let hash = &name[..HASH_LEN];
+    if !hash
+        .bytes()
+        .all(|c| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&c))
+    {
+        return None;
+    }
+    let rest = &name[HASH_LEN + 1..];
+    // Package names may contain `-` (gcc-runtime); versions start with a digit.
+    let split = rest
+        .match_indices('-')
+        .map(|(i, _)| i)
+        .find(|i| rest[i + 1..].starts_with(|c: char| c.is_ascii_digit()))?;
+    Some((hash, &rest[..split], &rest[split + 1..]))
+}
+
+/// The content-addressed store.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    paths_dir: PathBuf,
+    meta: PathBuf,
+    config: StoreConfig,
+    db: Mutex<rusqlite::Connection>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The directory that holds outputs for a store rooted at `root` padded to `padded_length`:
+/// `root` itself, or `root` followed by `__forge_padding…` components up to that length.
+pub fn padded_paths_dir(root: &Path, padded_length: usize) -> PathBuf {
+    let base = root.as_os_str().len();
+    if padded_length <= base + 1 {
+        return root.to_path_buf();
+    }
+    let mut remaining = padded_length - base;
+    let mut out = root.to_path_buf();
+    const COMPONENT: &str = "__forge_padding";
+    while remaining > 1 {
+        // `/` plus a component of at most 255 bytes.
+        let mut len = (remaining - 1).min(255);
+        if remaining - (len + 1) == 1 {
+            // Never leave a single byte over: it cannot hold `/` and a name.
+            len -= 1;
+        }
+        let mut c = String::with_capacity(len);
+        c.push_str(&COMPONENT[..COMPONENT.len().min(len)]);
+        while c.len() < len {
+            c.push('_');
+        }
+        out.push(c);
+        remaining -= len + 1;
+    }
+    out
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it with `padded_length` if it does not exist. An
+    /// existing store keeps the padding it was created with; asking for another is an error.
+    pub fn open(root: &Path, padded_length: Option<usize>) -> Result<Store> {
+        let root = std::path::absolute(root).map_err(io(root))?;
+        let meta = root.join(META_DIR);
+        for d in [
+            "",
+            "locks",
+            "logs",
+            "roots",
+            "roots/auto",
+            "build",
+            "tmp",
+            "trash",
+        ] {
+            let p = meta.join(d);
+            fs_err::create_dir_all(&p).map_err(|e| StoreError::Io {
+                path: p.clone(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            })?;
+        }
+        let config_path = meta.join("config.json");
+        let config = match fs_err::read_to_string(&config_path) {
+            Ok(text) => {
+                let c: StoreConfig =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        path: config_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if let Some(p) = padded_length
+                    && p != c.padded_length
+                {
+                    return Err(StoreError::PaddingMismatch {
+                        root: root.clone(),
+                        existing: c.padded_length,
+                        requested: p,
+                    });
+                }
+                c
+            }
+            Err(_) => {
+                let c = StoreConfig {
+                    version: LAYOUT_VERSION,
+                    padded_length: padded_length.unwrap_or(0),
+                };
+                commit::write_atomic(
+                    &config_path,
+                    serde_json::to_string_pretty(&c)
+                        .expect("serializes")
+                        .as_bytes(),
+                )?;
+                c
+            }
+        };
+        let paths_dir = padded_paths_dir(&root, config.padded_length);
+        fs_err::create_dir_all(&paths_dir).map_err(|e| StoreError::Io {
+            path: paths_dir.clone(),
+            source: std::io::Error::new(e.kind(), e.to_string()),
+        })?;
+        commit::install_sbang(&root)?;
+        let db = db::open(&meta.join("db.sqlite"))?;
+        Ok(Store {
+            root,
+            paths_dir,
+            meta,
+            config,
+            db: Mutex::new(db),
+        })
+    }
+
+    /// The store root (what `--store` names).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory holding the outputs (the root, or the padded directory below it).
+    pub fn paths_dir(&self) -> &Path {
+        &self.paths_dir
+    }
+
+    /// The store's settings.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The metadata directory (`<root>/.forge`).
+    pub fn meta_dir(&self) -> &Path {
+        &self.meta
+    }
+
+    /// `<root>/bin/sbang`: the interpreter trampoline for shebang lines longer than the kernel
+    /// accepts.
+    pub fn sbang_path(&self) -> PathBuf {
+        self.root.join("bin/sbang")
+    }
+
+    /// Full path of a store name.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.paths_dir.join(name)
+    }
+
+    /// The store name of a full path inside the store (`…/<name>/bin/x` → `<name>`).
+    pub fn name_of(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.paths_dir).ok()?;
+        let first = rel.components().next()?.as_os_str().to_str()?;
+        parse_name(first).map(|_| first.to_owned())
+    }
+
+    /// Where the derivation document of a store name is kept.
+    pub fn drv_path(&self, name: &str) -> PathBuf {
+        self.paths_dir.join(format!("{name}.drv"))
+    }
+
+    /// Writes a derivation document next to its output (atomically).
+    pub fn write_drv(&self, name: &str, document: &[u8]) -> Result<()> {
+        let p = self.drv_path(name);
+        if p.exists() {
+            return Ok(());
+        }
+        commit::write_atomic(&p, document)
+    }
+
+    /// A scratch directory for building `name`, on the store's filesystem (so the output can be
+    /// renamed into place). The caller must hold the path's lock.
+    pub fn scratch_dir(&self, name: &str, purpose: &str) -> PathBuf {
+        self.meta.join("build").join(format!("{name}.{purpose}"))
+    }
+
+    /// Directory for temporary files on the store's filesystem.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.meta.join("tmp")
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `name` is valid.
+    pub fn is_valid(&self, name: &str) -> Result<bool> {
+        db::is_valid(&self.db(), name).map_err(|e| self.db_err(e))
+    }
+
+    /// The subset of `names` that is valid, in one query.
+    pub fn valid_subset<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<BTreeSet<String>> {
+        db::valid_subset(&self.db(), names).map_err(|e| self.db_err(e))
+    }
+
+    /// Metadata of a valid path.
+    pub fn query(&self, name: &str) -> Result<Option<PathInfo>> {
+        db::query(&self.db(), name).map_err(|e| self.db_err(e))
+    }
+
+    /// Every valid path, sorted.
+    pub fn all_valid(&self) -> Result<Vec<String>> {
+        db::all_valid(&self.db()).map_err(|e| self.db_err(e))
+    }
+
+    /// Paths that reference `name`.
+    pub fn referrers(&self, name: &str) -> Result<Vec<String>> {
+        db::referrers(&self.db(), name).map_err(|e| self.db_err(e))
+    }
+
+    /// The runtime closure of `names` (themselves included), sorted.
+    pub fn closure(&self, names: &[String]) -> Result<Vec<String>> {
+        db::closure(&self.db(), names).map_err(|e| self.db_err(e))
+    }
+
+    /// Total size of the closure of `name`.
+    pub fn closure_size(&self, name: &str) -> Result<u64> {
+        let c = self.closure(&[name.to_owned()])?;
+        let mut total = 0;
+        for n in c {
+            if let Some(i) = self.query(&n)? {
+                total += i.size;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Average build time of earlier builds of `package`, for scheduling.
+    pub fn build_estimate(&self, package: &str) -> Result<Option<f64>> {
+        db::build_estimate(&self.db(), package).map_err(|e| self.db_err(e))
+    }
+
+    /// A shortest chain of references from `from` to `to`, both included.
+    pub fn why_depends(&self, from: &str, to: &str) -> Result<Option<Vec<String>>> {
+        let conn = self.db();
+        let mut prev: BTreeMap<String, String> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([from.to_owned()]);
+        let mut seen = BTreeSet::from([from.to_owned()]);
+        while let Some(cur) = queue.pop_front() {
+            if cur == to {
+                let mut chain = vec![cur.clone()];
+                let mut c = cur;
+                while let Some(p) = prev.get(&c) {
+                    chain.push(p.clone());
+                    c = p.clone();
+                }
+                chain.reverse();
+                return Ok(Some(chain));
+            }
+            for r in db::references(&conn, &cur).map_err(|e| self.db_err(e))? {
+                if seen.insert(r.clone()) {
+                    prev.insert(r.clone(), cur.clone());
+                    queue.push_back(r);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes the build lock of `name`, waiting for another process that holds it.
+    pub fn lock(&self, name: &str) -> Result<PathLock> {
+        lock::acquire(&self.meta.join("locks"), name, true)
+            .map(|l| l.expect("blocking acquire returns a lock"))
+    }
+
+    /// Pins a valid path against garbage collection while it is used (shared lock).
+    pub fn pin(&self, name: &str) -> Result<PathLock> {
+        lock::acquire_shared(&self.meta.join("locks"), name)
+    }
+
+    /// Takes the build lock of `name` if nobody holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<PathLock>> {
+        lock::acquire(&self.meta.join("locks"), name, false)
+    }
+
+    /// Makes a finished output valid: normalizes it, rewrites over-long shebang lines to go
+    /// through `sbang`, scans it for references, hashes it, syncs it, renames it into place and
+    /// registers it. The caller must hold the path's lock.
+    pub fn commit(&self, req: CommitRequest<'_>) -> Result<PathInfo> {
+        let prepared = commit::prepare(self, &req)?;
+        let info = PathInfo {
+            name: req.name.to_owned(),
+            content_hash: prepared.content_hash,
+            size: prepared.size,
+            files: prepared.files,
+            deriver: req.deriver.to_owned(),
+            registered: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            build_seconds: req.build_seconds,
+            references: prepared.references,
+        };
+        db::register(&mut self.db(), &info).map_err(|e| match e {
+            db::RegisterError::Db(e) => self.db_err(e),
+            db::RegisterError::InvalidReference(r) => StoreError::InvalidReference {
+                name: req.name.to_owned(),
+                reference: r,
+            },
+        })?;
+        Ok(info)
+    }
+
+    /// Removes what an interrupted build of `name` may have left at its final path. The caller
+    /// must hold the path's lock, and the path must not be valid.
+    pub fn clear_invalid(&self, name: &str) -> Result<()> {
+        let p = self.path_of(name);
+        if fs_err::symlink_metadata(&p).is_ok() {
+            gc::remove_tree(self, &p)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a compressed copy of a build log.
+    pub fn store_log(&self, name: &str, log: &Path) -> Result<PathBuf> {
+        let dest = self.log_path(name);
+        let data = fs_err::read(log).map_err(|e| StoreError::Io {
+            path: log.to_path_buf(),
+            source: std::io::Error::new(e.kind(), e.to_string()),
+        })?;
+        let compressed = zstd::bulk::compress(&data, 9).map_err(io(log))?;
+        commit::write_atomic(&dest, &compressed)?;
+        Ok(dest)
+    }
+
+    /// Where the compressed log of `name` is kept.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.meta.join("logs").join(format!("{name}.log.zst"))
+    }
+
+    /// The build log of `name`, decompressed.
+    pub fn read_log(&self, name: &str) -> Result<Option<String>> {
+        let p = self.log_path(name);
+        let Ok(data) = fs_err::read(&p) else {
+            return Ok(None);
+        };
+        let plain = zstd::stream::decode_all(&data[..]).map_err(io(&p))?;
+        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Db {
+            path: self.meta.join("db.sqlite"),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_hash_name_version() {
+        let n = "0123456789abcdfghijklmnpqrsvwxyz-gcc-runtime-12.2.0";
+        assert_eq!(
+            parse_name(n),
+            Some(("0123456789abcdfghijklmnpqrsvwxyz", "gcc-runtime", "12.2.0"))
+        );
+        assert_eq!(
+            parse_name("0123456789abcdfghijklmnpqrsvwxyz-x-1"),
+            Some(("0123456789abcdfghijklmnpqrsvwxyz", "x", "1"))
+        );
+        assert!(parse_name("short-x-1").is_none());
+        assert!(
+            parse_name("0123456789abcdfghijklmnpqrsvwxye-x-1").is_none(),
+            "e is not in the alphabet"
+        );
+        assert!(parse_name("0123456789abcdfghijklmnpqrsvwxyz-noversion").is_none());
+    }
+
+    #[test]
+    fn padding_reaches_the_requested_length() {
+        for len in [0, 10, 12, 64, 128, 256, 267, 268, 269, 600, 1000] {
+            let p = padded_paths_dir(Path::new("/tmp/store"), len);
+            let got = p.as_os_str().len();
+            if len <= "/tmp/store".len() + 1 {
+                assert_eq!(p, Path::new("/tmp/store"));
+            } else {
+                assert_eq!(got, len, "{}", p.display());
+                assert!(p.components().all(|c| c.as_os_str().len() <= 255));
+            }
+        }
+    }
+}
