@@ -1,12 +1,16 @@
 //! Isolation of build commands: no network during the build.
 //!
 //! Every build command runs through a small shim, `forge __sandbox [--net] -- PROGRAM ARGS…`, a
-//! fresh single-threaded process that sets `umask 022`, moves itself into a new network namespace
+//! fresh single-threaded process that sets `umask 022`, moves into new network and PID namespaces
 //! (with a new user namespace when not root, mapping the user to itself), brings up the loopback
-//! interface so builds that talk to `127.0.0.1` still work, and `exec`s the command. Doing this in
-//! a separate process, rather than between `fork` and `exec` of a multi-threaded forge, keeps it
-//! free of allocation hazards. Whether the kernel allows it is probed once per run
-//! ([`probe`]); when it does not, builds run with a clear note instead.
+//! interface so builds that talk to `127.0.0.1` still work, and forks the command as process 1 of
+//! the new PID namespace. Both the shim and that process die with their parent
+//! (`PR_SET_PDEATHSIG`), and when process 1 of a PID namespace dies the kernel kills everything
+//! else in it: so when forge is killed, even with `kill -9`, no build process survives to write
+//! into the store behind its back. Doing this in a separate process, rather than between `fork`
+//! and `exec` of a multi-threaded forge, keeps it free of allocation hazards. Whether the kernel
+//! allows it is probed once per run ([`probe`]); when it does not, builds run with a clear note
+//! instead.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -46,15 +50,16 @@ fn write_file(path: &str, data: &str) -> Result<(), String> {
     fs_err::write(path, data).map_err(|e| e.to_string())
 }
 
-/// Enters new network (and, unprivileged, user) namespaces.
+/// Enters new network and PID (and, unprivileged, user) namespaces. The PID namespace applies
+/// to the children forked afterwards.
 #[allow(unsafe_code)]
-fn isolate_network() -> Result<(), String> {
+fn isolate() -> Result<(), String> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let flags = if uid == 0 {
-        UnshareFlags::NEWNET
+        UnshareFlags::NEWNET | UnshareFlags::NEWPID
     } else {
-        UnshareFlags::NEWNET | UnshareFlags::NEWUSER
+        UnshareFlags::NEWNET | UnshareFlags::NEWPID | UnshareFlags::NEWUSER
     };
     // SAFETY: the shim is single-threaded and does not use `UnshareFlags::FILES`.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
@@ -115,12 +120,18 @@ pub fn shim_main(args: &[OsString]) -> ! {
         fail("no command given".into())
     };
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    if net && let Err(e) = isolate_network() {
-        fail(format!("cannot isolate the network: {e}"));
+    die_with_parent();
+    if net {
+        if let Err(e) = isolate() {
+            fail(format!("cannot isolate the build: {e}"));
+        }
+        run_as_init(prog, prog_args)
     }
-    let err = std::process::Command::new(prog)
-        .args(prog_args.iter())
-        .exec();
+    exec(prog, prog_args)
+}
+
+fn exec(prog: &OsString, args: &[&OsString]) -> ! {
+    let err = std::process::Command::new(prog).args(args.iter()).exec();
     // Like a shell: 127 for a missing command.
     let _ = writeln!(
         std::io::stderr(),
@@ -132,4 +143,76 @@ pub fn shim_main(args: &[OsString]) -> ! {
     } else {
         126
     })
+}
+
+/// Asks the kernel to kill this process when its parent dies.
+#[allow(unsafe_code)]
+fn die_with_parent() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
+/// Waits for `pid`, retrying on interrupts, and returns its wait status.
+#[allow(unsafe_code)]
+fn wait_for(pid: libc::pid_t, any: bool) -> libc::c_int {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes only into `status`.
+        let r = unsafe { libc::waitpid(if any { -1 } else { pid }, &mut status, 0) };
+        if r == pid {
+            return status;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            std::process::exit(125);
+        }
+    }
+}
+
+/// An exit code that tells how a wait status ended (`128 + signal` for a signal, as shells do).
+fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        125
+    }
+}
+
+/// Runs the command under a minimal init in the new PID namespace: process 1 forks the command,
+/// reaps every orphan the build leaves, and exits with the command's status once it is done. The
+/// shim mirrors that status.
+#[allow(unsafe_code)]
+fn run_as_init(prog: &OsString, args: &[&OsString]) -> ! {
+    // SAFETY: the shim is single-threaded, so the child may run arbitrary code before exec.
+    let init = unsafe { libc::fork() };
+    if init < 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "forge sandbox: fork: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(125);
+    }
+    if init == 0 {
+        die_with_parent();
+        // SAFETY: as above; this process is single-threaded too.
+        let cmd = unsafe { libc::fork() };
+        if cmd < 0 {
+            std::process::exit(125);
+        }
+        if cmd == 0 {
+            exec(prog, args);
+        }
+        std::process::exit(exit_code(wait_for(cmd, true)));
+    }
+    std::process::exit(exit_code(wait_for(init, false)))
 }

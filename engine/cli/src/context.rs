@@ -123,7 +123,40 @@ impl Ctx {
             let hits: Vec<&String> = all.iter().filter(|n| n.starts_with(arg)).collect();
             match hits.as_slice() {
                 [one] => return Ok((*one).clone()),
-                [] => {}
+                [] => {
+                    // Not valid: perhaps a failed build whose log or derivation is kept.
+                    let mut known: Vec<String> = fs_err::read_dir(store.paths_dir())
+                        .into_iter()
+                        .flatten()
+                        .chain(
+                            fs_err::read_dir(store.meta_dir().join("logs"))
+                                .into_iter()
+                                .flatten(),
+                        )
+                        .flatten()
+                        .filter_map(|e| {
+                            let n = e.file_name().to_string_lossy().into_owned();
+                            let base = n
+                                .split(".drv")
+                                .next()
+                                .unwrap_or(&n)
+                                .split(".log")
+                                .next()
+                                .unwrap_or(&n)
+                                .split(".wrapper")
+                                .next()
+                                .unwrap_or(&n)
+                                .to_owned();
+                            (base.starts_with(arg) && forge_store::parse_name(&base).is_some())
+                                .then_some(base)
+                        })
+                        .collect();
+                    known.sort();
+                    known.dedup();
+                    if let [one] = known.as_slice() {
+                        return Ok(one.clone());
+                    }
+                }
                 many => {
                     self.printer.error(&format!(
                         "`{arg}` matches {} store paths; give more of the hash",

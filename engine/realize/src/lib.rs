@@ -625,6 +625,10 @@ async fn build_node(ctx: Arc<Ctx>, i: NodeIndex) -> Outcome {
             message: n.clone(),
         });
     }
+    ctx.reporter.event(&Event::Phase {
+        node: name.clone(),
+        phase: "commit".into(),
+    });
     let commit = tokio::task::spawn_blocking({
         let store = Arc::clone(&store);
         let name = name.clone();

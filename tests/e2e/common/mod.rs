@@ -1,0 +1,129 @@
+//! Helpers for the end-to-end tests: run the real `forge` binary on recipe trees in temp dirs.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `forge` binary under test.
+pub fn forge_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_forge"))
+}
+
+/// A scratch world: a store, a cache and a recipe tree, all under one temp dir.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("forge-e2e")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+    pub fn recipes(&self) -> PathBuf {
+        self.path().join("tree")
+    }
+    /// A `forge` command with this world's store, caches and recipes.
+    pub fn forge(&self) -> Command {
+        let mut c = Command::new(forge_bin());
+        c.env_remove("FORGE_RECIPES")
+            .env_remove("FORGE_MIRRORS")
+            .env_remove("FORGE_PADDED_LENGTH")
+            .env("FORGE_STORE", self.store())
+            .env("XDG_CACHE_HOME", self.path().join("cache"))
+            .env("FORGE_SOURCE_CACHE", self.path().join("cache/sources"))
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .current_dir(self.path());
+        c
+    }
+    /// Runs `forge ARGS` with the world's recipe tree and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.forge();
+        c.arg("--recipes").arg(self.recipes()).args(args);
+        c.output().expect("forge runs")
+    }
+}
+
+/// Text of an output stream.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts success and shows both streams otherwise.
+#[track_caller]
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "forge failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// One synthetic package: a name, its dependencies, and the shell script of its install phase
+/// (which must create `$out`).
+pub struct Pkg<'a> {
+    pub name: &'a str,
+    pub deps: &'a [&'a str],
+    pub script: String,
+}
+
+/// Writes a recipe tree of uncompiled packages with custom builds (no compiler needed), plus the
+/// host toolchain files and targets `(name, spec)`.
+pub fn write_tree(root: &Path, pkgs: &[Pkg<'_>], targets: &[(&str, &str)]) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tc = repo.join("examples/hello/toolchains");
+    fs_err::create_dir_all(root.join("toolchains")).unwrap();
+    for e in fs_err::read_dir(&tc).unwrap() {
+        let e = e.unwrap();
+        fs_err::copy(e.path(), root.join("toolchains").join(e.file_name())).unwrap();
+    }
+    fs_err::create_dir_all(root.join("recipes")).unwrap();
+    for p in pkgs {
+        let src = root.join("src").join(p.name);
+        fs_err::create_dir_all(&src).unwrap();
+        fs_err::write(src.join("README"), format!("source of {}\n", p.name)).unwrap();
+        let mut kdl = format!(
+            "package \"{}\" {{\n    version \"1.0\" path=\"../src/{}\"\n    languages\n",
+            p.name, p.name
+        );
+        if !p.deps.is_empty() {
+            let deps: Vec<String> = p.deps.iter().map(|d| format!("\"{d}\"")).collect();
+            kdl.push_str(&format!(
+                "    depends {} type=\"build,link\"\n",
+                deps.join(" ")
+            ));
+        }
+        kdl.push_str(&format!(
+            "    build \"custom\" {{\n        phase \"install\" {{\n            sh #\"\"\"\n{}\n\"\"\"#\n        }}\n    }}\n}}\n",
+            p.script
+        ));
+        fs_err::write(root.join("recipes").join(format!("{}.kdl", p.name)), kdl).unwrap();
+    }
+    let mut t = String::from("defaults {\n    arch \"x86-64-v3\"\n    toolchain \"host-gcc\"\n}\n");
+    for (name, spec) in targets {
+        t.push_str(&format!("target \"{name}\" {{\n    spec \"{spec}\"\n}}\n"));
+    }
+    fs_err::write(root.join("recipes/targets.kdl"), t).unwrap();
+}
+
+/// Parses a `--json` event stream.
+pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    text(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

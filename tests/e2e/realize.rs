@@ -1,0 +1,638 @@
+//! `forge realize` end to end: real builds with the host's gcc, the store commands, failures,
+//! concurrency and interruption.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn store_path_from(stdout: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("realize prints the output path")
+            .trim(),
+    )
+}
+
+#[test]
+fn example_builds_runs_and_rebuilds_nothing() {
+    let w = World::new();
+    let o = w.forge().args(["realize", "--example"]).output().unwrap();
+    let out = store_path_from(&ok(&o));
+    assert!(out.starts_with(w.store()), "{}", out.display());
+    // The program runs from the store with an empty environment: RUNPATH finds libgreet.
+    let run = Command::new(out.join("bin/hello"))
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(text(&run.stdout), "hello, world\n");
+    let dyn_section = text(
+        &Command::new("readelf")
+            .arg("-d")
+            .arg(out.join("bin/hello"))
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let runpath = dyn_section
+        .lines()
+        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
+        .expect("a RUNPATH");
+    assert!(
+        runpath.contains(&w.store().display().to_string()),
+        "{runpath}"
+    );
+    assert!(runpath.contains("-libgreet-1.0/lib"), "{runpath}");
+    // Every compile and link went through the wrapper and got the x86-64-v3 flags.
+    let log = ok(&w
+        .forge()
+        .args(["log", "--wrapper", "--example", "hello"])
+        .output()
+        .unwrap());
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!records.is_empty());
+    for r in &records {
+        let mode = r["mode"].as_str().unwrap();
+        if mode == "compile" || mode == "link" {
+            let added: Vec<&str> = r["added"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect();
+            assert!(added.contains(&"-march=x86-64-v3"), "{r}");
+        }
+    }
+    // The runtime node came from the host gcc and is referenced by the program.
+    let info = ok(&w
+        .forge()
+        .args(["path-info", "-S", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap());
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let refs: Vec<&str> = info[0]["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        refs.iter()
+            .any(|r| r.ends_with("-gcc-runtime-12.2.0") || r.contains("-gcc-runtime-")),
+        "{refs:?}"
+    );
+    assert!(
+        refs.iter().any(|r| r.ends_with("-libgreet-1.0")),
+        "{refs:?}"
+    );
+    assert!(info[0]["closure_size"].as_u64().unwrap() > info[0]["size"].as_u64().unwrap());
+    // A second realize builds nothing.
+    let again = w
+        .forge()
+        .args(["realize", "--example", "--json"])
+        .output()
+        .unwrap();
+    ok(&again);
+    let ev = events(&again.stdout);
+    assert_eq!(ev[0]["event"], "planned");
+    assert_eq!(ev[0]["to_build"], 0, "{ev:?}");
+    assert!(!ev.iter().any(|e| e["event"] == "started"));
+    // And the store verifies.
+    ok(&w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn store_commands_roots_gc_verify_why_depends() {
+    let w = World::new();
+    let link = w.path().join("result");
+    let o = w
+        .forge()
+        .args(["realize", "--example", "--out-link"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    let out = store_path_from(&ok(&o));
+    assert_eq!(
+        fs_err::canonicalize(&link).unwrap(),
+        fs_err::canonicalize(&out).unwrap()
+    );
+    let roots = ok(&w.forge().args(["roots"]).output().unwrap());
+    assert!(roots.contains(&link.display().to_string()), "{roots}");
+    // why-depends names the file that holds the reference.
+    let libgreet = fs_err::read_dir(w.store())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-libgreet-1.0"))
+        .unwrap();
+    let why = ok(&w
+        .forge()
+        .args(["why-depends"])
+        .arg(&out)
+        .arg(&libgreet)
+        .output()
+        .unwrap());
+    assert!(why.contains("referenced from bin/hello"), "{why}");
+    // gc keeps the runtime closure of the out-link (hello, libgreet, gcc-runtime) and deletes
+    // what was needed only to build it (the host compiler's node).
+    let gc = w.forge().args(["gc", "--json"]).output().unwrap();
+    let gc: serde_json::Value = serde_json::from_str(&ok(&gc)).unwrap();
+    let deleted: Vec<&str> = gc["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(deleted.len(), 1, "{gc}");
+    assert!(
+        deleted[0].ends_with("-gcc-12.2.0") || deleted[0].contains("-gcc-1"),
+        "{gc}"
+    );
+    assert_eq!(gc["kept"], 3, "{gc}");
+    assert!(out.join("bin/hello").exists());
+    assert_eq!(
+        text(
+            &Command::new(out.join("bin/hello"))
+                .env_clear()
+                .output()
+                .unwrap()
+                .stdout
+        ),
+        "hello, world\n"
+    );
+    // Without the out-link, everything goes.
+    fs_err::remove_file(&link).unwrap();
+    let gc = w.forge().args(["gc", "--json"]).output().unwrap();
+    let gc: serde_json::Value = serde_json::from_str(&ok(&gc)).unwrap();
+    assert_eq!(gc["deleted"].as_array().unwrap().len(), 3, "{gc}");
+    assert!(!out.exists());
+    ok(&w.forge().args(["verify"]).output().unwrap());
+    // verify notices a modified path.
+    let o = w.forge().args(["realize", "--example"]).output().unwrap();
+    let out = store_path_from(&ok(&o));
+    let f = out.join("bin/hello");
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::write(&f, b"tampered").unwrap();
+    let v = w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        text(&v.stderr).contains("was modified"),
+        "{}",
+        text(&v.stderr)
+    );
+}
+
+#[test]
+fn failing_build_keeps_nothing_and_keep_going_builds_the_rest() {
+    let w = World::new();
+    let pkgs = [
+        Pkg {
+            name: "good",
+            deps: &[],
+            script: "mkdir -p \"$out\"; echo good > \"$out/good\"".into(),
+        },
+        Pkg {
+            name: "bad",
+            deps: &[],
+            script: "mkdir -p \"$out\"; echo half > \"$out/half\"; echo boom-from-bad; exit 3"
+                .into(),
+        },
+        Pkg {
+            name: "above-bad",
+            deps: &["bad"],
+            script: "mkdir -p \"$out\"".into(),
+        },
+        Pkg {
+            name: "top",
+            deps: &["good", "above-bad"],
+            script: "mkdir -p \"$out\"".into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[("top", "top")]);
+    let o = w.run(&["realize", "top", "--keep-going"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("bad-1.0 failed"), "{err}");
+    assert!(err.contains("phase:   install"), "{err}");
+    assert!(err.contains("command: sh -ec"), "{err}");
+    assert!(
+        err.contains("boom-from-bad"),
+        "the log tail is shown: {err}"
+    );
+    assert!(err.contains("log:     "), "{err}");
+    assert!(err.contains("skipped above-bad-1.0"), "{err}");
+    // good was built despite the failure; bad left nothing valid or on disk.
+    let valid: Vec<String> = fs_err::read_dir(w.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(valid.iter().any(|n| n.ends_with("-good-1.0")), "{valid:?}");
+    assert!(!valid.iter().any(|n| n.ends_with("-bad-1.0")), "{valid:?}");
+    let v = w.forge().args(["verify"]).output().unwrap();
+    ok(&v);
+    assert!(
+        !text(&v.stderr).contains("not registered"),
+        "{}",
+        text(&v.stderr)
+    );
+    // The failed build's log is kept and readable.
+    let plan = ok(&w.run(&["plan", "top", "--json"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let bad = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "bad")
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = w.run(&["log", &bad]);
+    assert!(
+        text(&log.stdout).contains("boom-from-bad"),
+        "{}",
+        text(&log.stderr)
+    );
+}
+
+#[test]
+fn concurrent_realizes_build_each_node_once() {
+    let w = World::new();
+    let counters = w.path().join("counters");
+    fs_err::create_dir_all(&counters).unwrap();
+    let script = |n: &str| {
+        format!(
+            "echo started >> {}/{n}; sleep 0.4; mkdir -p \"$out\"; echo {n} > \"$out/{n}\"",
+            counters.display()
+        )
+    };
+    let pkgs = [
+        Pkg {
+            name: "p1",
+            deps: &[],
+            script: script("p1"),
+        },
+        Pkg {
+            name: "p2",
+            deps: &[],
+            script: script("p2"),
+        },
+        Pkg {
+            name: "p3",
+            deps: &["p1", "p2"],
+            script: script("p3"),
+        },
+        Pkg {
+            name: "p4",
+            deps: &["p2"],
+            script: script("p4"),
+        },
+        Pkg {
+            name: "p5",
+            deps: &["p3", "p4"],
+            script: script("p5"),
+        },
+        Pkg {
+            name: "p6",
+            deps: &["p1"],
+            script: script("p6"),
+        },
+    ];
+    write_tree(
+        &w.recipes(),
+        &pkgs,
+        &[("t1", "p5"), ("t2", "p6"), ("t3", "p4"), ("t4", "p5")],
+    );
+    // Load the recipes once so the four processes race on builds, not on set-up.
+    ok(&w.run(&["plan", "t1"]));
+    let children: Vec<_> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .map(|t| {
+            let mut c = w.forge();
+            c.arg("--recipes")
+                .arg(w.recipes())
+                .args(["realize", t, "--json", "--jobs", "2"]);
+            c.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut started: std::collections::BTreeMap<String, usize> = Default::default();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        ok(&o);
+        for e in events(&o.stdout) {
+            if e["event"] == "started" {
+                *started
+                    .entry(e["node"].as_str().unwrap()[33..].to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for p in ["p1", "p2", "p3", "p4", "p5", "p6"] {
+        assert_eq!(started.get(&format!("{p}-1.0")), Some(&1), "{started:?}");
+        let lines = fs_err::read_to_string(counters.join(p)).unwrap();
+        assert_eq!(
+            lines.lines().count(),
+            1,
+            "{p} was built {} times",
+            lines.lines().count()
+        );
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill9(pid: u32) {
+    let s = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success());
+}
+
+fn valid_names(w: &World) -> Vec<String> {
+    let o = w.forge().args(["verify", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["kind"] == "unregistered"),
+        "verify after kill: {v}"
+    );
+    fs_err::read_dir(w.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".drv") && n.len() > 33)
+        .collect()
+}
+
+#[test]
+fn kill_9_during_a_build_leaves_nothing_behind_and_rerun_completes() {
+    let w = World::new();
+    let marker = w.path().join("slow");
+    fs_err::write(&marker, "").unwrap();
+    let script = format!(
+        "echo begin-slow-build; if [ -e {m} ]; then sleep 37.5; fi; mkdir -p \"$out\"; echo done > \"$out/done\"",
+        m = marker.display()
+    );
+    write_tree(
+        &w.recipes(),
+        &[Pkg {
+            name: "slow",
+            deps: &[],
+            script,
+        }],
+        &[("slow", "slow")],
+    );
+    let mut c = w.forge();
+    c.arg("--recipes")
+        .arg(w.recipes())
+        .args(["realize", "slow", "--json"]);
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let store = w.store();
+    wait_for(
+        || {
+            fs_err::read_dir(store.join(".forge/build"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        },
+        "the build to start",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    kill9(pid);
+    let _ = child.wait_with_output();
+    // The build's processes died with forge (PID namespace), so nothing writes on.
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = text(
+        &Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        !ps.contains("sleep 37.5"),
+        "a build process survived forge: {ps}"
+    );
+    let names = valid_names(&w);
+    assert!(!names.iter().any(|n| n.ends_with("-slow-1.0")), "{names:?}");
+    fs_err::remove_file(&marker).unwrap();
+    let o = w.run(&["realize", "slow"]);
+    let out = store_path_from(&ok(&o));
+    assert_eq!(fs_err::read_to_string(out.join("done")).unwrap(), "done\n");
+    ok(&w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn kill_9_during_commit_leaves_nothing_valid_and_rerun_completes() {
+    let w = World::new();
+    // A big output makes the commit (normalize, scan, hash, sync) take long enough to be caught.
+    let script = "mkdir -p \"$out\"; i=0; while [ $i -lt 48 ]; do head -c 8000000 /dev/urandom > \"$out/f$i\"; i=$((i+1)); done".to_owned();
+    write_tree(
+        &w.recipes(),
+        &[Pkg {
+            name: "big",
+            deps: &[],
+            script,
+        }],
+        &[("big", "big")],
+    );
+    let mut c = w.forge();
+    c.arg("--recipes")
+        .arg(w.recipes())
+        .args(["realize", "big", "--json"]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        use std::io::BufRead;
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "forge ended before committing");
+        if line.contains("\"phase\":\"commit\"") {
+            break;
+        }
+    }
+    kill9(pid);
+    let _ = child.wait();
+    let names = valid_names(&w);
+    let o = w
+        .forge()
+        .args(["path-info"])
+        .arg(
+            w.store().join(
+                names
+                    .iter()
+                    .find(|n| n.ends_with("-big-1.0"))
+                    .map_or("none", String::as_str),
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "the half-committed path must not be valid"
+    );
+    let o = w.run(&["realize", "big"]);
+    let out = store_path_from(&ok(&o));
+    assert_eq!(fs_err::read_dir(&out).unwrap().count(), 48);
+    ok(&w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap());
+}
+
+/// A tiny HTTP server that sends a file slowly, for killing forge in the middle of a download.
+fn slow_server(data: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(2) {
+            let Ok(mut s) = stream else { continue };
+            let mut req = [0u8; 4096];
+            let n = s.read(&mut req).unwrap_or(0);
+            let req = String::from_utf8_lossy(&req[..n]).to_string();
+            let from: usize = req
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("range: bytes=")
+                        .map(|r| r.trim_end_matches('-').trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let body = &data[from..];
+            let status = if from > 0 {
+                "206 Partial Content"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            // First response: slow; the resumed one: fast.
+            let chunk = if from == 0 { 4096 } else { body.len().max(1) };
+            for c in body.chunks(chunk) {
+                if s.write_all(c).is_err() {
+                    break;
+                }
+                if from == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn kill_9_during_a_download_then_rerun_resumes() {
+    let w = World::new();
+    // A tarball holding one file, served slowly.
+    let tar_path = w.path().join("payload.tar");
+    {
+        let f = fs_err::File::create(&tar_path).unwrap();
+        let mut b = tar::Builder::new(f);
+        let data = vec![b'x'; 600_000];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "payload-1.0/data", &data[..])
+            .unwrap();
+        b.finish().unwrap();
+    }
+    let bytes = fs_err::read(&tar_path).unwrap();
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    };
+    let (port, _server) = slow_server(bytes);
+    let root = w.recipes();
+    write_tree(&root, &[], &[("payload", "payload")]);
+    fs_err::write(
+        root.join("recipes/payload.kdl"),
+        format!(
+            "package \"payload\" {{\n    url \"http://127.0.0.1:{port}/payload-{{version}}.tar\"\n    version \"1.0\" sha256=\"{sha}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out && cp data $out/\" }}\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut c = w.forge();
+    c.arg("--recipes").arg(&root).args(["realize", "payload"]);
+    let child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = w
+        .path()
+        .join("cache/sources/partial")
+        .join(format!("{sha}.part"));
+    wait_for(
+        || {
+            fs_err::metadata(&partial)
+                .map(|m| m.len() > 50_000)
+                .unwrap_or(false)
+        },
+        "the download to be under way",
+    );
+    kill9(child.id());
+    let _ = child.wait_with_output();
+    assert!(
+        !w.path().join("cache/sources/sha256").join(&sha).exists(),
+        "a partial download must not enter the cache"
+    );
+    let o = w.run(&["realize", "payload"]);
+    let out = store_path_from(&ok(&o));
+    assert_eq!(fs_err::read(out.join("data")).unwrap().len(), 600_000);
+    assert!(w.path().join("cache/sources/sha256").join(&sha).exists());
+    ok(&w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap());
+}
