@@ -1,0 +1,713 @@
+//! Exporting a closure of an [`ExportGraph`] into a buildcache directory.
+//!
+//! Order of work, which is what makes publishing crash-safe and all-or-nothing:
+//! 1. validate the graph and hash it;
+//! 2. for every package to export: stream its tarball into a temporary file while scanning it,
+//!    check its relocation (refusing the whole export on a violation), move the tarball and the
+//!    spec blob into `blobs/`. Nothing refers to these blobs yet;
+//! 3. write the spec manifests (clearsigned when a signer is given);
+//! 4. publish the public key: blob, key manifest, key index;
+//! 5. rebuild the index from every spec manifest of the cache (so it always matches them,
+//!    merging earlier exports), regenerate the stub recipe repository and the README;
+//! 6. write the index blob, then, last, `index.manifest.json`.
+//!
+//! A package whose manifest already exists with intact blobs is not re-archived (its manifest is
+//! re-signed only if it is not already signed by the signing key).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::buildinfo::BuildInfo;
+use crate::cache::{CacheWriter, HashingWriter};
+use crate::error::{ExportError, RelocationError, Violation};
+use crate::graph::{ExportGraph, HashedGraph, NodeId, NodeKind};
+use crate::gzip::{GzipOptions, ParallelGzip, gzip_bytes};
+use crate::index::Index;
+use crate::keys::{Signer, TrustedKeys};
+use crate::manifest::{
+    BlobRecord, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL, Manifest,
+};
+use crate::package::{PackageFiles, ScanSummary, write_package};
+use crate::pyjson;
+use crate::relocate::{CSTRING_TAIL_MARGIN, DEFAULT_MAX_CONSUMER_ROOT, FileClass, Ref, RefMatcher};
+use crate::repo::{self, PackageMeta, REPO_DIR};
+
+/// The `buildcache_layout_version` written into spec blobs (Spack writes 2 in v3 caches too).
+pub const SPEC_BLOB_LAYOUT_VERSION: u64 = 2;
+
+/// How to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Also export what the roots need only to build (`build` edges), e.g. a forge-built gcc.
+    pub with_build_deps: bool,
+    /// The longest consumer install-tree root the export must relocate into; see
+    /// [`DEFAULT_MAX_CONSUMER_ROOT`].
+    pub max_consumer_root: usize,
+    /// Compression of the tarballs (level 6 by default, on every core).
+    pub gzip: GzipOptions,
+    /// Accept files that are neither ELF nor text but embed a store path (Spack leaves them as
+    /// they are); each becomes a warning instead of a violation.
+    pub allow_unrelocatable: bool,
+    /// Descriptions, homepages and variant declarations for the stub recipes, by Spack package
+    /// name (see [`PackageMeta::from_recipe`]).
+    pub package_meta: BTreeMap<String, PackageMeta>,
+    /// Re-archive packages whose manifests and blobs already exist.
+    pub rebuild: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            with_build_deps: false,
+            max_consumer_root: DEFAULT_MAX_CONSUMER_ROOT,
+            gzip: GzipOptions::default(),
+            allow_unrelocatable: false,
+            package_meta: BTreeMap::new(),
+            rebuild: false,
+        }
+    }
+}
+
+/// How many paths of a package Spack will relocate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelocationCounts {
+    /// ELF files.
+    pub binaries: usize,
+    /// Text files.
+    pub textfiles: usize,
+    /// Symbolic links.
+    pub links: usize,
+}
+
+/// One exported package.
+#[derive(Debug, Clone)]
+pub struct ExportedSpec {
+    /// Spack name.
+    pub name: String,
+    /// Spack version.
+    pub version: String,
+    /// DAG hash.
+    pub hash: String,
+    /// The spec manifest, relative to the cache.
+    pub manifest: PathBuf,
+    /// The tarball blob.
+    pub tarball: BlobRecord,
+    /// The spec blob.
+    pub spec: BlobRecord,
+    /// Already in the cache: nothing was archived.
+    pub reused: bool,
+    /// Relocation lists (for archived packages).
+    pub relocation: Option<RelocationCounts>,
+    /// Regular files and their bytes (for archived packages).
+    pub files: u64,
+    /// Bytes of regular files.
+    pub bytes: u64,
+}
+
+/// What an export did.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// The cache directory.
+    pub cache: PathBuf,
+    /// Every exported package, dependencies first.
+    pub specs: Vec<ExportedSpec>,
+    /// Fingerprint of the signing key.
+    pub signed_by: Option<String>,
+    /// Records in the index after the export.
+    pub index_records: usize,
+    /// Things worth telling the user (unrelocatable files accepted, unreadable manifests
+    /// skipped while rebuilding the index).
+    pub warnings: Vec<String>,
+}
+
+/// `v3/manifests/spec/<name>/<name>-<version>-<hash>.spec.manifest.json`.
+pub fn spec_manifest_path(name: &str, version: &str, hash: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "v3/manifests/spec/{name}/{name}-{version}-{hash}.spec.manifest.json"
+    ))
+}
+
+/// Relative path of the index manifest.
+pub const INDEX_MANIFEST: &str = "v3/manifests/index/index.manifest.json";
+/// Relative path of the key index manifest.
+pub const KEYS_MANIFEST: &str = "v3/manifests/key/keys.manifest.json";
+
+struct Staged {
+    id: NodeId,
+    rel: PathBuf,
+    manifest: Manifest,
+    existing: Option<String>,
+    relocation: Option<RelocationCounts>,
+    files: u64,
+    bytes: u64,
+}
+
+/// Exports `roots` and their runtime closure (see [`ExportOptions::with_build_deps`]) into the
+/// buildcache directory `cache_dir` (created if needed, merged if it exists), signing the spec
+/// manifests with `signer`.
+pub fn export(
+    graph: &ExportGraph,
+    roots: &[NodeId],
+    cache_dir: &Path,
+    signer: Option<&Signer>,
+    opts: &ExportOptions,
+) -> Result<ExportReport, ExportError> {
+    let hashed = graph.hashed()?;
+    for r in roots {
+        if !graph.node(*r).is_built() {
+            return Err(ExportError::RootIsExternal {
+                node: graph.node(*r).label(),
+            });
+        }
+    }
+    let closure = hashed.export_closure(roots, opts.with_build_deps);
+    let cache = CacheWriter::open(cache_dir)?;
+    let store_root = graph
+        .store_root()
+        .to_str()
+        .expect("validated: the store root of a hashed graph is UTF-8")
+        .trim_end_matches('/')
+        .to_string();
+    let prefixes: Vec<(String, NodeId)> = graph
+        .ids()
+        .filter_map(|i| {
+            graph
+                .node(i)
+                .prefix()
+                .and_then(|p| p.to_str())
+                .map(|p| (p.to_string(), i))
+        })
+        .collect();
+    let matcher = RefMatcher::new(&store_root, &prefixes);
+    let mut warnings = Vec::new();
+
+    // Blobs.
+    let mut staged = Vec::new();
+    for &id in &closure {
+        let node = graph.node(id);
+        let hash = hashed.dag_hash(id).to_string();
+        let rel = spec_manifest_path(&node.name, &node.version, &hash);
+        if !opts.rebuild
+            && let Some(text) = cache.read_opt(&rel)?
+            && let Ok(text) = String::from_utf8(text)
+            && let Ok(m) = Manifest::parse(&text)
+            && [MEDIA_TARBALL, MEDIA_SPEC]
+                .iter()
+                .all(|t| m.record(t).is_some_and(|r| cache.blob_intact(r)))
+        {
+            staged.push(Staged {
+                id,
+                rel,
+                manifest: m,
+                existing: Some(text),
+                relocation: None,
+                files: 0,
+                bytes: 0,
+            });
+            continue;
+        }
+        let (manifest, counts, files, bytes) = archive(
+            &hashed,
+            id,
+            &cache,
+            &matcher,
+            &store_root,
+            opts,
+            &mut warnings,
+        )?;
+        staged.push(Staged {
+            id,
+            rel,
+            manifest,
+            existing: None,
+            relocation: Some(counts),
+            files,
+            bytes,
+        });
+    }
+
+    // Manifests.
+    let own_key = match signer {
+        Some(s) => {
+            let mut t = TrustedKeys::new();
+            t.add(s.public_key_armored()?.as_bytes())?;
+            Some(t)
+        }
+        None => None,
+    };
+    for s in &staged {
+        let keep = match (&s.existing, &own_key) {
+            (Some(_), None) => true,
+            (Some(text), Some(keys)) => keys.verify_clearsigned(text).is_ok(),
+            (None, _) => false,
+        };
+        if keep {
+            continue;
+        }
+        let text = s.manifest.to_text();
+        let text = match signer {
+            Some(k) => k.clearsign(&text)?,
+            None => text,
+        };
+        cache.write_atomic(&s.rel, text.as_bytes())?;
+    }
+
+    // Keys.
+    if let Some(k) = signer {
+        publish_key(&cache, k)?;
+    }
+
+    // Index, recipes, README, and last the index manifest.
+    let index = rebuild_index(&cache, &mut warnings)?;
+    write_repo(&cache, &index, &opts.package_meta)?;
+    cache.write_atomic(Path::new("README.md"), repo::readme(&index).as_bytes())?;
+    let (rec, _) = cache.put_blob(&index.to_bytes(), MEDIA_INDEX, "none")?;
+    cache.write_atomic(
+        Path::new(INDEX_MANIFEST),
+        Manifest { data: vec![rec] }.to_text().as_bytes(),
+    )?;
+
+    let specs = staged
+        .into_iter()
+        .map(|s| {
+            let node = graph.node(s.id);
+            ExportedSpec {
+                name: node.name.clone(),
+                version: node.version.clone(),
+                hash: hashed.dag_hash(s.id).to_string(),
+                tarball: s.manifest.record(MEDIA_TARBALL).cloned().expect("staged"),
+                spec: s.manifest.record(MEDIA_SPEC).cloned().expect("staged"),
+                manifest: s.rel,
+                reused: s.existing.is_some(),
+                relocation: s.relocation,
+                files: s.files,
+                bytes: s.bytes,
+            }
+        })
+        .collect();
+    Ok(ExportReport {
+        cache: cache.root().to_path_buf(),
+        specs,
+        signed_by: signer.map(Signer::fingerprint),
+        index_records: index.records.len(),
+        warnings,
+    })
+}
+
+/// The spec document of a node as its blob holds it (with `buildcache_layout_version`).
+pub fn spec_blob_json(hashed: &HashedGraph<'_>, id: NodeId) -> String {
+    let mut doc = hashed.spec_document(id);
+    if let Value::Object(m) = &mut doc {
+        m.insert(
+            "buildcache_layout_version".into(),
+            json!(SPEC_BLOB_LAYOUT_VERSION),
+        );
+    }
+    pyjson::compact(&doc)
+}
+
+fn gzip_log(
+    cache: &CacheWriter,
+    log: Option<&Path>,
+    gzip: GzipOptions,
+) -> Result<PathBuf, ExportError> {
+    let tmp = cache.temp_path("log");
+    let out = BufWriter::new(fs_err::File::create(&tmp)?);
+    let mut gz = ParallelGzip::new(out, gzip)?;
+    match log {
+        Some(p) => {
+            let mut f = fs_err::File::open(p)?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                gz.write_all(&buf[..n])?;
+            }
+        }
+        None => gz.write_all(b"forge: no build log was recorded for this package\n")?,
+    }
+    gz.finish()?.flush()?;
+    Ok(tmp)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn archive(
+    hashed: &HashedGraph<'_>,
+    id: NodeId,
+    cache: &CacheWriter,
+    matcher: &RefMatcher,
+    store_root: &str,
+    opts: &ExportOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(Manifest, RelocationCounts, u64, u64), ExportError> {
+    let graph = hashed.graph();
+    let node = graph.node(id);
+    let NodeKind::Built { prefix, build_log } = &node.kind else {
+        unreachable!("only built nodes are archived")
+    };
+    let doc = hashed.spec_document(id);
+    let prefix_spec = pyjson::compact(&doc);
+    let spec_gz = gzip_bytes(spec_blob_json(hashed, id).as_bytes(), 6)?;
+    let log_gz = gzip_log(cache, build_log.as_deref(), opts.gzip)?;
+
+    let tar_tmp = cache.temp_path("tarball");
+    let out = HashingWriter::new(BufWriter::with_capacity(
+        1 << 20,
+        fs_err::File::create(&tar_tmp)?,
+    ));
+    let gz = ParallelGzip::new(out, opts.gzip)?;
+    let files = PackageFiles {
+        prefix,
+        spec_json: prefix_spec.as_bytes(),
+        build_log_gz: &log_gz,
+    };
+    let mut counts = RelocationCounts::default();
+    let mut totals = (0, 0);
+    let result = write_package(gz, &files, matcher, matcher.root(), |summary| {
+        totals = (summary.file_count, summary.byte_count);
+        let info = build_info(hashed, id, summary, store_root, opts, warnings)?;
+        counts = RelocationCounts {
+            binaries: info.relocate_binaries.len(),
+            textfiles: info.relocate_textfiles.len(),
+            links: info.relocate_links.len(),
+        };
+        Ok(info.to_yaml().into_bytes())
+    });
+    let finished = result.and_then(|gz| Ok(gz.finish()?));
+    let _ = fs_err::remove_file(&log_gz);
+    let hw = match finished {
+        Ok(hw) => hw,
+        Err(e) => {
+            let _ = fs_err::remove_file(&tar_tmp);
+            return Err(e);
+        }
+    };
+    let (bufw, sha, len) = hw.finish();
+    let file = bufw.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    cache.commit_blob(&tar_tmp, &sha)?;
+    let tarball = BlobRecord::sha256(MEDIA_TARBALL, "gzip", sha, len);
+    let (spec, _) = cache.put_blob(&spec_gz, MEDIA_SPEC, "gzip")?;
+    Ok((
+        Manifest {
+            data: vec![tarball, spec],
+        },
+        counts,
+        totals.0,
+        totals.1,
+    ))
+}
+
+/// Turns a scan into `binary_distribution`, or the violations that forbid it.
+fn build_info(
+    hashed: &HashedGraph<'_>,
+    id: NodeId,
+    summary: &ScanSummary,
+    store_root: &str,
+    opts: &ExportOptions,
+    warnings: &mut Vec<String>,
+) -> Result<BuildInfo, ExportError> {
+    let graph = hashed.graph();
+    let node = graph.node(id);
+    let prefix = node.prefix().expect("built node");
+    let reloc: BTreeSet<NodeId> = hashed.relocation_set(id).into_iter().collect();
+    let mut violations = summary.violations.clone();
+    let mut info = BuildInfo {
+        buildpath: store_root.to_string(),
+        relative_prefix: prefix
+            .strip_prefix(store_root)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        hardlinks_deduped: true,
+        ..BuildInfo::default()
+    };
+    let sbang = format!("{store_root}/bin/sbang");
+    let mut uses_sbang = summary.long_shebang;
+
+    // The length a consumer prefix of node `n` can reach, plus the C-string tail margin.
+    let needed_for = |n: NodeId| -> usize {
+        let nd = graph.node(n);
+        opts.max_consumer_root
+            + 1
+            + nd.arch.platform.len()
+            + 1
+            + nd.arch.target.name().len()
+            + 1
+            + nd.name.len()
+            + 1
+            + nd.version.len()
+            + 1
+            + 32
+            + CSTRING_TAIL_MARGIN
+    };
+    let path_of = |n: NodeId| -> String {
+        graph
+            .node(n)
+            .prefix()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    // Checks one reference; returns whether it is relocatable by Spack.
+    let mut check = |file: &str, r: &Ref, binary: bool, violations: &mut Vec<Violation>| {
+        let file_p = PathBuf::from(file);
+        let (path, len, needed) = match r {
+            Ref::Node(n) if reloc.contains(n) => {
+                let p = path_of(*n);
+                (p.clone(), p.len(), needed_for(*n))
+            }
+            Ref::Node(n) => {
+                violations.push(Violation::NotADependency {
+                    file: file_p,
+                    package: graph.node(*n).label(),
+                    path: path_of(*n),
+                });
+                return;
+            }
+            Ref::Root => (
+                store_root.to_string(),
+                store_root.len(),
+                opts.max_consumer_root + CSTRING_TAIL_MARGIN,
+            ),
+            Ref::Sbang => {
+                uses_sbang = true;
+                (
+                    sbang.clone(),
+                    sbang.len(),
+                    opts.max_consumer_root + "/bin/sbang".len() + CSTRING_TAIL_MARGIN,
+                )
+            }
+            Ref::Unknown(p) => {
+                violations.push(Violation::UnexportedStorePath {
+                    file: file_p,
+                    path: p.clone(),
+                });
+                return;
+            }
+        };
+        if binary && len < needed {
+            violations.push(Violation::PrefixTooShort {
+                file: file_p,
+                path,
+                len,
+                needed,
+            });
+        }
+    };
+
+    for (file, class, refs) in &summary.files {
+        let binary = matches!(class, FileClass::Elf | FileClass::Binary);
+        for r in refs {
+            check(file, r, binary, &mut violations);
+        }
+        match class {
+            FileClass::Elf => info.relocate_binaries.push(file.clone()),
+            FileClass::Text => info.relocate_textfiles.push(file.clone()),
+            FileClass::Binary => {
+                let path = refs
+                    .iter()
+                    .map(|r| match r {
+                        Ref::Node(n) => path_of(*n),
+                        Ref::Unknown(p) => p.clone(),
+                        Ref::Root => store_root.to_string(),
+                        Ref::Sbang => sbang.clone(),
+                    })
+                    .next()
+                    .unwrap_or_default();
+                if opts.allow_unrelocatable {
+                    warnings.push(format!(
+                        "{}: `{file}` embeds `{path}` but is neither ELF nor text; Spack leaves it unrelocated",
+                        node.label()
+                    ));
+                } else {
+                    violations.push(Violation::Unrelocatable {
+                        file: PathBuf::from(file),
+                        path,
+                    });
+                }
+            }
+        }
+    }
+    for (file, r) in &summary.links {
+        check(file, r, false, &mut violations);
+        info.relocate_links.push(file.clone());
+    }
+    if !violations.is_empty() {
+        return Err(RelocationError {
+            package: node.label(),
+            prefix: prefix.to_path_buf(),
+            violations,
+        }
+        .into());
+    }
+    for n in &reloc {
+        info.hash_to_prefix
+            .insert(hashed.dag_hash(*n).to_string(), path_of(*n));
+    }
+    if uses_sbang {
+        info.sbang_install_path = Some(sbang);
+    }
+    info.relocate_binaries.sort();
+    info.relocate_textfiles.sort();
+    info.relocate_links.sort();
+    Ok(info)
+}
+
+fn read_blob(cache: &CacheWriter, rec: &BlobRecord) -> Option<Vec<u8>> {
+    let rel = rec.relative_path()?;
+    let data = cache.read_opt(Path::new(&rel)).ok()??;
+    (crate::cache::sha256_hex(&data) == rec.checksum).then_some(data)
+}
+
+fn publish_key(cache: &CacheWriter, signer: &Signer) -> Result<(), ExportError> {
+    let fpr = signer.fingerprint();
+    let armored = signer.public_key_armored()?;
+    let (rec, _) = cache.put_blob(armored.as_bytes(), MEDIA_KEY, "none")?;
+    cache.write_atomic(
+        &PathBuf::from(format!("v3/manifests/key/{fpr}.key.manifest.json")),
+        Manifest { data: vec![rec] }.to_text().as_bytes(),
+    )?;
+    // The key index lists every key manifest present.
+    let mut fprs = BTreeSet::new();
+    for e in fs_err::read_dir(cache.root().join("v3/manifests/key"))? {
+        let name = e?.file_name();
+        if let Some(f) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".key.manifest.json"))
+        {
+            fprs.insert(f.to_string());
+        }
+    }
+    let mut keys = serde_json::Map::new();
+    for f in fprs {
+        keys.insert(f, json!({}));
+    }
+    let blob = pyjson::compact(&json!({"keys": Value::Object(keys)}));
+    let (rec, _) = cache.put_blob(blob.as_bytes(), MEDIA_KEY_INDEX, "none")?;
+    cache.write_atomic(
+        Path::new(KEYS_MANIFEST),
+        Manifest { data: vec![rec] }.to_text().as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Every `*.spec.manifest.json` below `v3/manifests/spec/`, sorted.
+pub(crate) fn spec_manifests(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let dir = root.join("v3/manifests/spec");
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for pkg in fs_err::read_dir(&dir)? {
+        let pkg = pkg?;
+        if !pkg.file_type()?.is_dir() {
+            continue;
+        }
+        for f in fs_err::read_dir(pkg.path())? {
+            let f = f?;
+            let name = f.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.ends_with(".spec.manifest.json"))
+            {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Decodes a spec blob (gzip'd or not) into its JSON document.
+pub(crate) fn decode_spec_blob(data: &[u8]) -> Result<Value, String> {
+    let text = if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(data)
+            .take(64 << 20)
+            .read_to_end(&mut out)
+            .map_err(|e| e.to_string())?;
+        out
+    } else {
+        data.to_vec()
+    };
+    serde_json::from_slice(&text).map_err(|e| e.to_string())
+}
+
+/// The index of everything the cache's spec manifests describe (Spack's `update-index`).
+fn rebuild_index(cache: &CacheWriter, warnings: &mut Vec<String>) -> Result<Index, ExportError> {
+    let mut index = Index::default();
+    for path in spec_manifests(cache.root())? {
+        let shown = path
+            .strip_prefix(cache.root())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let text = fs_err::read_to_string(&path)?;
+        let nodes = Manifest::parse(&text)
+            .ok()
+            .and_then(|m| m.record(MEDIA_SPEC).cloned())
+            .and_then(|r| read_blob(cache, &r))
+            .and_then(|b| decode_spec_blob(&b).ok())
+            .and_then(|doc| {
+                doc.pointer("/spec/nodes")
+                    .and_then(Value::as_array)
+                    .cloned()
+            });
+        let Some(nodes) = nodes else {
+            warnings.push(format!(
+                "skipped `{shown}` in the index: unreadable manifest or spec"
+            ));
+            continue;
+        };
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(obj) = n.as_object() else { continue };
+            let Some(hash) = obj.get("hash").and_then(Value::as_str) else {
+                continue;
+            };
+            index.insert(hash, obj.clone(), i == 0);
+        }
+    }
+    Ok(index)
+}
+
+fn write_repo(
+    cache: &CacheWriter,
+    index: &Index,
+    meta: &BTreeMap<String, PackageMeta>,
+) -> Result<(), ExportError> {
+    let files = repo::generate(index, meta);
+    let wanted: BTreeSet<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    for (rel, content) in &files {
+        let current = cache.read_opt(rel)?;
+        if current.as_deref() != Some(content.as_bytes()) {
+            cache.write_atomic(rel, content.as_bytes())?;
+        }
+    }
+    // Stub packages no longer in the cache.
+    let base = cache.root().join(REPO_DIR).join("spack_repo");
+    if base.is_dir() {
+        for ns in fs_err::read_dir(&base)? {
+            let pkgs = ns?.path().join("packages");
+            if !pkgs.is_dir() {
+                continue;
+            }
+            for p in fs_err::read_dir(&pkgs)? {
+                let p = p?.path();
+                let rel = p
+                    .join("package.py")
+                    .strip_prefix(cache.root())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                if p.is_dir() && !wanted.contains(&rel) {
+                    fs_err::remove_dir_all(&p)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

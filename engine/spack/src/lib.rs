@@ -1,0 +1,81 @@
+//! Export of store paths as Spack v1.0 buildcaches (layout v3), and the checks around it.
+//!
+//! The `export` stage of forge's pipeline. Its input is an [`ExportGraph`]: packages as Spack
+//! should see them (name, version, namespace, variants, generic target), each *built* (a prefix
+//! on disk, usually a store path) or *external* (the host compiler, glibc at `/usr`), with Spack's
+//! dependency types. Its output is a directory that a stock Spack v1.0 lists, verifies and installs
+//! from (`spack install --cache-only …`):
+//!
+//! - [`export`] writes tarballs, spec blobs (spec file format v5 with Spack's own DAG hashes),
+//!   clearsigned manifests, the public key and the index, crash-safely and incrementally, after
+//!   checking that Spack can relocate every prefix ([`Violation`]);
+//! - [`Keyring`] manages the OpenPGP keys that sign caches ([`Signer`]) and that are trusted
+//!   when checking them ([`TrustedKeys`]);
+//! - [`verify_cache`] checks a cache as a careful consumer would and names every problem;
+//! - [`relocate`] also implements Spack's install-time relocation, to test exports end to end.
+//!
+//! This crate does not know forge's store, resolver or recipes beyond the Spack identity a
+//! recipe declares ([`PackageMeta::from_recipe`]); it never touches the network.
+//!
+//! ```no_run
+//! use forge_spack::{Arch, DepTypes, ExportGraph, ExportOptions, Keyring, Node, export, host};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let arch = Arch::linux(host::platform_os()?, "x86_64_v3");
+//! let mut g = ExportGraph::new("/forge/store/__forge_padding___________");
+//! let libc = g.add(host::glibc_node(&host::glibc_version()?, arch.clone()));
+//! let hello = g.add(
+//!     Node::built("hello", "1.0", arch, "/forge/store/__forge_padding___________/abc…-hello-1.0")
+//!         .build_log("/forge/store/.forge/logs/abc….log"),
+//! );
+//! g.depend(hello, libc, DepTypes::LINK, &["libc"]);
+//! let signer = Keyring::open("keys")?.signer(None)?;
+//! let report = export(&g, &[hello], "/srv/cache".as_ref(), Some(&signer), &ExportOptions::default())?;
+//! # let _ = report; Ok(()) }
+//! ```
+
+mod base32;
+mod buildinfo;
+mod cache;
+mod elf;
+mod error;
+mod export;
+mod graph;
+pub mod gzip;
+pub mod host;
+mod index;
+mod keys;
+mod manifest;
+mod package;
+mod pyjson;
+pub mod relocate;
+mod repo;
+mod spec;
+mod tar;
+mod verify;
+
+pub use buildinfo::BuildInfo;
+pub use error::{ExportError, GraphError, KeyError, RelocationError, VerifyError, Violation};
+pub use export::{
+    ExportOptions, ExportReport, ExportedSpec, INDEX_MANIFEST, KEYS_MANIFEST, RelocationCounts,
+    SPEC_BLOB_LAYOUT_VERSION, export, spec_blob_json, spec_manifest_path,
+};
+pub use graph::{Dependency, ExportGraph, HashedGraph, Node, NodeId, NodeKind};
+pub use index::{DB_VERSION, Index, IndexRecord};
+pub use keys::{KeyInfo, Keyring, SignatureProblem, Signer, TrustedKeys};
+pub use manifest::{
+    BlobRecord, LAYOUT_VERSION, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL,
+    Manifest, clearsigned_body, is_clearsigned,
+};
+pub use repo::{PackageMeta, REPO_DIR, VariantMeta, class_name, package_dir};
+pub use spec::{
+    Arch, CompilerFlags, DepEdge, DepTypes, External, SPEC_FORMAT_VERSION, SpecNode, Target,
+    VariantValue, dag_hash_of_json, package_hash_of, spec_document,
+};
+pub use verify::{Problem, VerifyOptions, VerifyReport, verify_cache};
+
+/// Python-compatible JSON text (`json.dumps` with Spack's separators), for tools that must
+/// reproduce Spack's bytes.
+pub mod json {
+    pub use crate::pyjson::{compact, indent0};
+}
