@@ -426,6 +426,9 @@ impl VerificationHelper for Helper<'_> {
             None if !untrusted.is_empty() => {
                 untrusted.sort();
                 untrusted.dedup();
+                // A key ID that is the tail of a fingerprint also present says nothing more.
+                let all = untrusted.clone();
+                untrusted.retain(|id| !all.iter().any(|f| f.len() > id.len() && f.ends_with(id)));
                 SignatureProblem::UntrustedKey { issuers: untrusted }
             }
             None => SignatureProblem::NotSigned,

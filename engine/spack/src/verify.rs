@@ -21,14 +21,14 @@ use crate::index::Index;
 use crate::keys::{SignatureProblem, TrustedKeys};
 use crate::manifest::{
     BlobRecord, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL, Manifest,
-    is_clearsigned,
 };
 use crate::spec::dag_hash_of_json;
 
 /// What to require.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyOptions {
-    /// Every spec manifest must be signed by a trusted key (Spack's default).
+    /// Every spec manifest must be signed by a trusted key (Spack's default). When false,
+    /// signatures are not looked at, like Spack's `--no-check-signature`.
     pub require_signatures: bool,
 }
 
@@ -395,7 +395,7 @@ pub fn verify_cache(
                 continue;
             }
         };
-        if opts.require_signatures || is_clearsigned(&text) {
+        if opts.require_signatures {
             match trusted.verify_clearsigned(&text) {
                 Ok(fpr) => *c.report.signatures.entry(fpr).or_default() += 1,
                 Err(SignatureProblem::NotSigned) if opts.require_signatures => {

@@ -1,0 +1,250 @@
+//! `cache verify` on a good cache and on a corpus of hostile ones.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use forge_spack::{
+    ExportOptions, ExportReport, Keyring, MEDIA_SPEC, MEDIA_TARBALL, Manifest, Problem, Signer,
+    TrustedKeys, VerifyError, VerifyOptions, export, json, verify_cache,
+};
+use serde_json::Value;
+
+struct Signed {
+    _tmp: tempfile::TempDir,
+    cache: PathBuf,
+    report: ExportReport,
+    trusted: TrustedKeys,
+    signer: Signer,
+    attacker: Signer,
+}
+
+fn signed_cache() -> Signed {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path(), 160);
+    let ring = Keyring::open(tmp.path().join("keys")).unwrap();
+    ring.generate("forge <forge@example.invalid>").unwrap();
+    let signer = ring.signer(None).unwrap();
+    let evil = Keyring::open(tmp.path().join("evil")).unwrap();
+    evil.generate("mallory <mallory@example.invalid>").unwrap();
+    let attacker = evil.signer(None).unwrap();
+    let cache = tmp.path().join("cache");
+    let o = ExportOptions {
+        max_consumer_root: 40,
+        ..ExportOptions::default()
+    };
+    let report = export(&f.graph, &[f.app], &cache, Some(&signer), &o).unwrap();
+    Signed {
+        trusted: ring.trusted().unwrap(),
+        _tmp: tmp,
+        cache,
+        report,
+        signer,
+        attacker,
+    }
+}
+
+fn check(s: &Signed) -> Vec<Problem> {
+    verify_cache(&s.cache, &s.trusted, &VerifyOptions::default())
+        .unwrap()
+        .problems
+}
+
+fn app_manifest(s: &Signed) -> (PathBuf, Manifest) {
+    let rel = s.report.specs[1].manifest.clone();
+    let m = Manifest::parse(&fs_err::read_to_string(s.cache.join(&rel)).unwrap()).unwrap();
+    (rel, m)
+}
+
+#[test]
+fn a_good_cache_passes() {
+    let s = signed_cache();
+    let r = verify_cache(&s.cache, &s.trusted, &VerifyOptions::default()).unwrap();
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(r.manifests, 2);
+    assert_eq!(r.signatures[&s.signer.fingerprint()], 2);
+    // Key blob, key index, 2 × (tarball + spec), index.
+    assert_eq!(r.blobs, 7);
+}
+
+#[test]
+fn a_tampered_blob_is_named() {
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    let rec = m.record(MEDIA_TARBALL).unwrap();
+    let blob = s.cache.join(rec.relative_path().unwrap());
+    let mut data = fs_err::read(&blob).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x20;
+    fs_err::write(&blob, data).unwrap();
+    let p = check(&s);
+    assert_eq!(p.len(), 1, "{p:?}");
+    let Problem::ChecksumMismatch {
+        manifest,
+        blob: b,
+        expected,
+        ..
+    } = &p[0]
+    else {
+        panic!("{p:?}")
+    };
+    assert_eq!(manifest, &rel);
+    assert_eq!(b, &PathBuf::from(rec.relative_path().unwrap()));
+    assert_eq!(expected, &rec.checksum);
+    assert!(p[0].to_string().contains(&rec.checksum));
+}
+
+#[test]
+fn a_tampered_manifest_fails_its_signature() {
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    let path = s.cache.join(&rel);
+    // Point the spec record at libdep's spec blob: a valid blob, a forged manifest.
+    let other = Manifest::parse(
+        &fs_err::read_to_string(s.cache.join(&s.report.specs[0].manifest)).unwrap(),
+    )
+    .unwrap();
+    let text = fs_err::read_to_string(&path).unwrap();
+    let forged = text.replace(
+        &m.record(MEDIA_SPEC).unwrap().checksum,
+        &other.record(MEDIA_SPEC).unwrap().checksum,
+    );
+    assert_ne!(forged, text);
+    fs_err::write(&path, forged).unwrap();
+    let p = check(&s);
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Problem::BadSignature { manifest, .. } if manifest == &rel)),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_signature_by_an_untrusted_key_is_named() {
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    fs_err::write(
+        s.cache.join(&rel),
+        s.attacker.clearsign(&m.to_text()).unwrap(),
+    )
+    .unwrap();
+    let p = check(&s);
+    assert_eq!(
+        p,
+        [Problem::UntrustedSignature {
+            manifest: rel,
+            issuers: vec![s.attacker.fingerprint()],
+        }]
+    );
+}
+
+#[test]
+fn unsigned_manifests_are_refused_when_signatures_are_required() {
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    fs_err::write(s.cache.join(&rel), m.to_text()).unwrap();
+    assert_eq!(check(&s), [Problem::Unsigned { manifest: rel }]);
+    let lax = VerifyOptions {
+        require_signatures: false,
+    };
+    assert!(
+        verify_cache(&s.cache, &TrustedKeys::new(), &lax)
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_manifest_pointing_at_a_missing_blob_is_named() {
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    let rec = m.record(MEDIA_TARBALL).unwrap();
+    fs_err::remove_file(s.cache.join(rec.relative_path().unwrap())).unwrap();
+    assert_eq!(
+        check(&s),
+        [Problem::MissingBlob {
+            manifest: rel,
+            blob: rec.relative_path().unwrap().into(),
+        }]
+    );
+}
+
+#[test]
+fn a_spec_whose_hash_lies_is_caught_even_when_signed() {
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    // A trusted signer publishes a spec whose content was changed after hashing.
+    let spec = m.record(MEDIA_SPEC).unwrap();
+    let data = fs_err::read(s.cache.join(spec.relative_path().unwrap())).unwrap();
+    let mut doc: Value = serde_json::from_slice(&gunzip(&data)).unwrap();
+    doc["spec"]["nodes"][0]["version"] = "2.0".into();
+    let gz = forge_spack::gzip::gzip_bytes(json::compact(&doc).as_bytes(), 6).unwrap();
+    let sha = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&gz)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut m2 = m.clone();
+    let r = m2
+        .data
+        .iter_mut()
+        .find(|r| r.media_type == MEDIA_SPEC)
+        .unwrap();
+    r.checksum = sha.clone();
+    r.content_length = gz.len() as u64;
+    write(&s.cache.join(r.relative_path().unwrap()), &gz, false);
+    fs_err::write(
+        s.cache.join(&rel),
+        s.signer.clearsign(&m2.to_text()).unwrap(),
+    )
+    .unwrap();
+    let p = check(&s);
+    assert!(
+        p.iter().any(|x| matches!(x, Problem::HashMismatch { manifest, node, .. } if manifest == &rel && node == "app@2.0")),
+        "{p:?}"
+    );
+    // Its file name no longer matches the spec either, and the index disagrees.
+    assert!(
+        p.iter().any(|x| matches!(x, Problem::NameMismatch { .. })),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Problem::IndexSpecDiffers { .. })),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn index_and_manifests_must_agree() {
+    let s = signed_cache();
+    let (rel, _) = app_manifest(&s);
+    fs_err::remove_file(s.cache.join(&rel)).unwrap();
+    let p = check(&s);
+    assert_eq!(
+        p,
+        [Problem::IndexWithoutManifest {
+            manifest: rel,
+            hash: s.report.specs[1].hash.clone(),
+        }]
+    );
+    fs_err::remove_dir_all(s.cache.join("v3/manifests/index")).unwrap();
+    let p = check(&s);
+    assert!(
+        matches!(p.as_slice(), [Problem::IndexUnreadable { .. }]),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_a_cache_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        verify_cache(tmp.path(), &TrustedKeys::new(), &VerifyOptions::default()),
+        Err(VerifyError::NotACache { .. })
+    ));
+    let _ = Path::new("");
+}
