@@ -49,8 +49,12 @@ impl World {
     }
     /// Runs `forge ARGS` with the world's recipe tree and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_in(&self.recipes(), args)
+    }
+    /// Runs `forge ARGS` with another recipe tree.
+    pub fn run_in(&self, recipes: &Path, args: &[&str]) -> Output {
         let mut c = self.forge();
-        c.arg("--recipes").arg(self.recipes()).args(args);
+        c.arg("--recipes").arg(recipes).args(args);
         c.output().expect("forge runs")
     }
 }

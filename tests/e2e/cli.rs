@@ -1,0 +1,320 @@
+//! `forge plan`, `graph`, `show-derivation`, `diff`, `lint` and `fmt` end to end: the real binary
+//! on a temp copy of the fixture trees (`tests/fixtures/full`, `tests/malformed`).
+//!
+//! The host is made of scripts on `PATH` that print fixed versions, so graphs and hashes are the
+//! same on every machine, and equal to what the library computes with `FixedHost` at the same
+//! versions: the CLI tests double as the check that hashes are identical across processes.
+//! Temp paths are filtered out of snapshots.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use forge_plan::Planner;
+use forge_recipe::RecipeSet;
+use forge_resolve::{FixedHost, Request, Resolver};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).unwrap();
+    for e in fs_err::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs_err::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// The fake host: every tool the fixture's `host` lines name, printing a fixed version the way
+/// the real tool does.
+const HOST_TOOLS: &[(&str, &str)] = &[
+    ("gcc", "12.2.0"),
+    ("g++", "12.2.0"),
+    ("gfortran", "12.2.0"),
+    ("m4", "m4 (GNU M4) 1.4.19"),
+    ("cmake", "cmake version 3.25.1"),
+    ("ctest", "ctest version 3.25.1"),
+    ("cpack", "cpack version 3.25.1"),
+    ("perl", "This is perl 5, version 36, subversion 0 (v5.36.0) built for x86_64-linux"),
+];
+
+/// The same host for the library.
+fn fixed_host() -> FixedHost {
+    FixedHost::new([
+        ("gcc", "12.2.0"),
+        ("m4", "1.4.19"),
+        ("cmake", "3.25.1"),
+        ("perl", "5.36.0"),
+    ])
+}
+
+/// A copy of a recipe tree with a fake host, in a temp dir.
+struct Tree {
+    world: World,
+}
+
+impl Tree {
+    fn of(src: &Path) -> Self {
+        let world = World::new();
+        copy_dir(src, &world.recipes());
+        let bin = world.path().join("bin");
+        fs_err::create_dir_all(&bin).unwrap();
+        for (tool, says) in HOST_TOOLS {
+            let script = bin.join(tool);
+            fs_err::write(&script, format!("#!/bin/sh\necho '{says}'\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            fs_err::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { world }
+    }
+
+    fn fixture() -> Self {
+        Self::of(&repo().join("tests/fixtures/full"))
+    }
+
+    /// A malformed case laid over its base tree.
+    fn malformed(case: &str) -> Self {
+        let t = Self::of(&repo().join("tests/malformed/_base"));
+        let case = repo().join("tests/malformed").join(case);
+        for sub in ["recipes", "toolchains"] {
+            if case.join(sub).is_dir() {
+                copy_dir(&case.join(sub), &t.world.recipes().join(sub));
+            }
+        }
+        t
+    }
+
+    fn root(&self) -> PathBuf {
+        self.world.recipes()
+    }
+
+    fn forge(&self, args: &[&str]) -> Output {
+        let mut c = self.world.forge();
+        c.env("PATH", self.world.path().join("bin"))
+            .arg("--recipes")
+            .arg(self.root())
+            .args(args);
+        c.output().expect("forge runs")
+    }
+
+    /// Output with the temp dir replaced by `[TEMP]`.
+    fn filter(&self, s: &str) -> String {
+        let mut out = s.to_owned();
+        let p = self.world.path();
+        if let Ok(real) = fs_err::canonicalize(p) {
+            out = out.replace(&real.display().to_string(), "[TEMP]");
+        }
+        out.replace(&p.display().to_string(), "[TEMP]")
+    }
+
+    fn stdout(&self, o: &Output) -> String {
+        self.filter(&text(&o.stdout))
+    }
+
+    fn stderr(&self, o: &Output) -> String {
+        self.filter(&text(&o.stderr))
+    }
+}
+
+#[track_caller]
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+#[test]
+fn plan_prints_the_tree_of_a_target() {
+    let t = Tree::fixture();
+    let o = t.forge(&["plan", "sched-host"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    insta::assert_snapshot!(t.stdout(&o));
+}
+
+#[test]
+fn plan_all_reports_every_target_and_excluded_rows() {
+    let t = Tree::fixture();
+    let o = t.forge(&["plan", "--all"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    insta::assert_snapshot!(t.stdout(&o));
+}
+
+#[test]
+fn hashes_are_identical_across_processes_and_equal_to_the_library() {
+    let t = Tree::fixture();
+    let set = RecipeSet::load(&t.root()).into_result().expect("fixture loads").0;
+    let host = fixed_host();
+    let planner = Planner::new(&set);
+    let mut compared = 0;
+    for target in ["sched-host", "sched-25.11-gcc13", "datatool", "sched-generic"] {
+        let first = t.forge(&["plan", "--json", target]);
+        let second = t.forge(&["plan", "--json", target]);
+        assert_eq!(code(&first), 0, "{}", t.stderr(&first));
+        assert_eq!(first.stdout, second.stdout, "two runs of `forge plan --json {target}`");
+        let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+        let decl = set.target(target).unwrap();
+        let plan = planner
+            .plan(
+                Resolver::new(&set, &host)
+                    .resolve(&Request::for_target(&set, decl))
+                    .unwrap(),
+            )
+            .unwrap();
+        let nodes = doc["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), plan.graph.len());
+        for (n, i) in nodes.iter().zip(plan.graph.topo()) {
+            assert_eq!(n["name"], plan.graph.node(i).name());
+            assert_eq!(n["hash"], plan.drv(i).hash.to_string(), "{target}: {}", n["name"]);
+            compared += 1;
+        }
+        assert_eq!(doc["root"], plan.root().hash.to_string());
+    }
+    assert!(compared > 40);
+    let all_a = t.forge(&["plan", "--all", "--json"]);
+    let all_b = t.forge(&["plan", "--all", "--json"]);
+    assert_eq!(all_a.stdout, all_b.stdout);
+}
+
+#[test]
+fn show_derivation_prints_what_the_hash_covers() {
+    let t = Tree::fixture();
+    let o = t.forge(&["show-derivation", "sched-host", "--node", "pmix"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    insta::assert_snapshot!(t.stdout(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let canonical = t.forge(&["show-derivation", "sched-host", "--node", "pmix", "--canonical"]);
+    let canonical = text(&canonical.stdout);
+    let canonical = canonical.trim_end();
+    // The canonical form is the hashed inputs, compact with sorted keys.
+    let reparsed: serde_json::Value = serde_json::from_str(canonical).unwrap();
+    assert_eq!(reparsed, doc["inputs"]);
+    assert_eq!(forge_plan::canonical::to_canonical(&reparsed), canonical);
+    let hash = forge_plan::derivation::hash_canonical(canonical);
+    assert_eq!(doc["hash"], hash.to_string());
+}
+
+#[test]
+fn graph_prints_dot() {
+    let t = Tree::fixture();
+    let o = t.forge(&["graph", "lapack"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    insta::assert_snapshot!(t.stdout(&o));
+}
+
+#[test]
+fn diff_explains_why_two_targets_differ() {
+    let t = Tree::fixture();
+    let o = t.forge(&["diff", "sched-host", "sched-mpich"]);
+    assert_eq!(code(&o), 1, "a difference is exit 1: {}", t.stderr(&o));
+    insta::assert_snapshot!(t.stdout(&o));
+    let same = t.forge(&["diff", "sched-host", "sched@25.11 +pmix ~nvml"]);
+    assert_eq!(code(&same), 0, "{}", t.stderr(&same));
+    assert!(text(&same.stdout).starts_with("identical: "));
+}
+
+#[test]
+fn specs_on_the_command_line() {
+    let t = Tree::fixture();
+    let o = t.forge(&["plan", "--json", "sched@24.11 ~pmix %gcc@10.5.0 ^mpich"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let root = doc["nodes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(root["version"], "24.11.6");
+    assert_eq!(root["toolchain"]["compiler_version"], "10.5.0");
+    let o = t.forge(&["plan", "schd"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!("typo-on-the-command-line", t.stderr(&o));
+    let o = t.forge(&["plan", "sched +nvml %gcc@10.5.0"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!("conflict-on-the-command-line", t.stderr(&o));
+}
+
+#[test]
+fn lint_passes_the_fixture_and_notes_excluded_rows() {
+    let t = Tree::fixture();
+    let o = t.forge(&["lint"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    insta::assert_snapshot!(t.stderr(&o));
+}
+
+#[test]
+fn lint_reports_every_error_with_its_location() {
+    let t = Tree::malformed("56-several-errors");
+    let o = t.forge(&["lint"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(t.stderr(&o));
+    let o = t.forge(&["lint", "--json"]);
+    assert_eq!(code(&o), 1);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["errors"], 4);
+    let located: Vec<String> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{} {}:{}:{}", d["code"].as_str().unwrap(), d["file"].as_str().unwrap(), d["line"], d["column"]))
+        .collect();
+    assert_eq!(
+        located,
+        [
+            "recipe::unknown-node recipes/hello.kdl:8:5",
+            "recipe::bad-sha256 recipes/libgreet.kdl:5:26",
+            "recipe::unknown-arch recipes/targets.kdl:2:10",
+            "recipe::unknown-package toolchains/toolchains.kdl:3:13",
+        ]
+    );
+}
+
+#[test]
+fn lint_points_into_the_recipes_when_a_target_does_not_resolve() {
+    let t = Tree::malformed("51-no-version-satisfies-all");
+    let o = t.forge(&["lint"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(t.stderr(&o));
+}
+
+#[test]
+fn plan_refuses_a_broken_tree() {
+    let t = Tree::malformed("11-unknown-dependency");
+    let o = t.forge(&["plan", "hello"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(t.stderr(&o));
+}
+
+#[test]
+fn fmt_lays_files_out_without_changing_a_hash() {
+    let t = Tree::fixture();
+    let before = t.forge(&["plan", "--all", "--json"]);
+    let sched = t.root().join("recipes/sched.kdl");
+    let messy = fs_err::read_to_string(&sched)
+        .unwrap()
+        .replace("    depends \"hwloc@2:\"", "  depends    \"hwloc@2:\"   // comment kept");
+    fs_err::write(&sched, &messy).unwrap();
+    let check = t.forge(&["fmt", "--check"]);
+    assert_eq!(code(&check), 1, "{}", t.stderr(&check));
+    assert!(t.stderr(&check).contains("recipes/sched.kdl"));
+    let o = t.forge(&["fmt"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    let formatted = fs_err::read_to_string(&sched).unwrap();
+    assert!(formatted.contains("// comment kept"));
+    assert_ne!(formatted, messy);
+    let check = t.forge(&["fmt", "--check"]);
+    assert_eq!(code(&check), 0, "{}", t.stderr(&check));
+    let after = t.forge(&["plan", "--all", "--json"]);
+    assert_eq!(before.stdout, after.stdout, "formatting changes no hash");
+}
+
+#[test]
+fn without_a_recipe_tree_forge_says_where_it_looked() {
+    let w = World::new();
+    let o = w.forge().args(["plan", "anything"]).output().unwrap();
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(err.contains("no recipe tree here"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+}

@@ -1,0 +1,228 @@
+//! The real thing: Slurm 22.05.8 and its runtime closure, built from upstream sources (taken
+//! byte for byte from Debian's source archive) with the host's gcc for x86-64-v3, then started
+//! on 127.0.0.1 and used to run a job.
+//!
+//! Needs the Debian archive reachable through apt (as CI has) and about 20 minutes on two cores.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Debian source packages whose `.orig` tarballs are the upstream artifacts the recipes pin.
+const DEBIAN_SOURCES: &[&str] = &[
+    "slurm-wlm@bookworm",
+    "munge@trixie",
+    "openssl@bookworm",
+    "bzip2@bookworm",
+    "lz4@bookworm",
+    "http-parser@bookworm",
+    "json-c@bookworm",
+    "libyaml@bookworm",
+    "libevent@bookworm",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The source mirror, filled from Debian's archive once and kept with the build's other
+/// temporary files.
+fn mirror() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-mirror");
+    let marker = dir.join(".complete");
+    if !marker.exists() {
+        let status = Command::new(repo().join("tests/debian-sources.sh")).arg(&dir).args(DEBIAN_SOURCES).status().expect("runs the mirror script");
+        assert!(status.success(), "filling the source mirror from Debian's archive failed");
+        fs_err::write(&marker, "").unwrap();
+    }
+    dir
+}
+
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        for c in &mut self.0 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
+    let mirror = mirror();
+    let w = World::new();
+    let realize = |extra: &[&str]| {
+        let mut c = w.forge();
+        c.arg("--recipes").arg(repo()).arg("--mirror").arg(format!("file://{}", mirror.display()));
+        c.args(["realize", "slurm-22.05-host", "--jobs", "2", "--cores", "2"]).args(extra);
+        c.output().unwrap()
+    };
+    let started = Instant::now();
+    let o = realize(&[]);
+    let stdout = ok(&o);
+    eprintln!("slurm-22.05-host realized in {:.0}s", started.elapsed().as_secs_f64());
+    let slurm = PathBuf::from(stdout.lines().last().unwrap().trim());
+    let plan = ok(&w.run_in(&repo(), &["plan", "slurm-22.05-host", "--json"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let path_of = |name: &str| -> PathBuf {
+        let n = plan["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("{name} in the plan"));
+        PathBuf::from(n["store_path"].as_str().unwrap())
+    };
+    let munge = path_of("munge");
+
+    // The binaries run from the store with an empty environment.
+    for (bin, arg, want) in [
+        (slurm.join("bin/sinfo"), "--version", "slurm 22.05.8"),
+        (slurm.join("sbin/slurmd"), "-V", "slurm 22.05.8"),
+        (munge.join("sbin/munged"), "--version", "munge-0.5.16"),
+    ] {
+        let o = Command::new(&bin).arg(arg).env_clear().output().unwrap();
+        let out = text(&o.stdout) + &text(&o.stderr);
+        assert!(out.contains(want), "{} {arg}: {out}", bin.display());
+    }
+    // RUNPATH points into the store.
+    let dynamic = text(&Command::new("readelf").arg("-d").arg(slurm.join("sbin/slurmctld")).output().unwrap().stdout);
+    let runpath = dynamic.lines().find(|l| l.contains("RUNPATH") || l.contains("RPATH")).expect("slurmctld has a RUNPATH");
+    assert!(runpath.contains(&w.store().display().to_string()), "{runpath}");
+    // Every compile and link of every built node got the x86-64-v3 flags.
+    let mut compiles = 0;
+    for n in plan["nodes"].as_array().unwrap() {
+        if n["origin"] != "build" || n["toolchain"].is_null() {
+            continue;
+        }
+        let log = w.forge().args(["log", "--wrapper"]).arg(n["store_path"].as_str().unwrap()).output().unwrap();
+        for line in text(&log.stdout).lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            if r["mode"] == "compile" || r["mode"] == "link" {
+                compiles += 1;
+                assert!(r["added"].as_array().unwrap().iter().any(|f| f == "-march=x86-64-v3"), "{} compiled without the target flags: {r}", n["name"]);
+            }
+        }
+    }
+    assert!(compiles > 500, "only {compiles} compiler calls were recorded");
+
+    // Start munged, slurmctld and slurmd on 127.0.0.1 and run a job through them.
+    let state = w.path().join("cluster");
+    fs_err::create_dir_all(state.join("ctld")).unwrap();
+    fs_err::create_dir_all(state.join("d")).unwrap();
+    let key = state.join("munge.key");
+    {
+        use std::io::Read;
+        let mut k = vec![0u8; 1024];
+        fs_err::File::open("/dev/urandom").unwrap().read_exact(&mut k).unwrap();
+        fs_err::write(&key, &k).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    let socket = state.join("munge.socket");
+    let mut daemons = Daemons(Vec::new());
+    daemons.0.push(
+        Command::new(munge.join("sbin/munged"))
+            .arg("--foreground")
+            .arg("--force")
+            .arg(format!("--key-file={}", key.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", state.join("munged.pid").display()))
+            .arg(format!("--log-file={}", state.join("munged.log").display()))
+            .arg(format!("--seed-file={}", state.join("munged.seed").display()))
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("munged's socket", 30, || socket.exists());
+    let cred = Command::new(munge.join("bin/munge")).args(["-n", "-S"]).arg(&socket).env_clear().output().unwrap();
+    assert!(cred.status.success(), "munge: {}", text(&cred.stderr));
+    let host = text(&Command::new("hostname").arg("-s").output().unwrap().stdout).trim().to_owned();
+    let conf = state.join("slurm.conf");
+    let (ctld_port, d_port) = (free_port(), free_port());
+    fs_err::write(
+        &conf,
+        format!(
+            "ClusterName=forgetest\nSlurmctldHost=localhost(127.0.0.1)\nSlurmUser=root\nSlurmdUser=root\n\
+             AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket={sock}\n\
+             SlurmctldPort={ctld_port}\nSlurmdPort={d_port}\nStateSaveLocation={s}/ctld\nSlurmdSpoolDir={s}/d\n\
+             SlurmctldPidFile={s}/slurmctld.pid\nSlurmdPidFile={s}/slurmd.pid\n\
+             SlurmctldLogFile={s}/slurmctld.log\nSlurmdLogFile={s}/slurmd.log\n\
+             ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
+             AccountingStorageType=accounting_storage/none\nSchedulerType=sched/backfill\n\
+             SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nMpiDefault=none\nReturnToService=2\n\
+             SlurmctldTimeout=30\nSlurmdTimeout=30\nInactiveLimit=0\nMinJobAge=30\nKillWait=5\nWaittime=0\n\
+             NodeName={host} NodeAddr=127.0.0.1 NodeHostname={host} CPUs=2 RealMemory=1000 State=UNKNOWN\n\
+             PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP\n",
+            sock = socket.display(),
+            s = state.display(),
+        ),
+    )
+    .unwrap();
+    for daemon in ["slurmctld", "slurmd"] {
+        daemons.0.push(
+            Command::new(slurm.join("sbin").join(daemon))
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf)
+                .env_clear()
+                .env("SLURM_CONF", &conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let client = |prog: &str, args: &[&str]| {
+        Command::new(slurm.join("bin").join(prog)).args(args).env_clear().env("SLURM_CONF", &conf).output().unwrap()
+    };
+    wait_until("the node to become idle", 60, || text(&client("sinfo", &["-h", "-o", "%T"]).stdout).trim() == "idle");
+    let job = client("srun", &["-n", "2", "hostname"]);
+    assert!(job.status.success(), "srun failed: {}\n{}", text(&job.stderr), fs_err::read_to_string(state.join("slurmctld.log")).unwrap_or_default());
+    let lines: Vec<String> = text(&job.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.trim() == host), "{lines:?}");
+    drop(daemons);
+
+    // A second realize builds nothing.
+    let again = realize(&["--json"]);
+    ok(&again);
+    let ev = events(&again.stdout);
+    assert_eq!(ev[0]["to_build"], 0, "{ev:?}");
+    // The store is intact.
+    ok(&w.forge().args(["verify", "--check-contents"]).output().unwrap());
+
+    // libevent 2.1.12 (Slurm without PMIx does not link it) is realized too: it is the other
+    // upstream release tarball of this stack that Debian keeps byte for byte.
+    let mut c = w.forge();
+    c.arg("--recipes").arg(repo()).arg("--mirror").arg(format!("file://{}", mirror.display()));
+    c.args(["realize", "libevent@2.1.12 %host-gcc target=x86-64-v3 ^openssl@3.0.20 ~zlib certs=none", "--cores", "2"]);
+    let o = c.output().unwrap();
+    let libevent = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    assert!(libevent.join("lib/libevent-2.1.so.7").exists() || fs_err::read_dir(libevent.join("lib")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("libevent-2.1.so")));
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs forge's whole test suite: formatting, lints, unit, integration and end-to-end tests
+# (including the real Slurm 22.05 build from Debian's source archive).
+#
+# Installs what the tests need first (Debian packages, as root), so that a fresh Debian 12
+# machine with Rust needs nothing else. CARGO_TARGET_DIR may point outside the clone so that
+# later runs reuse the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build tools the end-to-end builds take from the host (their versions are part of the hashes),
+# GnuPG to verify signatures independently, pigz and b3sum for the benchmarks' baselines.
+packages=(gcc g++ make patch file binutils pkg-config autoconf automake libtool m4 cmake flex bison
+          texinfo perl python3 gnupg pigz b3sum xz-utils bzip2 zstd procps)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run-all: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+        exit 2
+    fi
+    echo "run-all: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast --profile ci
