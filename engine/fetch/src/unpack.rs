@@ -6,13 +6,19 @@
 //! names, `..` components, symlinks whose target leaves the tree, hard links to anything but a
 //! regular file already extracted, and device, FIFO or socket entries are refused with an error
 //! that names the entry. Setuid, setgid and sticky bits are dropped. Sizes are bounded before any
-//! data is read.
+//! data is read, and so is the metadata (long names, pax headers) the tar reader buffers in memory.
+//!
+//! A symlink's target may climb with leading `..` components as far as the top of the tree, then
+//! name things below; a `..` after a name is refused, because that name may itself be a symlink
+//! (now or by a later entry) and `link/..` would then resolve somewhere else entirely.
 
+use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
@@ -25,8 +31,11 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Number of entries.
     pub max_entries: u64,
-    /// Length of an entry's path, in bytes.
+    /// Length of an entry's path (and of a link's target), in bytes.
     pub max_path_bytes: usize,
+    /// Bytes of metadata the tar reader may buffer for one entry (GNU long names and links, pax
+    /// headers) and of data carried by entries that are not regular files.
+    pub max_metadata_bytes: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +45,7 @@ impl Default for Limits {
             max_file_bytes: 32 << 30,
             max_entries: 2_000_000,
             max_path_bytes: 4096,
+            max_metadata_bytes: 4 << 20,
         }
     }
 }
@@ -146,13 +156,6 @@ struct Extractor<'a> {
     report: Report,
 }
 
-fn rx(path: &Path) -> impl FnOnce(rustix::io::Errno) -> UnpackError + '_ {
-    move |e| UnpackError::Io {
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
-}
-
 /// A relative, `..`-free path; otherwise the reason it is refused.
 fn clean_path(raw: &[u8]) -> Result<PathBuf, String> {
     if raw.contains(&0) {
@@ -171,23 +174,56 @@ fn clean_path(raw: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// An entry's name for messages: as stored, but a hostile megabyte-long name is cut short.
+fn lossy(raw: &[u8]) -> String {
+    const SHOWN: usize = 1024;
+    if raw.len() <= SHOWN {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    format!(
+        "{}… ({} bytes)",
+        String::from_utf8_lossy(&raw[..SHOWN]),
+        raw.len()
+    )
+}
+
 impl<'a> Extractor<'a> {
     fn refuse(&self, entry: &[u8], reason: impl Into<String>) -> UnpackError {
         UnpackError::Refused {
             archive: self.archive.to_path_buf(),
-            entry: String::from_utf8_lossy(entry).into_owned(),
+            entry: lossy(entry),
             reason: reason.into(),
+        }
+    }
+
+    fn too_big(&self, what: impl Into<String>, limit: u64) -> UnpackError {
+        UnpackError::TooBig {
+            archive: self.archive.to_path_buf(),
+            what: what.into(),
+            limit,
+        }
+    }
+
+    fn read_error(&self, reason: impl Into<String>) -> UnpackError {
+        UnpackError::Read {
+            archive: self.archive.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Maps a system error on the entry `rel` to an error naming where it would have gone.
+    fn io(&self, rel: &Path) -> impl FnOnce(rustix::io::Errno) -> UnpackError + use<> {
+        let path = self.dest.join(rel);
+        move |e| UnpackError::Io {
+            path,
+            source: e.into(),
         }
     }
 
     fn count(&mut self, raw: &[u8]) -> Result<(), UnpackError> {
         self.report.entries += 1;
         if self.report.entries > self.limits.max_entries {
-            return Err(UnpackError::TooBig {
-                archive: self.archive.to_path_buf(),
-                what: "the number of entries".into(),
-                limit: self.limits.max_entries,
-            });
+            return Err(self.too_big("the number of entries", self.limits.max_entries));
         }
         if raw.len() > self.limits.max_path_bytes {
             return Err(self.refuse(
@@ -198,6 +234,16 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
+    fn open_root(&self) -> Result<OwnedFd, UnpackError> {
+        rustix::fs::openat(
+            self.root.as_fd(),
+            ".",
+            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .map_err(self.io(Path::new("")))
+    }
+
     /// Opens (creating as needed) the directory that will hold `rel`, never following symlinks,
     /// and returns it with the last component.
     fn parent(&self, raw: &[u8], rel: &Path) -> Result<(OwnedFd, OsString), UnpackError> {
@@ -205,37 +251,50 @@ impl<'a> Extractor<'a> {
         let Some((last, dirs)) = comps.split_last() else {
             return Err(self.refuse(raw, "empty name"));
         };
-        let mut fd = rustix::fs::openat(
-            self.root.as_fd(),
-            ".",
-            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .map_err(rx(self.dest))?;
+        let mut fd = self.open_root()?;
+        let mut at = PathBuf::new();
         for d in dirs {
-            fd = self.open_dir(raw, &fd, d)?;
+            at.push(d);
+            fd = self.open_dir(raw, &fd, d, &at, true)?;
         }
         Ok((fd, (*last).to_owned()))
     }
 
-    fn open_dir(&self, raw: &[u8], at: &OwnedFd, name: &OsStr) -> Result<OwnedFd, UnpackError> {
+    /// Opens the directory `name` in `at` without following a symlink; creates it if missing
+    /// and `create`, else refuses the entry (`rel` is the directory's path, for messages).
+    fn open_dir(
+        &self,
+        raw: &[u8],
+        at: &OwnedFd,
+        name: &OsStr,
+        rel: &Path,
+        create: bool,
+    ) -> Result<OwnedFd, UnpackError> {
         let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
         match rustix::fs::openat(at.as_fd(), name, flags, Mode::empty()) {
             Ok(fd) => Ok(fd),
-            Err(rustix::io::Errno::NOENT) => {
+            Err(rustix::io::Errno::NOENT) if create => {
                 rustix::fs::mkdirat(at.as_fd(), name, Mode::from_raw_mode(0o755))
-                    .map_err(rx(self.dest))?;
-                rustix::fs::openat(at.as_fd(), name, flags, Mode::empty()).map_err(rx(self.dest))
+                    .map_err(self.io(rel))?;
+                rustix::fs::openat(at.as_fd(), name, flags, Mode::empty()).map_err(self.io(rel))
             }
-            Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-                Err(self.refuse(raw, "a parent directory is a symlink or a file"))
-            }
-            Err(e) => Err(rx(self.dest)(e)),
+            Err(rustix::io::Errno::NOENT) => Err(self.refuse(
+                raw,
+                format!("`{}` is not in the archive before it", rel.display()),
+            )),
+            Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => Err(self.refuse(
+                raw,
+                format!(
+                    "`{}` is a symlink or a file, not a directory (nothing is written through a symlink)",
+                    rel.display()
+                ),
+            )),
+            Err(e) => Err(self.io(rel)(e)),
         }
     }
 
     /// Removes whatever an earlier entry put at `name` (archives may repeat names; the last one
-    /// wins), but never a directory with contents.
+    /// wins), but never a directory.
     fn clear(&self, at: &OwnedFd, name: &OsStr) {
         let _ = rustix::fs::unlinkat(at.as_fd(), name, AtFlags::empty());
     }
@@ -245,10 +304,10 @@ impl<'a> Extractor<'a> {
             return Ok(());
         }
         let (parent, name) = self.parent(raw, rel)?;
-        let fd = self.open_dir(raw, &parent, &name)?;
+        let fd = self.open_dir(raw, &parent, &name, rel, true)?;
         // Owner keeps rwx so the rest of the archive can be written; no special bits.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode((mode & 0o755) | 0o700))
-            .map_err(rx(self.dest))?;
+            .map_err(self.io(rel))?;
         Ok(())
     }
 
@@ -261,18 +320,16 @@ impl<'a> Extractor<'a> {
         data: &mut dyn Read,
     ) -> Result<(), UnpackError> {
         if size > self.limits.max_file_bytes {
-            return Err(UnpackError::TooBig {
-                archive: self.archive.to_path_buf(),
-                what: format!("entry `{}` ({size} bytes)", String::from_utf8_lossy(raw)),
-                limit: self.limits.max_file_bytes,
-            });
+            return Err(self.too_big(
+                format!("entry `{}` ({size} bytes)", lossy(raw)),
+                self.limits.max_file_bytes,
+            ));
         }
-        if self.report.bytes + size > self.limits.max_total_bytes {
-            return Err(UnpackError::TooBig {
-                archive: self.archive.to_path_buf(),
-                what: "the unpacked size".into(),
-                limit: self.limits.max_total_bytes,
-            });
+        if self.report.bytes.saturating_add(size) > self.limits.max_total_bytes {
+            return Err(self.too_big("the unpacked size", self.limits.max_total_bytes));
+        }
+        if rel.as_os_str().is_empty() {
+            return Err(self.refuse(raw, "a file named like the archive root"));
         }
         let (parent, name) = self.parent(raw, rel)?;
         self.clear(&parent, &name);
@@ -283,72 +340,121 @@ impl<'a> Extractor<'a> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(perm),
         )
-        .map_err(rx(self.dest))?;
+        .map_err(self.io(rel))?;
         // Opened relative to a directory handle; errors are mapped with the entry's name below.
         #[allow(clippy::disallowed_types)]
         let mut f = std::fs::File::from(fd);
         // Copy at most `size` bytes: a header that lies about its size cannot make us write more.
-        let mut limited = data.take(size);
-        let copied = std::io::copy(&mut limited, &mut f).map_err(|e| UnpackError::Read {
-            archive: self.archive.to_path_buf(),
-            reason: format!("reading `{}`: {e}", String::from_utf8_lossy(raw)),
-        })?;
+        let mut limited = (&mut *data).take(size);
+        let copied = std::io::copy(&mut limited, &mut f)
+            .map_err(|e| self.read_error(format!("reading `{}`: {e}", lossy(raw))))?;
         if copied != size {
-            return Err(UnpackError::Read {
-                archive: self.archive.to_path_buf(),
-                reason: format!(
-                    "`{}` is truncated ({copied} of {size} bytes)",
-                    String::from_utf8_lossy(raw)
-                ),
-            });
+            return Err(self.read_error(format!(
+                "`{}` is truncated ({copied} of {size} bytes)",
+                lossy(raw)
+            )));
+        }
+        // One more read must find the end: it is also where zip checks the entry's CRC.
+        let mut probe = [0u8; 1];
+        match data.read(&mut probe) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(self.read_error(format!(
+                    "`{}` holds more data than its declared {size} bytes",
+                    lossy(raw)
+                )));
+            }
+            Err(e) => return Err(self.read_error(format!("reading `{}`: {e}", lossy(raw)))),
         }
         f.flush().map_err(|e| UnpackError::Io {
             path: self.dest.join(rel),
             source: e,
         })?;
         // umask may have cleared bits; set exactly (minus special bits).
-        rustix::fs::fchmod(&f, Mode::from_raw_mode(perm)).map_err(rx(self.dest))?;
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(perm)).map_err(self.io(rel))?;
         self.report.bytes += size;
         Ok(())
     }
 
     fn symlink(&mut self, raw: &[u8], rel: &Path, target: &[u8]) -> Result<(), UnpackError> {
-        let t = Path::new(OsStr::from_bytes(target));
         if target.is_empty() || target.contains(&0) {
             return Err(self.refuse(raw, "symlink with an empty or invalid target"));
         }
+        if target.len() > self.limits.max_path_bytes {
+            return Err(self.refuse(
+                raw,
+                format!(
+                    "symlink target longer than {} bytes",
+                    self.limits.max_path_bytes
+                ),
+            ));
+        }
+        let t = Path::new(OsStr::from_bytes(target));
         if t.is_absolute() {
             return Err(self.refuse(
                 raw,
                 format!("symlink to the absolute path `{}`", t.display()),
             ));
         }
-        // Resolve lexically from the link's directory: it must stay inside the tree.
-        let mut depth: i64 = rel.components().count() as i64 - 1;
+        // The link's own directories are real ones (they were opened without following links),
+        // so leading `..` climbs lexically; count that it stays inside the tree.
+        let mut up_allowed: i64 = rel.components().count() as i64 - 1;
+        let mut seen_name = false;
         for c in t.components() {
             match c {
-                Component::ParentDir => depth -= 1,
-                Component::Normal(_) => depth += 1,
+                Component::ParentDir if seen_name => {
+                    return Err(self.refuse(
+                        raw,
+                        format!(
+                            "symlink to `{}`: `..` after a name could leave the source tree through another symlink",
+                            t.display()
+                        ),
+                    ));
+                }
+                Component::ParentDir => {
+                    up_allowed -= 1;
+                    if up_allowed < 0 {
+                        return Err(self.refuse(
+                            raw,
+                            format!("symlink to `{}` leaves the source tree", t.display()),
+                        ));
+                    }
+                }
+                Component::Normal(_) => seen_name = true,
                 _ => {}
             }
-            if depth < 0 {
-                return Err(self.refuse(
-                    raw,
-                    format!("symlink to `{}` leaves the source tree", t.display()),
-                ));
-            }
+        }
+        if rel.as_os_str().is_empty() {
+            return Err(self.refuse(raw, "a symlink named like the archive root"));
         }
         let (parent, name) = self.parent(raw, rel)?;
         self.clear(&parent, &name);
-        rustix::fs::symlinkat(t, parent.as_fd(), &name).map_err(rx(self.dest))?;
+        rustix::fs::symlinkat(t, parent.as_fd(), &name).map_err(self.io(rel))?;
         Ok(())
     }
 
     fn hardlink(&mut self, raw: &[u8], rel: &Path, target_raw: &[u8]) -> Result<(), UnpackError> {
         let target = clean_path(target_raw)
             .map_err(|r| self.refuse(raw, format!("hard link target: {r}")))?;
-        let (tparent, tname) = self.parent(target_raw, &target)?;
-        let st = rustix::fs::statat(tparent.as_fd(), &tname, AtFlags::SYMLINK_NOFOLLOW).map_err(
+        let comps: Vec<&OsStr> = target.iter().collect();
+        let Some((tname, tdirs)) = comps.split_last() else {
+            return Err(self.refuse(raw, "hard link with an empty target"));
+        };
+        // Walk to the target without creating anything: it must already be in the tree.
+        let mut tparent = self.open_root()?;
+        let mut at = PathBuf::new();
+        for d in tdirs {
+            at.push(d);
+            tparent = self
+                .open_dir(raw, &tparent, d, &at, false)
+                .map_err(|e| match e {
+                    UnpackError::Refused { reason, .. } => {
+                        self.refuse(raw, format!("hard link target: {reason}"))
+                    }
+                    other => other,
+                })?;
+        }
+        let st = rustix::fs::statat(tparent.as_fd(), *tname, AtFlags::SYMLINK_NOFOLLOW).map_err(
             |_| {
                 self.refuse(
                     raw,
@@ -368,16 +474,23 @@ impl<'a> Extractor<'a> {
                 ),
             ));
         }
+        if rel.as_os_str().is_empty() {
+            return Err(self.refuse(raw, "a hard link named like the archive root"));
+        }
+        if rel == target {
+            // A link to itself: the file is already there.
+            return Ok(());
+        }
         let (parent, name) = self.parent(raw, rel)?;
         self.clear(&parent, &name);
         rustix::fs::linkat(
             tparent.as_fd(),
-            &tname,
+            *tname,
             parent.as_fd(),
             &name,
             AtFlags::empty(),
         )
-        .map_err(rx(self.dest))?;
+        .map_err(self.io(rel))?;
         Ok(())
     }
 }
@@ -420,7 +533,10 @@ pub fn unpack(
         OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
         Mode::empty(),
     )
-    .map_err(rx(dest))?;
+    .map_err(|e| UnpackError::Io {
+        path: dest.to_path_buf(),
+        source: e.into(),
+    })?;
     let mut x = Extractor {
         archive,
         dest,
@@ -447,18 +563,80 @@ pub fn unpack(
     Ok(x.report)
 }
 
+/// A reader with a byte budget that can be re-armed: the tar reader buffers GNU long names and
+/// pax headers in memory while it looks for the next entry, and only the budget bounds them.
+struct Metered<R> {
+    inner: R,
+    budget: Rc<Cell<u64>>,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.budget.get();
+        if left == 0 && !buf.is_empty() {
+            self.exceeded.set(true);
+            return Err(std::io::Error::other(
+                "the metadata of an entry exceeds its limit",
+            ));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.budget.set(left - n as u64);
+        Ok(n)
+    }
+}
+
 fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackError> {
     let archive = x.archive.to_path_buf();
     let read_err = |e: std::io::Error| UnpackError::Read {
         archive: archive.clone(),
         reason: e.to_string(),
     };
-    let mut ar = tar::Archive::new(reader);
-    for entry in ar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
+    let budget = Rc::new(Cell::new(u64::MAX));
+    let exceeded = Rc::new(Cell::new(false));
+    let metered = Metered {
+        inner: reader,
+        budget: Rc::clone(&budget),
+        exceeded: Rc::clone(&exceeded),
+    };
+    // Between two entries the reader skips padding and reads headers plus their extensions.
+    let between = x.limits.max_metadata_bytes.saturating_add(8 << 10);
+    let mut ar = tar::Archive::new(metered);
+    let mut entries = ar.entries().map_err(read_err)?;
+    loop {
+        budget.set(between);
+        let next = entries.next();
+        budget.set(u64::MAX);
+        let Some(entry) = next else { break };
+        let mut entry = entry.map_err(|e| {
+            if exceeded.get() {
+                x.too_big(
+                    "the metadata of one entry (long names, pax headers)",
+                    x.limits.max_metadata_bytes,
+                )
+            } else {
+                read_err(e)
+            }
+        })?;
         let raw: Vec<u8> = entry.path_bytes().into_owned();
         x.count(&raw)?;
         let ty = entry.header().entry_type();
+        // The pax size, when there is one, overrides the header's.
+        let size = entry.size();
+        let is_file = matches!(
+            ty,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+        );
+        if !is_file && size > x.limits.max_metadata_bytes {
+            return Err(x.too_big(
+                format!(
+                    "data of the non-file entry `{}` ({size} bytes)",
+                    lossy(&raw)
+                ),
+                x.limits.max_metadata_bytes,
+            ));
+        }
         if matches!(
             ty,
             tar::EntryType::XGlobalHeader
@@ -466,20 +644,21 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
                 | tar::EntryType::GNULongName
                 | tar::EntryType::GNULongLink
         ) {
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(read_err)?;
             continue;
         }
         let rel = clean_path(&raw).map_err(|r| x.refuse(&raw, r))?;
         let mode = entry.header().mode().map_err(read_err)?;
         match ty {
             tar::EntryType::Directory => x.dir(&raw, &rel, mode)?,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                if ty == tar::EntryType::GNUSparse {
-                    return Err(x.refuse(&raw, "sparse files are not supported"));
-                }
-                if rel.as_os_str().is_empty() {
-                    return Err(x.refuse(&raw, "a file named like the archive root"));
-                }
-                let size = entry.header().entry_size().map_err(read_err)?;
+            // Pre-POSIX archives mark directories with a trailing slash on a regular entry.
+            tar::EntryType::Regular if raw.ends_with(b"/") && size == 0 => {
+                x.dir(&raw, &rel, mode)?
+            }
+            tar::EntryType::GNUSparse => {
+                return Err(x.refuse(&raw, "sparse files are not supported"));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
                 x.file(&raw, &rel, mode, size, &mut entry)?;
             }
             tar::EntryType::Symlink => {
@@ -501,6 +680,10 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
             }
             other => return Err(x.refuse(&raw, format!("unsupported entry type {other:?}"))),
         }
+        if !is_file {
+            // Whatever a non-file entry carries is skipped here, under the limit checked above.
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(read_err)?;
+        }
     }
     Ok(())
 }
@@ -515,6 +698,9 @@ fn unpack_zip(x: &mut Extractor<'_>, path: &Path) -> Result<(), UnpackError> {
         source: std::io::Error::new(e.kind(), e.to_string()),
     })?;
     let mut ar = zip::ZipArchive::new(file.into_parts().0).map_err(read_err)?;
+    if ar.len() as u64 > x.limits.max_entries {
+        return Err(x.too_big("the number of entries", x.limits.max_entries));
+    }
     for i in 0..ar.len() {
         let mut f = ar.by_index(i).map_err(read_err)?;
         let raw = f.name_raw().to_vec();
@@ -523,20 +709,23 @@ fn unpack_zip(x: &mut Extractor<'_>, path: &Path) -> Result<(), UnpackError> {
         let mode = f
             .unix_mode()
             .unwrap_or(if f.is_dir() { 0o755 } else { 0o644 });
-        if mode & 0o170000 == 0o120000 {
-            let mut target = Vec::new();
-            f.read_to_end(&mut target).map_err(|e| UnpackError::Read {
-                archive: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-            x.symlink(&raw, &rel, &target)?;
-        } else if f.is_dir() {
-            x.dir(&raw, &rel, mode)?;
-        } else if mode & 0o170000 == 0 || mode & 0o170000 == 0o100000 {
-            let size = f.size();
-            x.file(&raw, &rel, mode, size, &mut f)?;
-        } else {
-            return Err(x.refuse(&raw, "device and FIFO entries are not allowed"));
+        match mode & 0o170000 {
+            0o120000 => {
+                let limit = x.limits.max_path_bytes as u64 + 1;
+                let mut target = Vec::new();
+                (&mut f)
+                    .take(limit)
+                    .read_to_end(&mut target)
+                    .map_err(|e| x.read_error(format!("reading `{}`: {e}", lossy(&raw))))?;
+                x.symlink(&raw, &rel, &target)?;
+            }
+            0o040000 => x.dir(&raw, &rel, mode)?,
+            _ if f.is_dir() => x.dir(&raw, &rel, mode)?,
+            0 | 0o100000 => {
+                let size = f.size();
+                x.file(&raw, &rel, mode, size, &mut f)?;
+            }
+            _ => return Err(x.refuse(&raw, "device, FIFO and socket entries are not allowed")),
         }
     }
     Ok(())
