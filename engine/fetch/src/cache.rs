@@ -3,10 +3,12 @@
 //! Sources are kept by sha256 under `<cache>/sha256/<hex>`. A file enters the cache only after its
 //! digest matched: downloads go to `<cache>/partial/<hex>.part` (kept across interruptions so the
 //! next attempt resumes with an HTTP range request) and are renamed into place once verified. A
-//! mismatch deletes the partial file and reports URL, expected and actual digest.
+//! mismatch deletes the partial file and reports URL, expected and actual digest. One process
+//! downloads a given digest at a time, holding `<cache>/locks/<hex>.lock`.
 //!
 //! Lookup order for one source: the cache; each configured mirror (`<mirror>/sha256/<hex>`, then
 //! `<mirror>/<file name>`); the recipe's URLs in order. `http(s)://` and `file://` are supported.
+//! A mismatch at a name-laid-out mirror only means "not here"; anywhere else it is an error.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +41,12 @@ pub enum FetchError {
         /// The digest of what arrived.
         actual: String,
     },
+    /// The expected digest is not a sha256 (64 hexadecimal digits).
+    #[error("`{sha256}` is not a sha256 digest (64 hexadecimal digits)")]
+    BadDigest {
+        /// What was given.
+        sha256: String,
+    },
     /// A local filesystem error.
     #[error("{path}: {source}")]
     Io {
@@ -61,13 +69,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
 pub struct FetchOptions {
     /// Base URLs of source mirrors tried before the recipe's URLs.
     pub mirrors: Vec<String>,
-    /// Attempts per URL for transient failures (connection errors, 5xx, truncated bodies).
+    /// Attempts per URL for transient failures (connection errors, 5xx, truncated bodies). An
+    /// attempt that grew the partial file does not use one up.
     pub retries: u32,
     /// First back-off; doubled after each failed attempt.
     pub backoff: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
-    /// Timeout without progress while reading.
+    /// Timeout without progress while waiting for the response or reading the body.
     pub read_timeout: Duration,
 }
 
@@ -83,11 +92,36 @@ impl Default for FetchOptions {
     }
 }
 
+/// Attempts that made progress are free, up to this many, so a flaky but working connection
+/// finishes a large download while a server that trickles forever does not keep us forever.
+const MAX_PROGRESSING_ATTEMPTS: u32 = 100;
+
 /// The content-addressed source cache.
 #[derive(Debug, Clone)]
 pub struct SourceCache {
     dir: PathBuf,
     options: FetchOptions,
+}
+
+/// One place to look for the bytes.
+struct Candidate {
+    /// What messages show.
+    url: String,
+    /// A local file, for `file://` URLs and [`SourceCache::add_file`].
+    local: Option<PathBuf>,
+    /// Whether a mismatch here is an error (else: "not here").
+    authoritative: bool,
+}
+
+impl Candidate {
+    fn url(url: String, authoritative: bool) -> Self {
+        let local = url.strip_prefix("file://").map(file_url_path);
+        Self {
+            url,
+            local: local.flatten(),
+            authoritative,
+        }
+    }
 }
 
 enum Attempt {
@@ -97,6 +131,77 @@ enum Attempt {
     Absent(String),
     /// Failed after retries.
     Failed(String),
+}
+
+enum HttpOutcome {
+    /// The body arrived; `resumed` if it was appended to an earlier partial file.
+    Complete { resumed: bool },
+    /// Not there, or a status retrying will not change.
+    NotFound(String),
+    /// Worth another attempt.
+    Transient(String),
+}
+
+/// The lower-case digest, if `sha256` is one.
+fn normalize_digest(sha256: &str) -> Result<String, FetchError> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(sha256.to_ascii_lowercase())
+    } else {
+        Err(FetchError::BadDigest {
+            sha256: sha256.to_owned(),
+        })
+    }
+}
+
+/// The path of a `file://` URL (after the scheme): `/p`, `localhost/p`, percent-decoded.
+fn file_url_path(rest: &str) -> Option<PathBuf> {
+    let path = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !path.starts_with('/') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(h) = bytes.get(i + 1..i + 3)
+            && let Ok(h) = std::str::from_utf8(h)
+            && let Ok(v) = u8::from_str_radix(h, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    use std::os::unix::ffi::OsStringExt;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
+}
+
+/// `name` as one URL path segment.
+fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn len_of(path: &Path) -> u64 {
+    fs_err::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The first byte position and the total length of a `Content-Range: bytes a-b/total` header.
+fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
 }
 
 impl SourceCache {
@@ -115,55 +220,73 @@ impl SourceCache {
 
     /// Where a verified file with this digest lives.
     pub fn path_for(&self, sha256: &str) -> PathBuf {
-        self.dir.join("sha256").join(sha256)
+        self.dir.join("sha256").join(sha256.to_ascii_lowercase())
     }
 
     /// The cached file, if present.
     pub fn get(&self, sha256: &str) -> Option<PathBuf> {
-        let p = self.path_for(sha256);
+        let sha = normalize_digest(sha256).ok()?;
+        let p = self.path_for(&sha);
         p.is_file().then_some(p)
     }
 
     /// Adds a local file to the cache after checking its digest (for `forge recipe add-version`
     /// and for filling mirrors).
     pub fn add_file(&self, path: &Path, sha256: &str) -> Result<PathBuf, FetchError> {
-        if let Some(p) = self.get(sha256) {
+        let sha = normalize_digest(sha256)?;
+        if let Some(p) = self.get(&sha) {
             return Ok(p);
         }
         let url = format!("file://{}", path.display());
-        self.fetch_one(&url, sha256, &[(url.clone(), true)])
+        let candidate = Candidate {
+            url: url.clone(),
+            local: Some(path.to_path_buf()),
+            authoritative: true,
+        };
+        self.fetch_one(&url, &sha, &[candidate])
     }
 
     /// Returns the cached file for `sha256`, fetching it from the mirrors and `urls` if needed.
     /// `name` is the file's name (used for name-based mirror lookups and messages).
     pub fn fetch(&self, name: &str, sha256: &str, urls: &[String]) -> Result<PathBuf, FetchError> {
-        if let Some(p) = self.get(sha256) {
+        let sha = normalize_digest(sha256)?;
+        if let Some(p) = self.get(&sha) {
             return Ok(p);
         }
+        // Only a plain file name can be looked up by name; anything else would name another path.
+        let by_name = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
         let mut candidates = Vec::new();
         for m in &self.options.mirrors {
             let base = m.trim_end_matches('/');
-            candidates.push((format!("{base}/sha256/{sha256}"), true));
+            candidates.push(Candidate::url(format!("{base}/sha256/{sha}"), true));
             // A mirror laid out by file name may hold other bytes under that name (a repack):
             // a mismatch there only means "not here".
-            candidates.push((format!("{base}/{name}"), false));
+            if by_name {
+                candidates.push(Candidate::url(
+                    format!("{base}/{}", encode_segment(name)),
+                    false,
+                ));
+            }
         }
-        candidates.extend(urls.iter().map(|u| (u.clone(), true)));
-        self.fetch_one(name, sha256, &candidates)
+        candidates.extend(urls.iter().map(|u| Candidate::url(u.clone(), true)));
+        self.fetch_one(name, &sha, &candidates)
     }
 
     fn fetch_one(
         &self,
         name: &str,
         sha256: &str,
-        candidates: &[(String, bool)],
+        candidates: &[Candidate],
     ) -> Result<PathBuf, FetchError> {
         let partial_dir = self.dir.join("partial");
         let final_dir = self.dir.join("sha256");
-        fs_err::create_dir_all(&partial_dir).map_err(io(&partial_dir))?;
-        fs_err::create_dir_all(&final_dir).map_err(io(&final_dir))?;
-        // One process downloads a given digest at a time.
-        let lock_path = partial_dir.join(format!("{sha256}.lock"));
+        let lock_dir = self.dir.join("locks");
+        for d in [&partial_dir, &final_dir, &lock_dir] {
+            fs_err::create_dir_all(d).map_err(io(d))?;
+        }
+        // One process downloads a given digest at a time. The lock lives apart from `partial/`
+        // so that directory only ever holds partial downloads.
+        let lock_path = lock_dir.join(format!("{sha256}.lock"));
         let lock = fs_err::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -179,10 +302,10 @@ impl SourceCache {
         }
         let part = partial_dir.join(format!("{sha256}.part"));
         let mut attempts = Vec::new();
-        for (url, authoritative) in candidates {
-            let outcome = match self.attempt(url, sha256, &part) {
-                Err(FetchError::Mismatch { actual, .. }) if !authoritative => {
-                    attempts.push(format!("{url}: different content (sha256 {actual})"));
+        for c in candidates {
+            let outcome = match self.attempt(c, sha256, &part) {
+                Err(FetchError::Mismatch { actual, .. }) if !c.authoritative => {
+                    attempts.push(format!("{}: different content (sha256 {actual})", c.url));
                     continue;
                 }
                 other => other?,
@@ -200,9 +323,12 @@ impl SourceCache {
                     return Ok(dest);
                 }
                 Attempt::Absent(why) | Attempt::Failed(why) => {
-                    attempts.push(format!("{url}: {why}"))
+                    attempts.push(format!("{}: {why}", c.url))
                 }
             }
+        }
+        if candidates.is_empty() {
+            attempts.push("no mirror or URL to try".into());
         }
         Err(FetchError::Unavailable {
             name: name.to_owned(),
@@ -211,32 +337,58 @@ impl SourceCache {
         })
     }
 
-    fn attempt(&self, url: &str, sha256: &str, part: &Path) -> Result<Attempt, FetchError> {
-        if let Some(path) = url.strip_prefix("file://") {
-            return self.copy_local(url, Path::new(path), sha256, part);
+    fn attempt(&self, c: &Candidate, sha256: &str, part: &Path) -> Result<Attempt, FetchError> {
+        let url = c.url.as_str();
+        if let Some(path) = &c.local {
+            return self.copy_local(url, path, sha256, part);
+        }
+        if url.starts_with("file://") {
+            return Ok(Attempt::Absent(
+                "a file URL needs an absolute path (`file:///…`)".into(),
+            ));
         }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Ok(Attempt::Absent(
                 "unsupported URL scheme (use http, https or file)".into(),
             ));
         }
+        let retries = self.options.retries.max(1);
         let mut delay = self.options.backoff;
-        let mut last = String::new();
-        for attempt in 0..self.options.retries.max(1) {
-            if attempt > 0 {
-                std::thread::sleep(delay);
-                delay *= 2;
+        let mut failures = 0;
+        let mut made_progress = 0;
+        let mut restarted = false;
+        let mut last;
+        loop {
+            let before = len_of(part);
+            match self.http(url, sha256, part)? {
+                HttpOutcome::Complete { resumed } => match self.check(url, sha256, part) {
+                    // The prefix may have come from another server or an older file: a resumed
+                    // download that does not verify is fetched once more from the start before
+                    // the mismatch counts.
+                    Err(FetchError::Mismatch { .. }) if resumed && !restarted => {
+                        restarted = true;
+                        continue;
+                    }
+                    other => return other,
+                },
+                HttpOutcome::NotFound(s) => return Ok(Attempt::Absent(s)),
+                HttpOutcome::Transient(s) => last = s,
             }
-            match self.http(url, part) {
-                Ok(HttpOutcome::Complete) => return self.check(url, sha256, part),
-                Ok(HttpOutcome::NotFound(s)) => return Ok(Attempt::Absent(s)),
-                Ok(HttpOutcome::Transient(s)) => last = s,
-                Err(e) => return Err(e),
+            if len_of(part) > before && made_progress < MAX_PROGRESSING_ATTEMPTS {
+                made_progress += 1;
+                delay = self.options.backoff;
+                continue;
             }
+            failures += 1;
+            if failures >= retries {
+                break;
+            }
+            std::thread::sleep(delay);
+            delay = delay.saturating_mul(2);
         }
         Ok(Attempt::Failed(format!(
             "{last} (after {} attempts)",
-            self.options.retries.max(1)
+            failures + made_progress
         )))
     }
 
@@ -247,11 +399,27 @@ impl SourceCache {
         sha256: &str,
         part: &Path,
     ) -> Result<Attempt, FetchError> {
-        let Ok(mut from) = fs_err::File::open(src) else {
-            return Ok(Attempt::Absent("no such file".into()));
+        let mut from = match fs_err::File::open(src) {
+            Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => f,
+            Ok(_) => return Ok(Attempt::Absent("not a regular file".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Attempt::Absent("no such file".into()));
+            }
+            Err(e) => return Ok(Attempt::Absent(e.to_string())),
         };
         let mut to = fs_err::File::create(part).map_err(io(part))?;
-        std::io::copy(&mut from, &mut to).map_err(io(part))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(Attempt::Failed(format!("reading: {e}"))),
+            };
+            to.write_all(&buf[..n]).map_err(io(part))?;
+        }
+        to.flush().map_err(io(part))?;
+        drop(to);
         self.check(url, sha256, part)
     }
 
@@ -269,12 +437,18 @@ impl SourceCache {
         })
     }
 
-    fn http(&self, url: &str, part: &Path) -> Result<HttpOutcome, FetchError> {
-        let have = fs_err::metadata(part).map(|m| m.len()).unwrap_or(0);
+    fn http(&self, url: &str, sha256: &str, part: &Path) -> Result<HttpOutcome, FetchError> {
+        let have = len_of(part);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(self.options.connect_timeout))
-            .timeout_recv_body(None)
             .timeout_recv_response(Some(self.options.read_timeout))
+            // A stalled body fails after `read_timeout` without a byte, however long the
+            // download takes as a whole; what arrived is kept and resumed.
+            .timeout_per_read(Some(self.options.read_timeout))
+            .timeout_recv_body(None)
+            // The bytes as stored, never a transfer-compressed form of them: the digest is over
+            // the file, and a range only makes sense on the file.
+            .accept_encoding("identity")
             .http_status_as_error(false)
             .user_agent(concat!("forge/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -285,17 +459,45 @@ impl SourceCache {
         }
         let resp = match req.call() {
             Ok(r) => r,
+            Err(ureq::Error::BadUri(e)) => {
+                return Ok(HttpOutcome::NotFound(format!("invalid URL: {e}")));
+            }
             Err(e) => return Ok(HttpOutcome::Transient(e.to_string())),
         };
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let status = resp.status().as_u16();
-        let append = match status {
-            206 if have > 0 => true,
-            200 => false,
+        let (append, total) = match status {
+            206 if have > 0 => match header("content-range").as_deref().and_then(content_range) {
+                Some((start, total)) if start == have => (true, total),
+                other => {
+                    // Not the range asked for: appending would corrupt the file.
+                    let _ = fs_err::remove_file(part);
+                    return Ok(HttpOutcome::Transient(format!(
+                        "HTTP 206 with an unexpected range ({}), restarting from the beginning",
+                        other.map_or("none".into(), |(s, _)| format!("from byte {s}"))
+                    )));
+                }
+            },
+            200 => (
+                false,
+                header("content-length").and_then(|v| v.trim().parse::<u64>().ok()),
+            ),
             404 | 410 => return Ok(HttpOutcome::NotFound(format!("HTTP {status}"))),
-            416 => {
-                // Our partial file is longer than the resource: start over.
+            416 if have > 0 => {
+                // Either the partial file is already whole (a download killed after its last
+                // byte), or it is longer than the resource: keep it only in the first case.
+                if sha256_file(part)? == sha256 {
+                    return Ok(HttpOutcome::Complete { resumed: true });
+                }
                 let _ = fs_err::remove_file(part);
-                return Ok(HttpOutcome::Transient("HTTP 416, restarting".into()));
+                return Ok(HttpOutcome::Transient(
+                    "HTTP 416, restarting from the beginning".into(),
+                ));
             }
             s if s >= 500 || s == 429 || s == 408 => {
                 return Ok(HttpOutcome::Transient(format!("HTTP {s}")));
@@ -315,19 +517,25 @@ impl SourceCache {
             match body.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => out.write_all(&buf[..n]).map_err(io(part))?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // Keep what arrived: the next attempt resumes from it.
-                Err(e) => return Ok(HttpOutcome::Transient(format!("download interrupted: {e}"))),
+                Err(e) => {
+                    return Ok(HttpOutcome::Transient(format!("download interrupted: {e}")));
+                }
             }
         }
         out.flush().map_err(io(part))?;
-        Ok(HttpOutcome::Complete)
+        drop(out);
+        if let Some(total) = total {
+            let got = len_of(part);
+            if got < total {
+                return Ok(HttpOutcome::Transient(format!(
+                    "download interrupted after {got} of {total} bytes"
+                )));
+            }
+        }
+        Ok(HttpOutcome::Complete { resumed: append })
     }
-}
-
-enum HttpOutcome {
-    Complete,
-    NotFound(String),
-    Transient(String),
 }
 
 /// sha256 of a file, lower-case hex.
@@ -336,7 +544,11 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(path)(e)),
+        };
         if n == 0 {
             break;
         }
