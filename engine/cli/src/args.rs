@@ -224,7 +224,7 @@ pub struct ShowArgs {
     /// Target name or spec whose graph holds the node
     #[arg(value_name = "TARGET|SPEC")]
     pub request: String,
-    /// The package to show within that graph [default: the root]
+    /// The package to show within that graph, as `name` or `name@version` [default: the root]
     #[arg(long, value_name = "PACKAGE")]
     pub node: Option<String>,
     /// Print the canonical form exactly as hashed (one line) instead of indented JSON

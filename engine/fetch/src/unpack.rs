@@ -154,6 +154,10 @@ struct Extractor<'a> {
     root: OwnedFd,
     limits: Limits,
     report: Report,
+    /// Modification time of the entry being extracted (seconds since the epoch), if the
+    /// archive records one. Kept on files because build systems compare times: a release
+    /// tarball's `configure` must stay as new as its `configure.ac`, or `make` regenerates it.
+    mtime: Option<i64>,
 }
 
 /// A relative, `..`-free path; otherwise the reason it is refused.
@@ -372,6 +376,14 @@ impl<'a> Extractor<'a> {
         })?;
         // umask may have cleared bits; set exactly (minus special bits).
         rustix::fs::fchmod(&f, Mode::from_raw_mode(perm)).map_err(self.io(rel))?;
+        if let Some(t) = self.mtime.take() {
+            let ts = rustix::fs::Timespec { tv_sec: t, tv_nsec: 0 };
+            let times = rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            };
+            rustix::fs::futimens(&f, &times).map_err(self.io(rel))?;
+        }
         self.report.bytes += size;
         Ok(())
     }
@@ -543,6 +555,7 @@ pub fn unpack(
         root,
         limits,
         report: Report::default(),
+        mtime: None,
     };
     let file = fs_err::File::open(archive).map_err(|e| UnpackError::Io {
         path: archive.to_path_buf(),
@@ -659,6 +672,7 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
                 return Err(x.refuse(&raw, "sparse files are not supported"));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                x.mtime = entry.header().mtime().ok().and_then(|t| i64::try_from(t).ok());
                 x.file(&raw, &rel, mode, size, &mut entry)?;
             }
             tar::EntryType::Symlink => {
@@ -741,4 +755,35 @@ pub fn source_root(dest: &Path) -> std::io::Result<PathBuf> {
         return Ok(only.path());
     }
     Ok(dest.to_path_buf())
+}
+
+#[cfg(test)]
+mod mtime_tests {
+    use super::*;
+
+    #[test]
+    fn file_times_come_from_the_archive() {
+        let d = tempfile::tempdir().unwrap();
+        let tar_path = d.path().join("a.tar");
+        {
+            let f = fs_err::File::create(&tar_path).unwrap();
+            let mut b = tar::Builder::new(f);
+            for (name, mtime) in [("p/configure.ac", 1_000_000_000u64), ("p/configure", 1_000_000_500)] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(1);
+                h.set_mode(0o644);
+                h.set_mtime(mtime);
+                h.set_cksum();
+                b.append_data(&mut h, name, &b"x"[..]).unwrap();
+            }
+            b.finish().unwrap();
+        }
+        let dest = d.path().join("dest");
+        fs_err::create_dir(&dest).unwrap();
+        unpack(&tar_path, "a.tar", &dest, Limits::default()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let ac = fs_err::metadata(dest.join("p/configure.ac")).unwrap().mtime();
+        let c = fs_err::metadata(dest.join("p/configure")).unwrap().mtime();
+        assert_eq!((ac, c), (1_000_000_000, 1_000_000_500));
+    }
 }

@@ -44,7 +44,17 @@ pub(crate) fn pick_node(
     let Some(p) = package else {
         return Ok(plan.graph.root);
     };
-    let found = plan.graph.find(p);
+    // `name` or `name@version` (which picks among contexts, e.g. `gcc@13.4.0` vs the host gcc).
+    let (name, version) = match p.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (p, None),
+    };
+    let found: Vec<petgraph::graph::NodeIndex> = plan
+        .graph
+        .find(name)
+        .into_iter()
+        .filter(|i| version.is_none_or(|v| plan.graph.node(*i).version.as_str() == v))
+        .collect();
     match found.as_slice() {
         [one] => Ok(*one),
         [] => {
