@@ -181,7 +181,8 @@ pub fn export(
                 .map(|p| (p.to_string(), i))
         })
         .collect();
-    let matcher = RefMatcher::new(&store_root, &prefixes);
+    let sbang = graph.sbang().display().to_string();
+    let matcher = RefMatcher::new(&store_root, &sbang, &prefixes);
     let mut warnings = Vec::new();
 
     // Blobs.
@@ -427,7 +428,7 @@ fn build_info(
         hardlinks_deduped: true,
         ..BuildInfo::default()
     };
-    let sbang = format!("{store_root}/bin/sbang");
+    let sbang = graph.sbang().display().to_string();
     let mut uses_sbang = summary.long_shebang;
 
     // The length a consumer prefix of node `n` can reach, plus the C-string tail margin.

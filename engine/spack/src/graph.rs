@@ -195,6 +195,7 @@ pub struct Dependency {
 #[derive(Debug, Clone)]
 pub struct ExportGraph {
     store_root: PathBuf,
+    sbang: Option<PathBuf>,
     nodes: Vec<Node>,
     deps: Vec<Vec<Dependency>>,
 }
@@ -205,6 +206,7 @@ impl ExportGraph {
     pub fn new(store_root: impl Into<PathBuf>) -> Self {
         Self {
             store_root: store_root.into(),
+            sbang: None,
             nodes: Vec::new(),
             deps: Vec::new(),
         }
@@ -213,6 +215,19 @@ impl ExportGraph {
     /// The store root.
     pub fn store_root(&self) -> &Path {
         &self.store_root
+    }
+
+    /// Sets where the store's `sbang` trampoline is (default `<store root>/bin/sbang`). forge's
+    /// store keeps it at `<unpadded root>/bin/sbang`, outside the padded directory.
+    pub fn set_sbang(&mut self, path: impl Into<PathBuf>) {
+        self.sbang = Some(path.into());
+    }
+
+    /// The store's `sbang` path.
+    pub fn sbang(&self) -> PathBuf {
+        self.sbang
+            .clone()
+            .unwrap_or_else(|| self.store_root.join("bin/sbang"))
     }
 
     /// Adds a node.

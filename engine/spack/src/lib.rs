@@ -43,6 +43,7 @@ mod export;
 mod graph;
 pub mod gzip;
 pub mod host;
+mod identity;
 mod index;
 mod keys;
 mod manifest;
@@ -61,6 +62,7 @@ pub use export::{
     SPEC_BLOB_LAYOUT_VERSION, export, spec_blob_json, spec_manifest_path,
 };
 pub use graph::{Dependency, ExportGraph, HashedGraph, Node, NodeId, NodeKind};
+pub use identity::{SpackIdentity, spack_build_system};
 pub use index::{DB_VERSION, Index, IndexRecord};
 pub use keys::{KeyInfo, Keyring, SignatureProblem, Signer, TrustedKeys};
 pub use manifest::{

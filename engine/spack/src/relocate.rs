@@ -49,7 +49,7 @@ pub(crate) enum Ref {
     Node(NodeId),
     /// The store root itself.
     Root,
-    /// `<store root>/bin/sbang`.
+    /// The store's `sbang` (`<store root>/bin/sbang`, possibly outside the padded directory).
     Sbang,
     /// A store path no node has.
     Unknown(String),
@@ -65,8 +65,8 @@ pub(crate) struct RefMatcher {
 }
 
 impl RefMatcher {
-    /// A matcher for `root` and the prefixes below it.
-    pub(crate) fn new(root: &str, prefixes: &[(String, NodeId)]) -> Self {
+    /// A matcher for `root`, the prefixes below it, and the `sbang` path (wherever it is).
+    pub(crate) fn new(root: &str, sbang: &str, prefixes: &[(String, NodeId)]) -> Self {
         let root_b = root.as_bytes().to_vec();
         let mut by_component: HashMap<Vec<u8>, Vec<(Vec<u8>, NodeId)>> = HashMap::new();
         let mut longest = 0;
@@ -88,8 +88,7 @@ impl RefMatcher {
         for v in by_component.values_mut() {
             v.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         }
-        let mut sbang = root_b.clone();
-        sbang.extend_from_slice(b"/bin/sbang");
+        let sbang = sbang.as_bytes().to_vec();
         let lookahead = (root_b.len() + 258).max(longest + 1).max(sbang.len() + 1);
         Self {
             root: root_b,
@@ -103,6 +102,8 @@ impl RefMatcher {
     pub(crate) fn classify_at_start(&self, s: &[u8]) -> Option<Ref> {
         if s.starts_with(&self.root) {
             self.classify(s, 0)
+        } else if self.sbang_outside() && s.starts_with(&self.sbang) {
+            self.classify_sbang(s, 0)
         } else {
             None
         }
@@ -111,6 +112,20 @@ impl RefMatcher {
     /// The store root.
     pub(crate) fn root(&self) -> &[u8] {
         &self.root
+    }
+
+    /// Whether the `sbang` path lies outside the store root (and needs its own search).
+    fn sbang_outside(&self) -> bool {
+        !self.sbang.starts_with(&self.root)
+    }
+
+    /// A hit of the `sbang` path at `hay[at..]` (searched separately when it is outside the
+    /// store root).
+    fn classify_sbang(&self, hay: &[u8], at: usize) -> Option<Ref> {
+        let end = at + self.sbang.len();
+        hay.get(end)
+            .is_none_or(|b| !is_component_char(*b) && *b != b'/')
+            .then_some(Ref::Sbang)
     }
 
     /// Classifies a hit of the root at `hay[at..]`; `None` when the root is only the start of a
@@ -173,6 +188,7 @@ pub(crate) struct FileScan {
 pub(crate) struct FileScanner<'m> {
     m: &'m RefMatcher,
     finder: memmem::Finder<'m>,
+    sbang_finder: Option<memmem::Finder<'m>>,
     window: Vec<u8>,
     refs: BTreeSet<Ref>,
     head: Vec<u8>,
@@ -188,6 +204,7 @@ impl<'m> FileScanner<'m> {
         Self {
             m,
             finder: memmem::Finder::new(&m.root),
+            sbang_finder: m.sbang_outside().then(|| memmem::Finder::new(&m.sbang)),
             window: Vec::new(),
             refs: BTreeSet::new(),
             head: Vec::new(),
@@ -272,6 +289,19 @@ impl<'m> FileScanner<'m> {
                 self.refs.insert(r);
             }
             pos = at + 1;
+        }
+        if let Some(f) = &self.sbang_finder {
+            let mut pos = 0;
+            while let Some(i) = f.find(&self.window[pos..]) {
+                let at = pos + i;
+                if at >= limit {
+                    break;
+                }
+                if let Some(r) = self.m.classify_sbang(&self.window, at) {
+                    self.refs.insert(r);
+                }
+                pos = at + 1;
+            }
         }
         if !end {
             self.window.drain(..limit);
@@ -625,7 +655,7 @@ mod tests {
             ("/st/pad/aaa-x-1".to_string(), NodeId_for_test(0)),
             ("/st/pad/bbb-y-2".to_string(), NodeId_for_test(1)),
         ];
-        let matcher = RefMatcher::new(root, &prefixes);
+        let matcher = RefMatcher::new(root, "/st/bin/sbang", &prefixes);
         let mut data = vec![0u8; 10_010];
         let put = |d: &mut Vec<u8>, at: usize, s: &str| {
             d[at..at + s.len()].copy_from_slice(s.as_bytes());
@@ -635,6 +665,7 @@ mod tests {
         put(&mut data, 7000, "/st/pad");
         put(&mut data, 8000, "/st/padded/other");
         put(&mut data, 9990, "/st/pad/bbb-y-2");
+        put(&mut data, 3000, "#!/bin/sh /st/bin/sbang\n");
         for chunk in [1, 7, 100, 4096, 10_010] {
             let mut s = FileScanner::new(&matcher);
             for c in data.chunks(chunk) {
@@ -646,6 +677,7 @@ mod tests {
                 Ref::Node(NodeId_for_test(1)),
                 Ref::Unknown("/st/pad/zzz-q-3".into()),
                 Ref::Root,
+                Ref::Sbang,
             ]
             .into();
             assert_eq!(scan.refs, want, "chunk {chunk}");
@@ -660,7 +692,7 @@ mod tests {
 
     #[test]
     fn classifies_like_spack() {
-        let matcher = RefMatcher::new("/s", &[]);
+        let matcher = RefMatcher::new("/s", "/s/bin/sbang", &[]);
         let class = |d: &[u8]| {
             let mut s = FileScanner::new(&matcher);
             s.update(d);

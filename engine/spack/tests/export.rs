@@ -351,3 +351,35 @@ fn refuses_binaries_whose_prefix_is_too_short_for_consumers() {
     // Text files and links may grow: only binaries constrain the length.
     assert_nothing_published(&cache);
 }
+
+#[test]
+fn scripts_using_the_stores_sbang_are_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = fixture(tmp.path(), 160);
+    // forge's store keeps `sbang` in the unpadded root, outside the padded directory.
+    let sbang = tmp.path().join("store/bin/sbang");
+    f.graph.set_sbang(&sbang);
+    let app = f.graph.node(f.app).prefix().unwrap().to_path_buf();
+    write(
+        &app.join("bin/tool.py"),
+        format!(
+            "#!/bin/sh {}\n#!{}/bin/python3\nprint('hi')\n",
+            sbang.display(),
+            app.display()
+        ),
+        true,
+    );
+    let cache = tmp.path().join("cache");
+    let r = export(&f.graph, &[f.app], &cache, None, &opts()).unwrap();
+    let members = members(&blob(&cache, &r.specs[1].tarball));
+    let info =
+        forge_spack::BuildInfo::from_yaml(std::str::from_utf8(&members.last().unwrap().4).unwrap())
+            .unwrap();
+    assert_eq!(info.sbang_install_path, Some(sbang.display().to_string()));
+    assert!(info.relocate_textfiles.contains(&"bin/tool.py".to_string()));
+    // Without such scripts there is no `sbang_install_path`.
+    let r = export(&f.graph, &[f.libdep], &tmp.path().join("c2"), None, &opts()).unwrap();
+    let lib_members = common::members(&blob(&tmp.path().join("c2"), &r.specs[0].tarball));
+    let text = String::from_utf8(lib_members.last().unwrap().4.clone()).unwrap();
+    assert!(!text.contains("sbang"), "{text}");
+}
