@@ -26,7 +26,10 @@ const DEBIAN_SOURCES: &[&str] = &[
 ];
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The source mirror, filled from Debian's archive once and kept with the build's other
@@ -35,8 +38,15 @@ fn mirror() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-mirror");
     let marker = dir.join(".complete");
     if !marker.exists() {
-        let status = Command::new(repo().join("tests/debian-sources.sh")).arg(&dir).args(DEBIAN_SOURCES).status().expect("runs the mirror script");
-        assert!(status.success(), "filling the source mirror from Debian's archive failed");
+        let status = Command::new(repo().join("tests/debian-sources.sh"))
+            .arg(&dir)
+            .args(DEBIAN_SOURCES)
+            .status()
+            .expect("runs the mirror script");
+        assert!(
+            status.success(),
+            "filling the source mirror from Debian's archive failed"
+        );
         fs_err::write(&marker, "").unwrap();
     }
     dir
@@ -64,7 +74,11 @@ impl Drop for Daemons {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -81,19 +95,31 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
     let w = World::new();
     let realize = |extra: &[&str]| {
         let mut c = w.forge();
-        c.arg("--recipes").arg(repo()).arg("--mirror").arg(format!("file://{}", mirror.display()));
-        c.args(["realize", "slurm-22.05-host", "--jobs", "2", "--cores", "2"]).args(extra);
+        c.arg("--recipes")
+            .arg(repo())
+            .arg("--mirror")
+            .arg(format!("file://{}", mirror.display()));
+        c.args(["realize", "slurm-22.05-host", "--jobs", "2", "--cores", "2"])
+            .args(extra);
         c.output().unwrap()
     };
     let started = Instant::now();
     let o = realize(&[]);
     let stdout = ok(&o);
-    eprintln!("slurm-22.05-host realized in {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "slurm-22.05-host realized in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     let slurm = PathBuf::from(stdout.lines().last().unwrap().trim());
     let plan = ok(&w.run_in(&repo(), &["plan", "slurm-22.05-host", "--json"]));
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
     let path_of = |name: &str| -> PathBuf {
-        let n = plan["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("{name} in the plan"));
+        let n = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the plan"));
         PathBuf::from(n["store_path"].as_str().unwrap())
     };
     let munge = path_of("munge");
@@ -109,25 +135,54 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
         assert!(out.contains(want), "{} {arg}: {out}", bin.display());
     }
     // RUNPATH points into the store.
-    let dynamic = text(&Command::new("readelf").arg("-d").arg(slurm.join("sbin/slurmctld")).output().unwrap().stdout);
-    let runpath = dynamic.lines().find(|l| l.contains("RUNPATH") || l.contains("RPATH")).expect("slurmctld has a RUNPATH");
-    assert!(runpath.contains(&w.store().display().to_string()), "{runpath}");
+    let dynamic = text(
+        &Command::new("readelf")
+            .arg("-d")
+            .arg(slurm.join("sbin/slurmctld"))
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let runpath = dynamic
+        .lines()
+        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
+        .expect("slurmctld has a RUNPATH");
+    assert!(
+        runpath.contains(&w.store().display().to_string()),
+        "{runpath}"
+    );
     // Every compile and link of every built node got the x86-64-v3 flags.
     let mut compiles = 0;
     for n in plan["nodes"].as_array().unwrap() {
         if n["origin"] != "build" || n["toolchain"].is_null() {
             continue;
         }
-        let log = w.forge().args(["log", "--wrapper"]).arg(n["store_path"].as_str().unwrap()).output().unwrap();
+        let log = w
+            .forge()
+            .args(["log", "--wrapper"])
+            .arg(n["store_path"].as_str().unwrap())
+            .output()
+            .unwrap();
         for line in text(&log.stdout).lines() {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
             if r["mode"] == "compile" || r["mode"] == "link" {
                 compiles += 1;
-                assert!(r["added"].as_array().unwrap().iter().any(|f| f == "-march=x86-64-v3"), "{} compiled without the target flags: {r}", n["name"]);
+                assert!(
+                    r["added"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|f| f == "-march=x86-64-v3"),
+                    "{} compiled without the target flags: {r}",
+                    n["name"]
+                );
             }
         }
     }
-    assert!(compiles > 500, "only {compiles} compiler calls were recorded");
+    assert!(
+        compiles > 500,
+        "only {compiles} compiler calls were recorded"
+    );
 
     // Start munged, slurmctld and slurmd on 127.0.0.1 and run a job through them.
     let state = w.path().join("cluster");
@@ -137,7 +192,10 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
     {
         use std::io::Read;
         let mut k = vec![0u8; 1024];
-        fs_err::File::open("/dev/urandom").unwrap().read_exact(&mut k).unwrap();
+        fs_err::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut k)
+            .unwrap();
         fs_err::write(&key, &k).unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs_err::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
@@ -152,7 +210,10 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", state.join("munged.pid").display()))
             .arg(format!("--log-file={}", state.join("munged.log").display()))
-            .arg(format!("--seed-file={}", state.join("munged.seed").display()))
+            .arg(format!(
+                "--seed-file={}",
+                state.join("munged.seed").display()
+            ))
             .env_clear()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -160,9 +221,16 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
             .unwrap(),
     );
     wait_until("munged's socket", 30, || socket.exists());
-    let cred = Command::new(munge.join("bin/munge")).args(["-n", "-S"]).arg(&socket).env_clear().output().unwrap();
+    let cred = Command::new(munge.join("bin/munge"))
+        .args(["-n", "-S"])
+        .arg(&socket)
+        .env_clear()
+        .output()
+        .unwrap();
     assert!(cred.status.success(), "munge: {}", text(&cred.stderr));
-    let host = text(&Command::new("hostname").arg("-s").output().unwrap().stdout).trim().to_owned();
+    let host = text(&Command::new("hostname").arg("-s").output().unwrap().stdout)
+        .trim()
+        .to_owned();
     let conf = state.join("slurm.conf");
     let (ctld_port, d_port) = (free_port(), free_port());
     fs_err::write(
@@ -199,11 +267,23 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
         );
     }
     let client = |prog: &str, args: &[&str]| {
-        Command::new(slurm.join("bin").join(prog)).args(args).env_clear().env("SLURM_CONF", &conf).output().unwrap()
+        Command::new(slurm.join("bin").join(prog))
+            .args(args)
+            .env_clear()
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap()
     };
-    wait_until("the node to become idle", 60, || text(&client("sinfo", &["-h", "-o", "%T"]).stdout).trim() == "idle");
+    wait_until("the node to become idle", 60, || {
+        text(&client("sinfo", &["-h", "-o", "%T"]).stdout).trim() == "idle"
+    });
     let job = client("srun", &["-n", "2", "hostname"]);
-    assert!(job.status.success(), "srun failed: {}\n{}", text(&job.stderr), fs_err::read_to_string(state.join("slurmctld.log")).unwrap_or_default());
+    assert!(
+        job.status.success(),
+        "srun failed: {}\n{}",
+        text(&job.stderr),
+        fs_err::read_to_string(state.join("slurmctld.log")).unwrap_or_default()
+    );
     let lines: Vec<String> = text(&job.stdout).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines.iter().all(|l| l.trim() == host), "{lines:?}");
@@ -215,14 +295,33 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
     let ev = events(&again.stdout);
     assert_eq!(ev[0]["to_build"], 0, "{ev:?}");
     // The store is intact.
-    ok(&w.forge().args(["verify", "--check-contents"]).output().unwrap());
+    ok(&w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap());
 
     // libevent 2.1.12 (Slurm without PMIx does not link it) is realized too: it is the other
     // upstream release tarball of this stack that Debian keeps byte for byte.
     let mut c = w.forge();
-    c.arg("--recipes").arg(repo()).arg("--mirror").arg(format!("file://{}", mirror.display()));
-    c.args(["realize", "libevent@2.1.12 %host-gcc target=x86-64-v3 ^openssl@3.0.20 ~zlib certs=none", "--cores", "2"]);
+    c.arg("--recipes")
+        .arg(repo())
+        .arg("--mirror")
+        .arg(format!("file://{}", mirror.display()));
+    c.args([
+        "realize",
+        "libevent@2.1.12 %host-gcc target=x86-64-v3 ^openssl@3.0.20 ~zlib certs=none",
+        "--cores",
+        "2",
+    ]);
     let o = c.output().unwrap();
     let libevent = PathBuf::from(ok(&o).lines().last().unwrap().trim());
-    assert!(libevent.join("lib/libevent-2.1.so.7").exists() || fs_err::read_dir(libevent.join("lib")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("libevent-2.1.so")));
+    assert!(
+        libevent.join("lib/libevent-2.1.so.7").exists()
+            || fs_err::read_dir(libevent.join("lib")).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("libevent-2.1.so"))
+    );
 }

@@ -101,8 +101,33 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the build log of a store path
     Log(LogArgs),
+    /// Maintain recipes: `forge recipe add-version PKG VERSION --url URL`
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Add a version to a recipe: download (or read) the source, compute its sha256, and insert
+    /// the `version` line in order, keeping the file's layout
+    AddVersion(AddVersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddVersionArgs {
+    /// The package
+    pub package: String,
+    /// The new version
+    pub version: String,
+    /// Where the source is: an `https://`/`http://`/`file://` URL, or a local file (its checksum
+    /// is taken; the recipe's URL template then says where it comes from)
+    #[arg(long, value_name = "URL|FILE")]
+    pub url: String,
+    /// A note for maintainers on the version line (e.g. which upstream artifact it is)
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Args)]

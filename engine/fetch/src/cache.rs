@@ -392,6 +392,58 @@ impl SourceCache {
         )))
     }
 
+    /// Brings a file whose digest is not known yet into the cache (`forge recipe add-version`):
+    /// a local path, a `file://` URL or an `http(s)` URL. Returns the cached file and its sha256.
+    pub fn import(&self, location: &str) -> Result<(PathBuf, String), FetchError> {
+        let local = match location.strip_prefix("file://") {
+            Some(rest) => file_url_path(rest),
+            None if !location.contains("://") => Some(PathBuf::from(location)),
+            None => None,
+        };
+        if let Some(path) = local {
+            let sha = sha256_file(&path)?;
+            let cached = self.add_file(&path, &sha)?;
+            return Ok((cached, sha));
+        }
+        let partial = self.dir.join("partial");
+        fs_err::create_dir_all(&partial).map_err(io(&partial))?;
+        let part = partial.join(format!("import-{}.part", std::process::id()));
+        let _ = fs_err::remove_file(&part);
+        let mut delay = self.options.backoff;
+        let mut last = String::new();
+        for attempt in 0..self.options.retries.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            // No digest to resume against: every attempt starts over.
+            let _ = fs_err::remove_file(&part);
+            match self.http(location, "", &part)? {
+                HttpOutcome::Complete { .. } => {
+                    let sha = sha256_file(&part)?;
+                    let dest = self.path_for(&sha);
+                    fs_err::create_dir_all(self.dir.join("sha256")).map_err(io(&dest))?;
+                    fs_err::rename(&part, &dest).map_err(io(&dest))?;
+                    return Ok((dest, sha));
+                }
+                HttpOutcome::NotFound(why) => {
+                    return Err(FetchError::Unavailable {
+                        name: location.to_owned(),
+                        sha256: "unknown".into(),
+                        attempts: vec![format!("{location}: {why}")],
+                    });
+                }
+                HttpOutcome::Transient(why) => last = why,
+            }
+        }
+        let _ = fs_err::remove_file(&part);
+        Err(FetchError::Unavailable {
+            name: location.to_owned(),
+            sha256: "unknown".into(),
+            attempts: vec![format!("{location}: {last}")],
+        })
+    }
+
     fn copy_local(
         &self,
         url: &str,

@@ -27,21 +27,9 @@ pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
                 Err(d) if d.code_str() == "resolve::conflict" => {
                     conflicts.push((t.name.value.clone(), d.message().to_owned()))
                 }
-                Err(d) => diags.push(
-                    Diag::error(
-                        "lint::target",
-                        format!(
-                            "target `{}` does not resolve: {}",
-                            t.name.value,
-                            d.message()
-                        ),
-                    )
-                    .help(
-                        d.help_text()
-                            .unwrap_or("run `forge plan` on it for details")
-                            .to_owned(),
-                    ),
-                ),
+                // The resolver's own diagnostic, which points into the recipes.
+                Err(d) => diags
+                    .push(d.with_context(format!("target `{}` does not resolve", t.name.value))),
             }
         }
     }

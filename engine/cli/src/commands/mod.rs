@@ -7,6 +7,7 @@ mod graph;
 mod lint;
 mod plan;
 mod realize;
+mod recipe;
 mod show;
 mod store_cmds;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Roots(a) => store_cmds::roots(&ctx, &a),
         Command::Gc(a) => store_cmds::gc(&ctx, &a),
         Command::Log(a) => store_cmds::log(&ctx, &a),
+        Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
         Command::Completions(a) => completions::run(&a),
     };
     result.unwrap_or_else(|status| status)
