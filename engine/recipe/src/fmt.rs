@@ -50,10 +50,10 @@ fn had_blank_line(leading: &str) -> bool {
     let mut last_nl: Option<usize> = None;
     for (i, c) in text.char_indices() {
         if c == '\n' {
-            if let Some(prev) = last_nl {
-                if text[prev + 1..i].trim().is_empty() {
-                    return true;
-                }
+            if let Some(prev) = last_nl
+                && text[prev + 1..i].trim().is_empty()
+            {
+                return true;
             }
             last_nl = Some(i);
         } else if !c.is_whitespace() {
