@@ -383,6 +383,31 @@ mod tests {
         assert_eq!(gz(&data, 2, 65536), one);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_input_round_trips_identically_on_any_threads(
+            seed in proptest::prelude::any::<u64>(),
+            len in 0usize..(3 * BLOCK_SIZE),
+            threads in 1usize..5,
+            chunk in 1usize..70_000,
+        ) {
+            // Half random bytes, half runs: both compressible and incompressible blocks.
+            let mut x = seed | 1;
+            let data: Vec<u8> = (0..len)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if (i / 4096) % 2 == 0 { x as u8 } else { (i / 97) as u8 }
+                })
+                .collect();
+            let one = gz(&data, 1, len.max(1));
+            proptest::prop_assert_eq!(gunzip(&one), data.clone());
+            proptest::prop_assert_eq!(gz(&data, threads, chunk), one);
+        }
+    }
+
     #[test]
     fn header_has_no_name_and_no_time() {
         let out = gz(b"x", 1, 1);

@@ -685,6 +685,60 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Binary relocation never changes a file's length, and every occurrence of the old
+        /// prefix is gone afterwards (the new prefix being much shorter).
+        #[test]
+        fn binary_relocation_keeps_lengths(
+            filler in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            at in proptest::collection::vec(0usize..400, 0..6),
+            tails in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+        ) {
+            let old = "/store/__forge_padding________________/abc-x-1.0";
+            let map = m(&[(old, "/c/x-1.0-hash")]);
+            let mut data = filler.clone();
+            for (i, a) in at.iter().enumerate() {
+                let a = (*a).min(data.len());
+                let mut ins = old.as_bytes().to_vec();
+                ins.push(*tails.get(i).unwrap_or(&0));
+                data.splice(a..a, ins);
+            }
+            let len = data.len();
+            relocate_binary_strings(Path::new("f"), &mut data, &map).unwrap();
+            proptest::prop_assert_eq!(data.len(), len);
+            proptest::prop_assert!(memmem::find(&data, old.as_bytes()).is_none());
+        }
+
+        /// The scanner finds the same references however the file is cut into chunks.
+        #[test]
+        fn scanning_does_not_depend_on_chunking(
+            filler in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            at in proptest::collection::vec(0usize..3000, 0..5),
+            chunk in 1usize..700,
+        ) {
+            let prefixes = [("/st/pad/aaa-x-1".to_string(), NodeId_for_test(0))];
+            let matcher = RefMatcher::new("/st/pad", "/st/bin/sbang", &prefixes);
+            let mut data = filler.clone();
+            for a in &at {
+                let a = (*a).min(data.len());
+                data.splice(a..a, b"\0/st/pad/aaa-x-1/lib\0".iter().copied());
+            }
+            let scan = |c: usize| {
+                let mut s = FileScanner::new(&matcher);
+                for piece in data.chunks(c) {
+                    s.update(piece);
+                }
+                s.finish().refs
+            };
+            let whole = scan(data.len().max(1));
+            proptest::prop_assert_eq!(scan(chunk), whole.clone());
+            if !at.is_empty() {
+                proptest::prop_assert!(whole.contains(&Ref::Node(NodeId_for_test(0))));
+            }
+        }
+    }
+
     #[allow(non_snake_case)]
     fn NodeId_for_test(i: usize) -> NodeId {
         crate::graph::test_node_id(i)
