@@ -1,13 +1,14 @@
 //! A resolved graph → one derivation per node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use forge_recipe::{
     Diag, Facts, Recipe, RecipeSet, SourceDecl, Spanned, Template, Var, VariantValue,
 };
-use forge_resolve::{EdgeRole, Graph, Node, Origin};
+use forge_resolve::{EdgeRole, Graph, HostProbe, Node, Origin, Request, Resolver};
 use petgraph::graph::NodeIndex;
 use sha2::Digest as _;
 
@@ -44,11 +45,13 @@ impl Plan {
 }
 
 /// Turns graphs into plans. Keeps a cache of local-source hashes, so planning many targets
-/// hashes each local source once.
+/// hashes each local source once, and of derivations by everything they are computed from, so a
+/// node shared by many targets (the compiler, zlib) is derived once.
 #[derive(Debug)]
 pub struct Planner<'a> {
     set: &'a RecipeSet,
     local_hashes: Mutex<BTreeMap<PathBuf, (String, bool)>>,
+    derived: Mutex<HashMap<[u8; 32], Derivation>>,
 }
 
 /// File names that are archives to unpack.
@@ -81,6 +84,7 @@ impl<'a> Planner<'a> {
         Self {
             set,
             local_hashes: Mutex::default(),
+            derived: Mutex::default(),
         }
     }
 
@@ -90,6 +94,10 @@ impl<'a> Planner<'a> {
             return Ok(h.clone());
         }
         let meta = fs_err::metadata(path).map_err(|e| e.to_string())?;
+        if !meta.is_dir() && !meta.is_file() {
+            // A device or a FIFO would never finish reading.
+            return Err(format!("`{}` is not a file or directory", path.display()));
+        }
         let h = if meta.is_dir() {
             (
                 forge_treehash::hash_tree(path)
@@ -108,6 +116,53 @@ impl<'a> Planner<'a> {
         Ok(h)
     }
 
+    /// Resolves and plans every request, on all cores, with `host` answering for host tools:
+    /// what `forge plan --all` and `forge lint` do for every target. Results are in the order of
+    /// the requests and do not depend on the number of threads: each is what
+    /// `Resolver::resolve` and [`Self::plan`] give for it alone.
+    pub fn resolve_and_plan_all(
+        &self,
+        host: &dyn HostProbe,
+        requests: &[Request],
+    ) -> Vec<Result<Plan, Box<Diag>>> {
+        let one = |req: &Request| {
+            Resolver::new(self.set, host)
+                .resolve(req)
+                .and_then(|g| self.plan(g))
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(requests.len());
+        if workers <= 1 {
+            return requests.iter().map(one).collect();
+        }
+        // Workers take the next request from a shared counter, so one slow target does not
+        // leave a core idle.
+        let next = AtomicUsize::new(0);
+        type Slot = Mutex<Option<Result<Plan, Box<Diag>>>>;
+        let results: Vec<Slot> = requests.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(req) = requests.get(i) else { break };
+                        let r = one(req);
+                        *results[i].lock().expect("result slot") = Some(r);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .expect("result slot")
+                    .expect("every request was taken by a worker")
+            })
+            .collect()
+    }
+
     /// Plans every node of `graph`.
     pub fn plan(&self, graph: Graph) -> Result<Plan, Box<Diag>> {
         let mut drvs: Vec<Derivation> = Vec::with_capacity(graph.len());
@@ -118,34 +173,54 @@ impl<'a> Planner<'a> {
         Ok(Plan { graph, drvs })
     }
 
+    /// The derivation of node `i`, from the cache when an identical node (same package, version
+    /// as written, variants, origin, toolchain, target and dependency derivations: everything
+    /// [`Self::derive`] reads besides the recipe) was derived before.
     fn node(
         &self,
         graph: &Graph,
         i: NodeIndex,
         done: &[Derivation],
     ) -> Result<Derivation, Box<Diag>> {
+        let key = memo_key(graph, i, done);
+        if let Some(d) = self.derived.lock().expect("cache").get(&key) {
+            return Ok(d.clone());
+        }
+        let d = self.derive(graph, i, self.deps(graph, i, done))?;
+        self.derived.lock().expect("cache").insert(key, d.clone());
+        Ok(d)
+    }
+
+    /// The dependencies of node `i` as a derivation lists them.
+    fn deps(&self, graph: &Graph, i: NodeIndex, done: &[Derivation]) -> Vec<DrvDep> {
+        let mut v: Vec<DrvDep> = graph
+            .deps(i)
+            .into_iter()
+            .map(|(d, e)| DrvDep {
+                name: graph.node(d).name().to_owned(),
+                drv: done[d.index()].hash.to_string(),
+                types: e.types.names().into_iter().map(str::to_owned).collect(),
+                role: match e.role {
+                    EdgeRole::Declared => "declared",
+                    EdgeRole::Compiler => "compiler",
+                    EdgeRole::Runtime => "runtime",
+                }
+                .to_owned(),
+                virtuals: e.virtuals.clone(),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn derive(
+        &self,
+        graph: &Graph,
+        i: NodeIndex,
+        deps: Vec<DrvDep>,
+    ) -> Result<Derivation, Box<Diag>> {
         let node = graph.node(i);
         let recipe = &self.set.packages[node.name()];
-        let deps: Vec<DrvDep> = {
-            let mut v: Vec<DrvDep> = graph
-                .deps(i)
-                .into_iter()
-                .map(|(d, e)| DrvDep {
-                    name: graph.node(d).name().to_owned(),
-                    drv: done[d.index()].hash.to_string(),
-                    types: e.types.names().into_iter().map(str::to_owned).collect(),
-                    role: match e.role {
-                        EdgeRole::Declared => "declared",
-                        EdgeRole::Compiler => "compiler",
-                        EdgeRole::Runtime => "runtime",
-                    }
-                    .to_owned(),
-                    virtuals: e.virtuals.clone(),
-                })
-                .collect();
-            v.sort();
-            v
-        };
         if let Origin::Host(tool) = &node.origin {
             let inputs = DrvInputs {
                 protocol: BUILD_PROTOCOL,
@@ -300,6 +375,96 @@ impl<'a> Planner<'a> {
         };
         Ok(Derivation::new(inputs, fetch, patch_files))
     }
+}
+
+/// A digest of everything the derivation of node `i` depends on besides its recipe, written
+/// without ambiguity (every string length-prefixed) and hashed with blake3, so that looking up
+/// a derivation costs no allocation.
+fn memo_key(graph: &Graph, i: NodeIndex, done: &[Derivation]) -> [u8; 32] {
+    fn put(h: &mut blake3::Hasher, bytes: &[u8]) {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    fn count(h: &mut blake3::Hasher, n: usize) {
+        h.update(&(n as u64).to_le_bytes());
+    }
+    let node = graph.node(i);
+    let mut h = blake3::Hasher::new();
+    put(&mut h, node.name().as_bytes());
+    put(&mut h, node.version.as_str().as_bytes());
+    put(&mut h, graph.arch.as_bytes());
+    count(&mut h, node.variants.len());
+    for (name, value) in &node.variants {
+        put(&mut h, name.as_bytes());
+        match value {
+            VariantValue::Bool(b) => {
+                h.update(&[0, u8::from(*b)]);
+            }
+            VariantValue::Single(v) => {
+                h.update(&[1]);
+                put(&mut h, v.as_bytes());
+            }
+            VariantValue::Multi(vs) => {
+                h.update(&[2]);
+                count(&mut h, vs.len());
+                for v in vs {
+                    put(&mut h, v.as_bytes());
+                }
+            }
+        }
+    }
+    match &node.origin {
+        Origin::Build => {
+            h.update(&[0]);
+        }
+        Origin::Host(tool) => {
+            h.update(&[1]);
+            put(&mut h, tool.version.as_str().as_bytes());
+            count(&mut h, tool.executables.len());
+            for (name, path) in &tool.executables {
+                put(&mut h, name.as_bytes());
+                put(&mut h, path.as_os_str().as_encoded_bytes());
+            }
+        }
+    }
+    match &node.toolchain {
+        None => {
+            h.update(&[0]);
+        }
+        Some(t) => {
+            h.update(&[1, u8::from(t.host)]);
+            put(&mut h, t.name.as_bytes());
+            put(&mut h, t.compiler.as_bytes());
+            put(&mut h, t.compiler_version.as_str().as_bytes());
+            put(&mut h, t.arch.as_bytes());
+            count(&mut h, t.arch_flags.len());
+            for f in &t.arch_flags {
+                put(&mut h, f.as_bytes());
+            }
+            count(&mut h, t.languages.len());
+            for l in &t.languages {
+                put(&mut h, l.as_str().as_bytes());
+            }
+        }
+    }
+    let deps = graph.deps(i);
+    count(&mut h, deps.len());
+    for (d, e) in deps {
+        put(&mut h, graph.node(d).name().as_bytes());
+        h.update(&done[d.index()].hash.0);
+        let role = match e.role {
+            EdgeRole::Declared => 0,
+            EdgeRole::Compiler => 1,
+            EdgeRole::Runtime => 2,
+        };
+        let types = e.types.iter().fold(0u8, |acc, t| acc | 1 << (t as u8));
+        h.update(&[role, types]);
+        count(&mut h, e.virtuals.len());
+        for v in &e.virtuals {
+            put(&mut h, v.as_bytes());
+        }
+    }
+    *h.finalize().as_bytes()
 }
 
 fn render(

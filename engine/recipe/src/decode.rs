@@ -47,6 +47,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) sources: &'a Sources,
     pub(crate) file: FileId,
     pub(crate) diags: &'a mut Diagnostics,
+    /// Items whose node was reported and dropped, by kind (`toolchain`) and name.
+    pub(crate) dropped: Vec<(&'static str, String)>,
 }
 
 /// A node's properties, by key.
@@ -602,103 +604,131 @@ fn decode_package(cx: &mut Cx<'_>, node: &KdlNode, dir: &Path) -> Option<Recipe>
         host: None,
         runtime_for: None,
         span: cx.span(node.span()),
+        incomplete: Default::default(),
     };
-    let mut seen_once: BTreeMap<&str, Span> = BTreeMap::new();
+    // A misspelt child (`depend`) stands for the node it was probably meant to be.
+    for child in node.children().map(|d| d.nodes()).unwrap_or_default() {
+        let name = child.name().value();
+        if !PACKAGE_CHILDREN.contains(&name)
+            && let Some(meant) = did_you_mean(name, PACKAGE_CHILDREN.iter().copied())
+        {
+            r.incomplete.insert(meant);
+        }
+    }
+    let mut seen_once: BTreeMap<&'static str, Span> = BTreeMap::new();
     for child in cx.children(node, PACKAGE_CHILDREN) {
         let kind = child.name().value();
-        let child_span = cx.span(child.name().span());
-        if matches!(
-            kind,
-            "description"
-                | "homepage"
-                | "license"
-                | "url"
-                | "languages"
-                | "build"
-                | "spack"
-                | "host"
-                | "runtime-for"
-        ) {
-            if let Some(prev) = seen_once.get(kind) {
-                let d = Diag::error(
-                    "recipe::duplicate-node",
-                    format!("`{kind}` is given twice in package `{}`", r.name.value),
-                )
-                .label(cx.sources, child_span, "given again here")
-                .label(cx.sources, *prev, "first given here")
-                .help(format!("a package has one `{kind}`; remove one of them"));
-                cx.push(d);
-                continue;
-            }
-            seen_once.insert(kind, child_span);
-        }
-        match kind {
-            "description" => {
-                r.meta.description = cx.single_string(child, "the description").map(|s| s.value)
-            }
-            "homepage" => {
-                r.meta.homepage = cx.single_string(child, "the homepage URL").map(|s| s.value)
-            }
-            "license" => {
-                r.meta.license = cx
-                    .single_string(child, "an SPDX license expression")
-                    .map(|s| s.value)
-            }
-            "url" => {
-                cx.no_children(child);
-                if let Some((args, _)) = cx.entries(child, Args::Exactly(1, "a URL template"), &[])
-                {
-                    r.url = cx.template(args[0], "the URL");
-                }
-            }
-            "mirror" => {
-                cx.no_children(child);
-                if let Some((args, _)) = cx.entries(child, Args::AtLeast(1, "URL templates"), &[]) {
-                    for a in args {
-                        r.mirrors.extend(cx.template(a, "a mirror URL"));
-                    }
-                }
-            }
-            "version" => r.versions.extend(decode_version(cx, child)),
-            "variant" => r.variants.extend(decode_variant(cx, child)),
-            "languages" => {
-                cx.no_children(child);
-                if let Some((args, _)) = cx.entries(child, Args::AtLeast(0, "languages"), &[]) {
-                    r.languages.clear();
-                    for a in args {
-                        let Some(s) = cx.string(a, "a language") else {
-                            continue;
-                        };
-                        match Language::parse(&s.value) {
-                            Some(l) if !r.languages.contains(&l) => r.languages.push(l),
-                            Some(_) => {}
-                            None => cx.err(
-                                "recipe::unknown-language",
-                                format!("unknown language `{}`", s.value),
-                                s.span,
-                                "unknown",
-                                "languages are `c`, `cxx` and `fortran`; `languages` with no arguments means nothing is compiled",
-                            ),
-                        }
-                    }
-                }
-            }
-            "depends" => r.depends.extend(decode_depends(cx, child)),
-            "provides" => r.provides.extend(decode_provides(cx, child)),
-            "conflicts" => r.conflicts.extend(decode_conflict(cx, child)),
-            "patch" => r.patches.extend(decode_patch(cx, child)),
-            "build" => r.build = decode_build(cx, child),
-            "spack" => {
-                if let Some(s) = decode_spack(cx, child) {
-                    r.spack = s;
-                }
-            }
-            "host" => r.host = decode_host(cx, child),
-            "runtime-for" => r.runtime_for = cx.single_string(child, "the compiler package"),
-            _ => unreachable!("filtered by children()"),
+        let kind: &'static str = PACKAGE_CHILDREN
+            .iter()
+            .copied()
+            .find(|k| *k == kind)
+            .expect("filtered by children()");
+        let errors_before = cx.diags.error_count();
+        decode_package_child(cx, &mut r, &mut seen_once, child, kind);
+        if cx.diags.error_count() > errors_before {
+            r.incomplete.insert(kind);
         }
     }
     Some(r)
+}
+
+fn decode_package_child(
+    cx: &mut Cx<'_>,
+    r: &mut Recipe,
+    seen_once: &mut BTreeMap<&'static str, Span>,
+    child: &KdlNode,
+    kind: &'static str,
+) {
+    let child_span = cx.span(child.name().span());
+    if matches!(
+        kind,
+        "description"
+            | "homepage"
+            | "license"
+            | "url"
+            | "languages"
+            | "build"
+            | "spack"
+            | "host"
+            | "runtime-for"
+    ) {
+        if let Some(prev) = seen_once.get(kind) {
+            let d = Diag::error(
+                "recipe::duplicate-node",
+                format!("`{kind}` is given twice in package `{}`", r.name.value),
+            )
+            .label(cx.sources, child_span, "given again here")
+            .label(cx.sources, *prev, "first given here")
+            .help(format!("a package has one `{kind}`; remove one of them"));
+            cx.push(d);
+            return;
+        }
+        seen_once.insert(kind, child_span);
+    }
+    match kind {
+        "description" => {
+            r.meta.description = cx.single_string(child, "the description").map(|s| s.value)
+        }
+        "homepage" => {
+            r.meta.homepage = cx.single_string(child, "the homepage URL").map(|s| s.value)
+        }
+        "license" => {
+            r.meta.license = cx
+                .single_string(child, "an SPDX license expression")
+                .map(|s| s.value)
+        }
+        "url" => {
+            cx.no_children(child);
+            if let Some((args, _)) = cx.entries(child, Args::Exactly(1, "a URL template"), &[]) {
+                r.url = cx.template(args[0], "the URL");
+            }
+        }
+        "mirror" => {
+            cx.no_children(child);
+            if let Some((args, _)) = cx.entries(child, Args::AtLeast(1, "URL templates"), &[]) {
+                for a in args {
+                    r.mirrors.extend(cx.template(a, "a mirror URL"));
+                }
+            }
+        }
+        "version" => r.versions.extend(decode_version(cx, child)),
+        "variant" => r.variants.extend(decode_variant(cx, child)),
+        "languages" => {
+            cx.no_children(child);
+            if let Some((args, _)) = cx.entries(child, Args::AtLeast(0, "languages"), &[]) {
+                r.languages.clear();
+                for a in args {
+                    let Some(s) = cx.string(a, "a language") else {
+                        continue;
+                    };
+                    match Language::parse(&s.value) {
+                        Some(l) if !r.languages.contains(&l) => r.languages.push(l),
+                        Some(_) => {}
+                        None => cx.err(
+                            "recipe::unknown-language",
+                            format!("unknown language `{}`", s.value),
+                            s.span,
+                            "unknown",
+                            "languages are `c`, `cxx` and `fortran`; `languages` with no arguments means nothing is compiled",
+                        ),
+                    }
+                }
+            }
+        }
+        "depends" => r.depends.extend(decode_depends(cx, child)),
+        "provides" => r.provides.extend(decode_provides(cx, child)),
+        "conflicts" => r.conflicts.extend(decode_conflict(cx, child)),
+        "patch" => r.patches.extend(decode_patch(cx, child)),
+        "build" => r.build = decode_build(cx, child),
+        "spack" => {
+            if let Some(s) = decode_spack(cx, child) {
+                r.spack = s;
+            }
+        }
+        "host" => r.host = decode_host(cx, child),
+        "runtime-for" => r.runtime_for = cx.single_string(child, "the compiler package"),
+        _ => unreachable!("filtered by children()"),
+    }
 }
 
 pub(crate) fn valid_package_name(n: &str) -> bool {
@@ -1668,7 +1698,15 @@ fn decode_toolchain(cx: &mut Cx<'_>, node: &KdlNode) -> Option<ToolchainDecl> {
         }
     }
     let span = cx.span(node.span());
+    let compiler_written = node
+        .children()
+        .is_some_and(|d| d.nodes().iter().any(|n| n.name().value() == "compiler"));
     let Some(compiler) = compiler else {
+        cx.dropped.push(("toolchain", name.value.clone()));
+        if compiler_written {
+            // The `compiler` line itself was malformed, and that was reported.
+            return None;
+        }
         cx.err(
             "recipe::missing-compiler",
             format!("toolchain `{}` names no compiler", name.value),
@@ -1691,6 +1729,7 @@ fn decode_toolchain(cx: &mut Cx<'_>, node: &KdlNode) -> Option<ToolchainDecl> {
         );
     }
     if !host && bootstrap.is_none() {
+        cx.dropped.push(("toolchain", name.value.clone()));
         cx.err(
             "recipe::missing-bootstrap",
             format!(
@@ -1870,32 +1909,46 @@ fn decode_target(cx: &mut Cx<'_>, node: &KdlNode) -> Option<TargetDecl> {
     })
 }
 
-/// Fills `{axis}` and `{axis.FORM}` in a matrix template.
-fn fill_axes(template: &str, row: &[(&str, &str)]) -> Result<String, String> {
+/// Fills `{axis}` and `{axis.FORM}` in a matrix template. An error comes with the byte range of
+/// the placeholder at fault.
+fn fill_axes(
+    template: &str,
+    row: &[(&str, &str)],
+) -> Result<String, (String, std::ops::Range<usize>)> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
+        let at = template.len() - rest.len() + start;
         let Some(len) = rest[start..].find('}') else {
-            return Err("unclosed `{`".to_owned());
+            return Err(("unclosed `{`".to_owned(), at..template.len()));
         };
+        let range = at..at + len + 1;
         let key = &rest[start + 1..start + len];
         let (axis, form) = match key.split_once('.') {
             Some((a, f)) => (a, Some(f)),
             None => (key, None),
         };
         let Some((_, value)) = row.iter().find(|(a, _)| *a == axis) else {
-            return Err(format!("`{{{key}}}` names no axis"));
+            return Err((format!("`{{{key}}}` names no axis"), range));
         };
         match form {
             None => out.push_str(value),
             Some(form) => {
-                let v = Version::parse(value)
-                    .map_err(|e| format!("axis value `{value}` is not a version: {e}"))?;
+                let v = Version::parse(value).map_err(|e| {
+                    (
+                        format!("axis value `{value}` is not a version: {e}"),
+                        range.clone(),
+                    )
+                })?;
                 let d = v.derived(form).ok_or_else(|| {
-                    format!(
-                        "`{form}` is not a version form; forms are {}",
-                        Version::DERIVED_FORMS.join(", ")
+                    let help = match did_you_mean(form, Version::DERIVED_FORMS.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("forms are {}", Version::DERIVED_FORMS.join(", ")),
+                    };
+                    (
+                        format!("`{form}` is not a version form of `{value}`; {help}"),
+                        range.clone(),
                     )
                 })?;
                 out.push_str(&d);
@@ -1914,6 +1967,7 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
     let Some(name_tpl) = cx.string(args[0], "the name template") else {
         return Vec::new();
     };
+    let name_lit = cx.lit(args[0]);
     let settings = decode_settings(
         cx,
         node,
@@ -1923,7 +1977,8 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
     let mut axes: Vec<(Spanned<String>, Vec<Spanned<String>>)> = Vec::new();
     let mut spec: Option<(Spanned<String>, LitSpan)> = None;
     let mut description = None;
-    let mut excludes: Vec<(Vec<(String, String)>, Span)> = Vec::new();
+    // Each `exclude` row: (axis, value, span of the axis name).
+    let mut excludes: Vec<Vec<(String, String, Span)>> = Vec::new();
     let mut also: Vec<(String, String, LitSpan)> = Vec::new();
     if let Some(doc) = node.children() {
         for c in doc.nodes() {
@@ -1966,11 +2021,12 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
                     };
                     let mut row = Vec::new();
                     for (k, e) in &props.entries {
+                        let key_span = e.name().map_or(cx.span(c.span()), |n| cx.span(n.span()));
                         if let Some(v) = cx.string(e, "an axis value") {
-                            row.push(((*k).to_owned(), v.value));
+                            row.push(((*k).to_owned(), v.value, key_span));
                         }
                     }
-                    excludes.push((row, cx.span(c.span())));
+                    excludes.push(row);
                 }
                 "also" => {
                     cx.no_children(c);
@@ -2021,21 +2077,25 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
         );
         return Vec::new();
     }
-    for (row, espan) in &excludes {
-        for (k, _) in row {
+    for row in &excludes {
+        for (k, _, key_span) in row {
             if !axes.iter().any(|(a, _)| &a.value == k) {
-                cx.err(
-                    "recipe::unknown-axis",
-                    format!("`exclude` names no axis `{k}`"),
-                    *espan,
-                    "unknown axis",
-                    format!(
+                let help = match did_you_mean(k, axes.iter().map(|(a, _)| a.value.as_str())) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
                         "axes: {}",
                         axes.iter()
                             .map(|(a, _)| a.value.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
+                };
+                cx.err(
+                    "recipe::unknown-axis",
+                    format!("`exclude` names no axis `{k}`"),
+                    *key_span,
+                    "unknown axis",
+                    help,
                 );
             }
         }
@@ -2056,20 +2116,20 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
     }
     let mut out = Vec::new();
     for row in rows {
-        let excluded = excludes.iter().any(|(ex, _)| {
+        let excluded = excludes.iter().any(|ex| {
             ex.iter()
-                .all(|(k, v)| row.iter().any(|(a, val)| a == k && val == v))
+                .all(|(k, v, _)| row.iter().any(|(a, val)| a == k && val == v))
         });
         if excluded {
             continue;
         }
         let name = match fill_axes(&name_tpl.value, &row) {
             Ok(n) => n,
-            Err(e) => {
+            Err((e, range)) => {
                 cx.err(
                     "recipe::bad-template",
                     format!("in the matrix name: {e}"),
-                    name_tpl.span,
+                    name_lit.at(range),
                     "here",
                     "placeholders are axis names, optionally with a version form: `{gcc.major}`",
                 );
@@ -2078,11 +2138,11 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
         };
         let spec_text = match fill_axes(&spec_tpl.value, &row) {
             Ok(s) => s,
-            Err(e) => {
+            Err((e, range)) => {
                 cx.err(
                     "recipe::bad-template",
                     format!("in the matrix spec: {e}"),
-                    spec_tpl.span,
+                    spec_lit.at(range),
                     "here",
                     "placeholders are axis names, optionally with a version form: `{gcc.major}`",
                 );

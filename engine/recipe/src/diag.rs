@@ -229,6 +229,12 @@ impl Diag {
         self
     }
 
+    /// Puts `context` before the message (`context: message`), keeping code, labels and help.
+    pub fn with_context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     /// Sets the help line.
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());

@@ -19,7 +19,7 @@ pub mod version;
 
 pub use diag::{Diag, Diagnostics, FileId, Sources, Span};
 pub use model::*;
-pub use set::{Loaded, RecipeSet};
+pub use set::{Loaded, RecipeSet, Unloaded};
 pub use spec::Spec;
 pub use template::{Template, Var};
 pub use version::{Version, VersionReq};

@@ -5,7 +5,7 @@
 //! into a concrete node (one version, one value per variant) and the planner turns that into a
 //! derivation. Nothing here touches the network, the store or the host.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -603,6 +603,11 @@ pub struct Recipe {
     pub runtime_for: Option<Spanned<String>>,
     /// The `package` node.
     pub span: Span,
+    /// Kinds of child nodes (`version`, `depends`, `variant`, …) that were written but could not
+    /// be decoded, each already reported. Checks that would only repeat such a mistake in other
+    /// words (a `{dep:…}` naming a dependency whose `depends` line was malformed) skip them, so
+    /// one mistake gives one diagnostic. Empty for a recipe that decoded cleanly.
+    pub incomplete: BTreeSet<&'static str>,
 }
 
 impl Recipe {

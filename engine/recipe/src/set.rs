@@ -5,7 +5,7 @@
 //! so `forge lint` can report all problems at once; callers that need a valid set check
 //! [`Diagnostics::has_errors`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{Cx, Item, decode_document};
@@ -31,6 +31,39 @@ pub struct RecipeSet {
     pub targets: Vec<TargetDecl>,
     /// Virtual package → packages that can provide it, sorted.
     pub providers: BTreeMap<String, Vec<String>>,
+    /// What was written but could not be loaded (and was reported).
+    pub unloaded: Unloaded,
+}
+
+/// Names that were written but could not be loaded, each failure already reported. References
+/// to them are not reported again, so that one mistake gives one diagnostic rather than one per
+/// place that names the broken item.
+#[derive(Debug, Clone, Default)]
+pub struct Unloaded {
+    /// Files that could not be read or parsed: anything may have been defined in them.
+    pub files: Vec<String>,
+    /// Packages whose recipe failed to decode, by name or, when the name itself was the
+    /// problem, by the file's stem.
+    pub packages: BTreeSet<String>,
+    /// Toolchains that failed to decode.
+    pub toolchains: BTreeSet<String>,
+}
+
+impl Unloaded {
+    /// Whether a missing package `name` is explained by an earlier error.
+    pub fn package(&self, name: &str) -> bool {
+        !self.files.is_empty() || self.packages.contains(name)
+    }
+
+    /// Whether a missing toolchain `name` is explained by an earlier error.
+    pub fn toolchain(&self, name: &str) -> bool {
+        !self.files.is_empty() || self.toolchains.contains(name)
+    }
+
+    /// Whether a missing architecture, virtual or target may have been in an unreadable file.
+    pub fn anything(&self) -> bool {
+        !self.files.is_empty()
+    }
 }
 
 /// The result of loading: the set (possibly partial) and every diagnostic.
@@ -70,6 +103,78 @@ pub fn kdl_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
         out.extend(files);
     }
     Ok(out)
+}
+
+/// Parses KDL texts, on all cores when there are many: parsing is most of the time spent
+/// loading a large tree, and files are independent. Results are in input order.
+fn parse_all(texts: &[&str]) -> Vec<Result<kdl::KdlDocument, kdl::KdlError>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(texts.len() / 8);
+    if workers <= 1 {
+        return texts.iter().map(|t| t.parse()).collect();
+    }
+    let chunk = texts.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = texts
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|t| t.parse()).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// The label and help line for a syntax error: plain words for the mistakes maintainers make
+/// most (KDL v1 habits, unbalanced braces), else the parser's own, in forge's style.
+fn syntax_advice(
+    text: &str,
+    span: Span,
+    message: &str,
+    label: Option<String>,
+    help: Option<String>,
+) -> (String, String) {
+    let at = text.get(span.offset..span.offset + span.len).unwrap_or("");
+    if matches!(at, "true" | "false" | "null") {
+        return (
+            "a KDL v1 keyword".to_owned(),
+            format!("KDL v2 writes `#{at}`: booleans are `#true` and `#false`, null is `#null`"),
+        );
+    }
+    if at.starts_with('}') && message.contains("end of document") {
+        return (
+            "this `}` closes nothing".to_owned(),
+            "a block above is closed twice, or the `{` that opens it is missing".to_owned(),
+        );
+    }
+    let help = help
+        .map(|h| {
+            let h = h.trim().trim_end_matches('.');
+            let mut chars = h.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_lowercase().chain(chars).collect::<String>()
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "see the KDL v2 syntax in `recipes/README.md`".to_owned());
+    (label.unwrap_or_else(|| "here".to_owned()), help)
+}
+
+/// A file that is not UTF-8, pointing at its first invalid byte.
+fn not_utf8(name: &str, e: std::string::FromUtf8Error) -> Diag {
+    let valid = e.utf8_error().valid_up_to();
+    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+    // The lossy text keeps the valid prefix byte for byte; the bad byte became U+FFFD.
+    let bad = valid..valid + '\u{fffd}'.len_utf8();
+    let line = text[..valid].matches('\n').count() + 1;
+    Diag::error(
+        "recipe::not-utf8",
+        format!("`{name}` is not UTF-8 (invalid byte on line {line})"),
+    )
+    .label_text(name, &text, bad, "not UTF-8")
+    .help("recipes are UTF-8 text; convert the file, e.g. with `iconv -f latin1 -t utf-8`")
 }
 
 fn display_name(root: &Path, path: &Path) -> String {
@@ -114,26 +219,28 @@ impl RecipeSet {
             );
         }
         let mut texts = Vec::with_capacity(files.len());
+        let mut unreadable = Vec::new();
         for path in files {
-            match fs_err::read_to_string(&path) {
-                Ok(t) => texts.push((path, t)),
-                Err(e) => diags.push(
-                    Diag::error("recipe::unreadable", e.to_string())
-                        .in_file(display_name(root, &path))
-                        .help("check the file's permissions and encoding (UTF-8)"),
-                ),
+            let name = display_name(root, &path);
+            match fs_err::read(&path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(t) => texts.push((name, path, t)),
+                    Err(e) => {
+                        diags.push(not_utf8(&name, e));
+                        unreadable.push(name);
+                    }
+                },
+                Err(e) => {
+                    diags.push(
+                        Diag::error("recipe::unreadable", e.to_string())
+                            .in_file(name.clone())
+                            .help("check the file's permissions"),
+                    );
+                    unreadable.push(name);
+                }
             }
         }
-        let names: Vec<String> = texts.iter().map(|(p, _)| display_name(root, p)).collect();
-        Self::load_texts(
-            root,
-            texts
-                .into_iter()
-                .zip(names)
-                .map(|((p, t), n)| (n, p, t))
-                .collect(),
-            diags,
-        )
+        Self::load_files(root, texts, unreadable, diags)
     }
 
     /// Loads from in-memory files `(display name, path, text)`; paths decide the recipe
@@ -141,31 +248,56 @@ impl RecipeSet {
     pub fn load_texts(
         root: &Path,
         files: Vec<(String, PathBuf, String)>,
+        diags: Diagnostics,
+    ) -> Loaded {
+        Self::load_files(root, files, Vec::new(), diags)
+    }
+
+    fn load_files(
+        root: &Path,
+        files: Vec<(String, PathBuf, String)>,
+        unreadable: Vec<String>,
         mut diags: Diagnostics,
     ) -> Loaded {
         let mut set = RecipeSet {
             root: root.to_path_buf(),
             ..Default::default()
         };
+        set.unloaded.files = unreadable;
         // Parse every file first (cheap, and independent), then decode in order.
         let mut parsed = Vec::with_capacity(files.len());
+        let mut ids = Vec::with_capacity(files.len());
         for (name, path, text) in files {
-            let file = set.sources.add(name, path.clone(), text);
-            let doc = set.sources.get(file).text.parse::<kdl::KdlDocument>();
+            ids.push((set.sources.add(name, path.clone(), text), path));
+        }
+        let texts: Vec<&str> = ids
+            .iter()
+            .map(|(f, _)| &*set.sources.get(*f).text)
+            .collect();
+        let docs = parse_all(&texts);
+        for ((file, path), doc) in ids.into_iter().zip(docs) {
             match doc {
                 Ok(doc) => parsed.push((file, path, doc)),
                 Err(err) => {
+                    set.unloaded.files.push(set.sources.get(file).name.clone());
                     // The parser reports a cascade after the first error; the first is the one
                     // to fix, the rest usually go away with it.
                     let more = err.diagnostics.len().saturating_sub(1);
                     if let Some(d) = err.diagnostics.into_iter().min_by_key(|d| d.span.offset()) {
                         let span = Span::new(file, d.span);
                         let message = d.message.unwrap_or_else(|| "invalid KDL".to_owned());
-                        let mut help = d.help.unwrap_or_else(|| {
-                            "see the KDL v2 syntax in `recipes/README.md`".to_owned()
-                        });
+                        let (label, mut help) = syntax_advice(
+                            &set.sources.get(file).text,
+                            span,
+                            &message,
+                            d.label,
+                            d.help,
+                        );
                         if more > 0 {
-                            help.push_str(&format!(" ({more} more syntax error{} in this file may follow from this one)", if more == 1 { "" } else { "s" }));
+                            help.push_str(&format!(
+                                " ({more} more syntax error{} in this file may follow from this one)",
+                                if more == 1 { "" } else { "s" }
+                            ));
                         }
                         diags.push(
                             Diag::error(
@@ -175,11 +307,7 @@ impl RecipeSet {
                                     message.trim_end_matches('.').to_lowercase()
                                 ),
                             )
-                            .label(
-                                &set.sources,
-                                span,
-                                d.label.unwrap_or_else(|| "here".to_owned()),
-                            )
+                            .label(&set.sources, span, label)
                             .help(help),
                         );
                     }
@@ -191,16 +319,29 @@ impl RecipeSet {
         let mut target_spans: BTreeMap<String, Span> = BTreeMap::new();
         for (file, path, doc) in &parsed {
             let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let errors_before = diags.error_count();
             let mut cx = Cx {
                 sources: &set.sources,
                 file: *file,
                 diags: &mut diags,
+                dropped: Vec::new(),
             };
             let items = decode_document(&mut cx, doc, &dir);
+            for (kind, name) in std::mem::take(&mut cx.dropped) {
+                if kind == "toolchain" {
+                    set.unloaded.toolchains.insert(name);
+                }
+            }
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            // A file with errors that yields no package probably held the package named like it.
+            if diags.error_count() > errors_before
+                && !items.iter().any(|i| matches!(i, Item::Package(_)))
+            {
+                set.unloaded.packages.insert(stem.clone());
+            }
             let mut packages_here = 0;
             for item in items {
                 match item {

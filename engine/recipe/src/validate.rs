@@ -3,6 +3,7 @@
 //! dependencies, files beside recipes, defaults against conflicts, and dependency cycles.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use crate::diag::{Diag, Diagnostics, Span, did_you_mean};
 use crate::model::*;
@@ -44,6 +45,87 @@ impl V<'_> {
         self.diags.push(d);
     }
 
+    /// Whether a reference to a package (or virtual) that does not exist repeats a mistake
+    /// already reported: its recipe, or a `provides` line, failed to load.
+    fn missing_is_explained(&self, name: &str) -> bool {
+        self.set.unloaded.package(name)
+            || self
+                .set
+                .packages
+                .values()
+                .any(|r| r.incomplete.contains("provides"))
+    }
+
+    /// Whether `{dep:…}` placeholders of `r` cannot be checked: one of its `depends` lines
+    /// failed to decode or names a package that does not exist, both reported already.
+    fn deps_uncertain(&self, r: &Recipe) -> bool {
+        r.incomplete.contains("depends")
+            || r.depends.iter().any(|d| {
+                !self.set.packages.contains_key(d.spec.name())
+                    && !self.set.providers.contains_key(d.spec.name())
+            })
+    }
+
+    /// The recipe's directory as shown to people: relative to the tree's root.
+    fn shown_dir(&self, r: &Recipe) -> String {
+        r.dir
+            .strip_prefix(&self.set.root)
+            .unwrap_or(&r.dir)
+            .display()
+            .to_string()
+    }
+
+    /// The full path of a file named by a recipe (a local source, a patch), or a diagnostic when
+    /// it is absolute or leaves the recipe tree: recipes may only read files of their own tree.
+    fn local_path(&mut self, r: &Recipe, p: &Spanned<String>, what: &str) -> Option<PathBuf> {
+        use std::path::Component;
+        let rel_dir = r.dir.strip_prefix(&self.set.root).unwrap_or(&r.dir);
+        let written = Path::new(&p.value);
+        let mut depth: Vec<&std::ffi::OsStr> = Vec::new();
+        let mut problem = None;
+        if written.is_absolute() || p.value.is_empty() {
+            problem = Some("an absolute path");
+        } else {
+            for c in rel_dir.components().chain(written.components()) {
+                match c {
+                    Component::Normal(n) => depth.push(n),
+                    Component::CurDir => {}
+                    Component::ParentDir => {
+                        if depth.pop().is_none() {
+                            problem = Some("outside the recipe tree");
+                            break;
+                        }
+                    }
+                    Component::RootDir | Component::Prefix(_) => {
+                        problem = Some("an absolute path");
+                        break;
+                    }
+                }
+            }
+        }
+        match problem {
+            None => Some(r.dir.join(written)),
+            Some(why) => {
+                self.err(
+                    "recipe::bad-path",
+                    format!("{what} `{}` is {why}", p.value),
+                    p.span,
+                    "not inside the recipe tree",
+                    format!(
+                        "recipes read only files of their own tree: give a path relative to the recipe's directory, `{}`, such as `{}`",
+                        self.shown_dir(r),
+                        if what == "patch" {
+                            format!("patches/{}", written.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+                        } else {
+                            format!("../src/{}", r.name.value)
+                        }
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn suggest<'b>(
         word: &str,
         candidates: impl IntoIterator<Item = &'b str>,
@@ -61,6 +143,9 @@ impl V<'_> {
             let name = &clause.name.value;
             let span = lit.at(clause.span.clone());
             let Some(decl) = recipe.variant(name) else {
+                if recipe.incomplete.contains("variant") {
+                    continue;
+                }
                 let help = Self::suggest(
                     name,
                     recipe.variants.iter().map(|v| v.name.value.as_str()),
@@ -154,6 +239,7 @@ impl V<'_> {
     fn check_toolchain_and_target(&mut self, spec: &Spec, lit: &LitSpan) {
         if let Some(tc) = &spec.toolchain
             && !self.set.toolchains.contains_key(&tc.name.value)
+            && !self.set.unloaded.toolchain(&tc.name.value)
         {
             let help = Self::suggest(
                 &tc.name.value,
@@ -184,7 +270,7 @@ impl V<'_> {
     }
 
     fn check_arch(&mut self, name: &str, span: Span) {
-        if !self.set.arches.contains_key(name) {
+        if !self.set.arches.contains_key(name) && !self.set.unloaded.anything() {
             let help = Self::suggest(name, self.set.arches.keys().map(String::as_str), || {
                 format!(
                     "architectures in the target table: {}",
@@ -212,6 +298,7 @@ impl V<'_> {
         if let Some(v) = &cond.spec.version
             && !recipe.versions.is_empty()
             && recipe.runtime_for.is_none()
+            && !recipe.incomplete.contains("version")
             && !recipe
                 .versions
                 .iter()
@@ -230,6 +317,25 @@ impl V<'_> {
         }
     }
 
+    /// The file span of `range`, a byte range of a template's text: exact when the template was
+    /// written as a plain quoted string, else the whole literal.
+    fn template_span(&self, t: &Spanned<Template>, range: std::ops::Range<usize>) -> Span {
+        let file = self.set.sources.get(t.span.file);
+        let raw = file
+            .text
+            .get(t.span.offset..t.span.offset + t.span.len)
+            .unwrap_or_default();
+        let plain = raw.len() >= 2
+            && raw.starts_with('"')
+            && raw.ends_with('"')
+            && raw.get(1..raw.len() - 1) == Some(t.value.as_str());
+        if plain {
+            t.span.slice(range.start + 1..range.end + 1)
+        } else {
+            t.span
+        }
+    }
+
     fn check_template(
         &mut self,
         recipe: &Recipe,
@@ -237,7 +343,7 @@ impl V<'_> {
         deps: &BTreeSet<&str>,
         build: bool,
     ) {
-        for (var, _) in t.value.vars() {
+        for (var, range) in t.value.vars() {
             let problem = match var {
                 Var::Version(Some(form)) if !Version::DERIVED_FORMS.contains(&form.as_str()) => {
                     Some((
@@ -247,24 +353,32 @@ impl V<'_> {
                         }),
                     ))
                 }
-                Var::Variant(n) if recipe.variant(n).is_none() => Some((
-                    format!(
-                        "`{{variant:{n}}}` names no variant of `{}`",
-                        recipe.name.value
-                    ),
-                    Self::suggest(
-                        n,
-                        recipe.variants.iter().map(|v| v.name.value.as_str()),
-                        || "declare it with `variant`".to_owned(),
-                    ),
-                )),
-                Var::Dep(n) if build && !deps.contains(n.as_str()) => Some((
-                    format!(
-                        "`{{dep:{n}}}` names no dependency of `{}`",
-                        recipe.name.value
-                    ),
-                    Self::suggest(n, deps.iter().copied(), || format!("add `depends \"{n}\"`")),
-                )),
+                Var::Variant(n)
+                    if recipe.variant(n).is_none() && !recipe.incomplete.contains("variant") =>
+                {
+                    Some((
+                        format!(
+                            "`{{variant:{n}}}` names no variant of `{}`",
+                            recipe.name.value
+                        ),
+                        Self::suggest(
+                            n,
+                            recipe.variants.iter().map(|v| v.name.value.as_str()),
+                            || "declare it with `variant`".to_owned(),
+                        ),
+                    ))
+                }
+                Var::Dep(n)
+                    if build && !deps.contains(n.as_str()) && !self.deps_uncertain(recipe) =>
+                {
+                    Some((
+                        format!(
+                            "`{{dep:{n}}}` names no dependency of `{}`",
+                            recipe.name.value
+                        ),
+                        Self::suggest(n, deps.iter().copied(), || format!("add `depends \"{n}\"`")),
+                    ))
+                }
                 Var::Out | Var::Src | Var::Jobs | Var::Dep(_) | Var::Variant(_) if !build => {
                     Some((
                         format!("`{var}` cannot be used in a URL"),
@@ -274,11 +388,12 @@ impl V<'_> {
                 _ => None,
             };
             if let Some((msg, help)) = problem {
+                let span = self.template_span(t, range.clone());
                 self.err(
                     "recipe::bad-placeholder",
                     msg,
-                    t.span,
-                    "in this string",
+                    span,
+                    "this placeholder",
                     help,
                 );
             }
@@ -291,7 +406,18 @@ impl V<'_> {
         let mut seen: BTreeMap<&Version, Span> = BTreeMap::new();
         for v in &r.versions {
             if let Some(prev) = seen.get(&v.version.value) {
-                let d = Diag::error("recipe::duplicate-version", format!("version `{}` of `{}` is declared twice", v.version.value, r.name.value))
+                let first = set.sources.get(prev.file);
+                let first = first
+                    .text
+                    .get(prev.offset..prev.offset + prev.len)
+                    .unwrap_or_default()
+                    .trim_matches('"');
+                let also = if first == v.version.value.as_str() {
+                    String::new()
+                } else {
+                    format!(" (as `{first}`; separators do not count)")
+                };
+                let d = Diag::error("recipe::duplicate-version", format!("version `{}` of `{}` is declared twice{also}", v.version.value, r.name.value))
                     .label(&set.sources, v.version.span, "declared again here")
                     .label(&set.sources, *prev, "first declared here")
                     .help("remove one; if the two have different sources, give them different version names");
@@ -302,6 +428,9 @@ impl V<'_> {
             match &v.source {
                 SourceDecl::Remote { url, .. } => {
                     let Some(t) = url.as_ref().or(r.url.as_ref()) else {
+                        if r.incomplete.contains("url") {
+                            continue;
+                        }
                         self.err(
                             "recipe::missing-url",
                             format!("version `{}` of `{}` has no URL", v.version.value, r.name.value),
@@ -314,23 +443,36 @@ impl V<'_> {
                     let _ = t;
                 }
                 SourceDecl::Local { path } => {
-                    let p = r.dir.join(&path.value);
-                    if !p.exists() {
+                    let Some(p) = self.local_path(r, path, "local source") else {
+                        continue;
+                    };
+                    if !p.is_file() && !p.is_dir() {
+                        let what = if p.exists() {
+                            "is not a file or directory"
+                        } else {
+                            "does not exist"
+                        };
                         self.err(
                             "recipe::missing-file",
-                            format!("local source `{}` does not exist", path.value),
+                            format!("local source `{}` {what}", path.value),
                             path.span,
                             "not found",
                             format!(
                                 "the path is relative to the recipe's directory, `{}`",
-                                r.dir.display()
+                                self.shown_dir(r)
                             ),
                         );
                     }
                 }
             }
         }
-        if r.versions.is_empty() && r.host.is_none() && r.runtime_for.is_none() {
+        if r.versions.is_empty()
+            && r.host.is_none()
+            && r.runtime_for.is_none()
+            && !["version", "host", "runtime-for"]
+                .iter()
+                .any(|k| r.incomplete.contains(k))
+        {
             self.err(
                 "recipe::no-versions",
                 format!("package `{}` has no versions", r.name.value),
@@ -339,7 +481,7 @@ impl V<'_> {
                 "add `version \"1.0\" sha256=\"…\"`, or a `host` line if it is taken from the machine",
             );
         }
-        if !r.versions.is_empty() && r.build.is_none() {
+        if !r.versions.is_empty() && r.build.is_none() && !r.incomplete.contains("build") {
             self.err(
                 "recipe::missing-build",
                 format!("package `{}` has versions but no `build`", r.name.value),
@@ -413,6 +555,7 @@ impl V<'_> {
                     if let Some(v) = &d.spec.spec.version
                         && dep.host.is_none()
                         && dep.runtime_for.is_none()
+                        && !dep.incomplete.contains("version")
                         && !dep
                             .versions
                             .iter()
@@ -439,6 +582,7 @@ impl V<'_> {
                         );
                     }
                 }
+                None if self.missing_is_explained(name) => {}
                 None => {
                     let candidates: Vec<&str> = set
                         .packages
@@ -491,8 +635,16 @@ impl V<'_> {
             if let Some(w) = &p.when {
                 self.check_condition(r, w, "in `when`");
             }
-            let path = r.dir.join(&p.file.value);
-            match fs_err::read(&path) {
+            let Some(path) = self.local_path(r, &p.file, "patch") else {
+                continue;
+            };
+            // Only regular files: a device or a FIFO named as a patch would never end.
+            let read = if path.is_file() {
+                fs_err::read(&path)
+            } else {
+                Err(std::io::ErrorKind::NotFound.into())
+            };
+            match read {
                 Ok(bytes) => {
                     let actual = sha256_of(&bytes);
                     if actual != p.sha256.value {
@@ -512,7 +664,7 @@ impl V<'_> {
                     "not found",
                     format!(
                         "the path is relative to the recipe's directory, `{}`",
-                        r.dir.display()
+                        self.shown_dir(r)
                     ),
                 ),
             }
@@ -556,7 +708,7 @@ impl V<'_> {
             }
         }
         for (forge_name, spack_name) in &r.spack.variants {
-            if r.variant(forge_name).is_none() {
+            if r.variant(forge_name).is_none() && !r.incomplete.contains("variant") {
                 self.err(
                     "recipe::unknown-variant",
                     format!(
@@ -574,6 +726,7 @@ impl V<'_> {
         }
         if let Some(rt) = &r.runtime_for
             && !set.packages.contains_key(&rt.value)
+            && !self.missing_is_explained(&rt.value)
         {
             let help = Self::suggest(&rt.value, set.packages.keys().map(String::as_str), || {
                 "name the compiler package, such as `gcc`".into()
@@ -723,18 +876,19 @@ impl V<'_> {
         let set = self.set;
         for t in set.toolchains.values() {
             match set.packages.get(&t.compiler.value) {
+                None if self.missing_is_explained(&t.compiler.value) => {}
                 None => {
                     let help = Self::suggest(&t.compiler.value, set.packages.keys().map(String::as_str), || "add the compiler's recipe to `toolchains/`".into());
                     self.err("recipe::unknown-package", format!("toolchain `{}` uses compiler `{}`, which does not exist", t.name.value, t.compiler.value), t.compiler.span, "no such package", help);
                 }
-                Some(c) if t.host && c.host.is_none() => self.err(
+                Some(c) if t.host && c.host.is_none() && !c.incomplete.contains("host") => self.err(
                     "recipe::not-on-host",
                     format!("toolchain `{}` takes `{}` from the host, but its recipe has no `host` line", t.name.value, t.compiler.value),
                     t.compiler.span,
                     "no `host` line",
                     format!("add `host \"{}\"` to `{}`'s recipe", t.compiler.value, t.compiler.value),
                 ),
-                Some(c) if !t.host && c.versions.is_empty() => self.err(
+                Some(c) if !t.host && c.versions.is_empty() && !c.incomplete.contains("version") => self.err(
                     "recipe::no-versions",
                     format!("toolchain `{}` builds `{}`, which has no versions", t.name.value, t.compiler.value),
                     t.compiler.span,
@@ -745,6 +899,7 @@ impl V<'_> {
             }
             if let Some(rt) = &t.runtime {
                 match set.packages.get(&rt.value) {
+                    None if self.missing_is_explained(&rt.value) => {}
                     None => {
                         let help = Self::suggest(
                             &rt.value,
@@ -763,7 +918,8 @@ impl V<'_> {
                         );
                     }
                     Some(r)
-                        if r.runtime_for.as_ref().map(|x| &x.value) != Some(&t.compiler.value) =>
+                        if r.runtime_for.as_ref().map(|x| &x.value) != Some(&t.compiler.value)
+                            && !r.incomplete.contains("runtime-for") =>
                     {
                         self.err(
                             "recipe::bad-runtime",
@@ -784,6 +940,7 @@ impl V<'_> {
             }
             if let Some(b) = &t.bootstrap {
                 match set.toolchains.get(&b.value) {
+                    None if set.unloaded.toolchain(&b.value) => {}
                     None => {
                         let help = Self::suggest(
                             &b.value,
@@ -825,6 +982,7 @@ impl V<'_> {
         }
         if let Some(t) = &s.toolchain
             && !self.set.toolchains.contains_key(&t.value)
+            && !self.set.unloaded.toolchain(&t.value)
         {
             let help = Self::suggest(
                 &t.value,
@@ -841,14 +999,15 @@ impl V<'_> {
         }
         for (virt, p) in &s.providers {
             match self.set.providers.get(virt) {
+                None if self.missing_is_explained(virt) => {}
                 None => self.err(
                     "recipe::unknown-virtual",
                     format!("no package provides `{virt}`"),
                     p.span,
-                    "unknown virtual",
+                    format!("chosen to provide `{virt}`, which nothing provides"),
                     "a virtual exists once some recipe says `provides \"…\"`",
                 ),
-                Some(list) if !list.contains(&p.value) => {
+                Some(list) if !list.contains(&p.value) && !self.missing_is_explained(&p.value) => {
                     let help = Self::suggest(&p.value, list.iter().map(String::as_str), || {
                         format!("providers of `{virt}`: {}", list.join(", "))
                     });
@@ -864,7 +1023,7 @@ impl V<'_> {
             }
         }
         for p in &s.from_source {
-            if !self.set.packages.contains_key(&p.value) {
+            if !self.set.packages.contains_key(&p.value) && !self.missing_is_explained(&p.value) {
                 let help = Self::suggest(
                     &p.value,
                     self.set.packages.keys().map(String::as_str),
@@ -902,6 +1061,7 @@ impl V<'_> {
                 .lit
                 .at(spec.name.as_ref().map_or(0..0, |n| n.span.clone()));
             match set.packages.get(name) {
+                None if self.missing_is_explained(name) => {}
                 None => {
                     let help = Self::suggest(name, set.packages.keys().map(String::as_str), || {
                         "add its recipe under `recipes/`".into()
@@ -926,6 +1086,7 @@ impl V<'_> {
                     );
                     if let Some(v) = &spec.version
                         && r.host.is_none()
+                        && !r.incomplete.contains("version")
                         && !r.versions.iter().any(|x| v.value.matches(&x.version.value))
                     {
                         self.err(
@@ -951,6 +1112,7 @@ impl V<'_> {
                         r,
                         &format!("in target `{}`", t.name.value),
                     ),
+                    None if self.missing_is_explained(dn) => {}
                     None => {
                         let help =
                             Self::suggest(dn, set.packages.keys().map(String::as_str), || {

@@ -13,6 +13,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// One component of a version.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -22,12 +23,23 @@ enum Part {
 }
 
 /// A concrete version: `1.2.13`, `2.1.12-stable`.
-#[derive(Clone, Debug)]
-pub struct Version {
+///
+/// Cheap to clone (shared): resolution copies versions into every node key and constraint.
+#[derive(Clone)]
+pub struct Version(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     text: String,
     parts: Vec<Part>,
     /// Each component as written (`05` stays `05` in derived forms such as `22-05-8`).
     raw: Vec<String>,
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Version({:?})", self.0.text)
+    }
 }
 
 /// Why a string is not a version.
@@ -111,41 +123,41 @@ impl Version {
         if prev_sep {
             return Err(VersionError::Separator(text.to_owned()));
         }
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             text: text.to_owned(),
             parts,
             raw,
-        })
+        })))
     }
 
     /// The version exactly as written.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 
     /// Number of components (`25.11.2` has three).
     pub fn len(&self) -> usize {
-        self.parts.len()
+        self.0.parts.len()
     }
 
     /// A parsed version always has at least one component.
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.0.parts.is_empty()
     }
 
     /// Whether `prefix`'s components are the first components of `self` (`25.11` of `25.11.2`).
     pub fn has_prefix(&self, prefix: &Version) -> bool {
-        prefix.parts.len() <= self.parts.len()
-            && self.parts[..prefix.parts.len()] == prefix.parts[..]
+        prefix.0.parts.len() <= self.0.parts.len()
+            && self.0.parts[..prefix.0.parts.len()] == prefix.0.parts[..]
     }
 
     fn component_text(&self, i: usize) -> String {
-        self.raw[i].clone()
+        self.0.raw[i].clone()
     }
 
     /// The first `n` components, joined with `sep`.
     pub fn joined_up_to(&self, n: usize, sep: &str) -> String {
-        (0..n.min(self.parts.len()))
+        (0..n.min(self.0.parts.len()))
             .map(|i| self.component_text(i))
             .collect::<Vec<_>>()
             .join(sep)
@@ -157,7 +169,7 @@ impl Version {
     /// `major_minor_underscored`, `major_minor_joined`. Returns `None` for an unknown form or a
     /// component the version does not have.
     pub fn derived(&self, form: &str) -> Option<String> {
-        let all = self.parts.len();
+        let all = self.0.parts.len();
         Some(match form {
             "dotted" => self.joined_up_to(all, "."),
             "dashed" => self.joined_up_to(all, "-"),
@@ -199,26 +211,26 @@ impl FromStr for Version {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.0.text)
     }
 }
 
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
-        self.parts == other.parts
+        self.0.parts == other.0.parts
     }
 }
 impl Eq for Version {}
 
 impl Hash for Version {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts.hash(state);
+        self.0.parts.hash(state);
     }
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        for (a, b) in self.parts.iter().zip(&other.parts) {
+        for (a, b) in self.0.parts.iter().zip(&other.0.parts) {
             let ord = match (a, b) {
                 (Part::Num(x), Part::Num(y)) => x.cmp(y),
                 (Part::Str(x), Part::Str(y)) => x.cmp(y),
@@ -232,12 +244,12 @@ impl Ord for Version {
         }
         // Equal prefix: a trailing alphabetic part marks a pre-release (1.0rc1 < 1.0),
         // a trailing numeric part a later release (1.0 < 1.0.1).
-        let (shorter, longer, flip) = if self.parts.len() <= other.parts.len() {
+        let (shorter, longer, flip) = if self.0.parts.len() <= other.0.parts.len() {
             (self, other, false)
         } else {
             (other, self, true)
         };
-        let ord = match longer.parts.get(shorter.parts.len()) {
+        let ord = match longer.0.parts.get(shorter.0.parts.len()) {
             None => Ordering::Equal,
             Some(Part::Str(_)) => Ordering::Greater,
             Some(Part::Num(_)) => Ordering::Less,

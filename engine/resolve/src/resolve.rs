@@ -9,11 +9,12 @@
 //! function of them, so the result never depends on file order or hash order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
 
 use forge_recipe::spec::{VariantClause, VariantSetting};
 use forge_recipe::{
-    ArchDecl, Diag, Facts, LitSpan, Recipe, RecipeSet, Span, Spec, TargetDecl, TargetSettings,
-    ToolchainDecl, VariantKind, VariantValue, Version, VersionReq,
+    ArchDecl, ArchFlags, Diag, Facts, LitSpan, Recipe, RecipeSet, Span, Spec, TargetDecl,
+    TargetSettings, ToolchainDecl, VariantKind, VariantValue, Version, VersionReq,
 };
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -141,7 +142,7 @@ pub struct Resolver<'a> {
 struct Constraint {
     version: VersionReq,
     variants: Vec<(String, VariantSetting)>,
-    origin: String,
+    origin: Rc<str>,
     span: Option<(usize, usize, usize)>,
 }
 
@@ -152,7 +153,9 @@ impl Constraint {
     }
 }
 
-type Known = BTreeMap<NodeKey, BTreeSet<Constraint>>;
+/// Constraints per node, each list sorted and without repetitions (a set; a sorted vector is
+/// much cheaper than a `BTreeSet` for the handful of constraints a node gets).
+type Known = BTreeMap<NodeKey, Vec<Constraint>>;
 
 #[derive(Debug, Clone)]
 struct Chosen {
@@ -164,27 +167,33 @@ struct Chosen {
 struct Pass<'r, 'a> {
     r: &'r Resolver<'a>,
     req: &'r Request,
-    arch: &'r ArchDecl,
+    arch: &'a ArchDecl,
     root_ctx: Context,
     known: &'r Known,
     rejected: &'r BTreeSet<String>,
     gathered: Known,
     nodes: BTreeMap<NodeKey, Chosen>,
-    toolchains: BTreeMap<NodeKey, ToolchainUse>,
+    /// Compiled nodes and the target flags of their compiler; their [`ToolchainUse`] is built
+    /// once, for the final graph.
+    compiled: BTreeMap<NodeKey, &'a ArchFlags>,
     edges: BTreeMap<NodeKey, BTreeMap<NodeKey, Edge>>,
     provider_checks: Vec<(NodeKey, String)>,
     newly_rejected: BTreeSet<String>,
+    /// Host packages found on the host during this pass.
+    on_host: BTreeSet<String>,
+    /// Contexts of bootstrap toolchains, by toolchain name.
+    bootstrap: BTreeMap<String, Context>,
 }
 
-enum PassOutcome {
-    Done(Pass0),
+enum PassOutcome<'a> {
+    Done(Pass0<'a>),
     Restart(BTreeSet<String>, Known),
 }
 
-struct Pass0 {
+struct Pass0<'a> {
     gathered: Known,
     nodes: BTreeMap<NodeKey, Chosen>,
-    toolchains: BTreeMap<NodeKey, ToolchainUse>,
+    compiled: BTreeMap<NodeKey, &'a ArchFlags>,
     edges: BTreeMap<NodeKey, BTreeMap<NodeKey, Edge>>,
     provider_checks: Vec<(NodeKey, String)>,
 }
@@ -336,8 +345,19 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// Resolves a request into a graph.
+    /// Resolves a request into a graph. Every error points somewhere: into the recipes when it
+    /// can, else at the request's spec.
     pub fn resolve(&self, req: &Request) -> Result<Graph, Box<Diag>> {
+        self.resolve_unlocated(req).map_err(|d| {
+            if d.location().is_some() {
+                d
+            } else {
+                Box::new(self.diag_for(req, *d, None, "while resolving this"))
+            }
+        })
+    }
+
+    fn resolve_unlocated(&self, req: &Request) -> Result<Graph, Box<Diag>> {
         let set = self.set;
         let root_name = req.spec.name().unwrap_or_default();
         if !set.packages.contains_key(root_name) {
@@ -417,7 +437,7 @@ impl<'a> Resolver<'a> {
                 .iter()
                 .map(|c| (c.name.value.clone(), c.setting.clone()))
                 .collect(),
-            origin: format!("the request `{}`", req.name),
+            origin: format!("the request `{}`", req.name).into(),
             span: None,
         };
         self.check_request_variants(req, root_name, &req.spec.variants)?;
@@ -441,10 +461,12 @@ impl<'a> Resolver<'a> {
                 rejected: &rejected,
                 gathered: BTreeMap::new(),
                 nodes: BTreeMap::new(),
-                toolchains: BTreeMap::new(),
+                compiled: BTreeMap::new(),
                 edges: BTreeMap::new(),
                 provider_checks: Vec::new(),
                 newly_rejected: BTreeSet::new(),
+                on_host: BTreeSet::new(),
+                bootstrap: BTreeMap::new(),
             };
             match pass.run(root_name, &root_constraint)? {
                 PassOutcome::Restart(newly, gathered) => {
@@ -528,15 +550,41 @@ impl<'a> Resolver<'a> {
         Ok(())
     }
 
-    fn finish(&self, req: &Request, arch: &ArchDecl, p: Pass0) -> Result<Graph, Box<Diag>> {
+    /// The toolchain of a compiled node.
+    fn toolchain_use(&self, key: &NodeKey, flags: &ArchFlags, arch: &ArchDecl) -> ToolchainUse {
+        let Context::Toolchain {
+            name,
+            compiler_version,
+        } = &key.context
+        else {
+            unreachable!("compiled nodes have a toolchain context");
+        };
+        let tc = &self.set.toolchains[name];
+        ToolchainUse {
+            name: name.clone(),
+            compiler: tc.compiler.value.clone(),
+            compiler_version: compiler_version.clone(),
+            host: tc.host,
+            arch: arch.name.value.clone(),
+            arch_flags: flags.flags.clone(),
+            languages: self.recipe(&key.package).languages.clone(),
+        }
+    }
+
+    fn finish(&self, req: &Request, arch: &ArchDecl, p: Pass0<'_>) -> Result<Graph, Box<Diag>> {
         let set = self.set;
+        let toolchains: BTreeMap<&NodeKey, ToolchainUse> = p
+            .compiled
+            .iter()
+            .map(|(k, flags)| (k, self.toolchain_use(k, flags, arch)))
+            .collect();
         // Conflicts, on the final choices.
         for (key, chosen) in &p.nodes {
             if !matches!(chosen.origin, Origin::Build) {
                 continue;
             }
             let r = self.recipe(&key.package);
-            let tc = p.toolchains.get(key);
+            let tc = toolchains.get(key);
             let facts = Facts {
                 version: &chosen.version,
                 variants: &chosen.variants,
@@ -571,8 +619,7 @@ impl<'a> Resolver<'a> {
             let facts = Facts {
                 version: &chosen.version,
                 variants: &chosen.variants,
-                toolchain: p
-                    .toolchains
+                toolchain: toolchains
                     .get(key)
                     .map(|t| (t.name.as_str(), &t.compiler_version)),
                 arch: Some(&arch.name.value),
@@ -655,7 +702,7 @@ impl<'a> Resolver<'a> {
                 version: c.version.clone(),
                 variants: c.variants.clone(),
                 origin: c.origin.clone(),
-                toolchain: p.toolchains.get(*k).cloned(),
+                toolchain: toolchains.get(*k).cloned(),
             });
             index.insert(k, i);
         }
@@ -708,7 +755,7 @@ impl<'r, 'a> Pass<'r, 'a> {
         mut self,
         root_name: &str,
         root_constraint: &Constraint,
-    ) -> Result<PassOutcome, Box<Diag>> {
+    ) -> Result<PassOutcome<'a>, Box<Diag>> {
         let root_key = self.key_for(root_name, &self.root_ctx.clone(), None)?;
         self.add_constraint(&root_key, root_constraint.clone());
         let mut queue: VecDeque<NodeKey> = VecDeque::from([root_key]);
@@ -741,7 +788,7 @@ impl<'r, 'a> Pass<'r, 'a> {
                     .iter()
                     .map(|c| (c.name.value.clone(), c.setting.clone()))
                     .collect(),
-                origin: format!("`^{dep}` in the request `{}`", self.req.name),
+                origin: format!("`^{dep}` in the request `{}`", self.req.name).into(),
                 span: None,
             };
             let keys: Vec<NodeKey> = self
@@ -759,14 +806,21 @@ impl<'r, 'a> Pass<'r, 'a> {
         Ok(PassOutcome::Done(Pass0 {
             gathered: self.gathered,
             nodes: self.nodes,
-            toolchains: self.toolchains,
+            compiled: self.compiled,
             edges: self.edges,
             provider_checks: self.provider_checks,
         }))
     }
 
     fn add_constraint(&mut self, key: &NodeKey, c: Constraint) {
-        self.gathered.entry(key.clone()).or_default().insert(c);
+        // No clone of the key when it is already there (the common case).
+        if let Some(list) = self.gathered.get_mut(key) {
+            if let Err(at) = list.binary_search(&c) {
+                list.insert(at, c);
+            }
+        } else {
+            self.gathered.insert(key.clone(), vec![c]);
+        }
     }
 
     /// The key of `package` in `ctx`: on the host when its recipe allows it and the host has it.
@@ -786,8 +840,15 @@ impl<'r, 'a> Pass<'r, 'a> {
             .any(|p| p.value == package);
         if let Some(decl) = &r.host {
             if !from_source && !self.rejected.contains(package) {
+                if self.on_host.contains(package) {
+                    return Ok(NodeKey {
+                        package: package.to_owned(),
+                        context: Context::Host,
+                    });
+                }
                 match self.r.host.probe(package, decl) {
                     Ok(_) => {
+                        self.on_host.insert(package.to_owned());
                         return Ok(NodeKey {
                             package: package.to_owned(),
                             context: Context::Host,
@@ -836,14 +897,30 @@ impl<'r, 'a> Pass<'r, 'a> {
     /// Constraints on `key`: those the previous pass gathered, plus those this pass has gathered
     /// so far (which speeds up convergence; at the fixpoint both are the same set).
     fn constraint_list(&self, key: &NodeKey) -> Vec<&Constraint> {
-        let mut all: BTreeSet<&Constraint> = BTreeSet::new();
-        if let Some(s) = self.known.get(key) {
-            all.extend(s.iter());
+        let known = self.known.get(key).map_or(&[][..], Vec::as_slice);
+        let gathered = self.gathered.get(key).map_or(&[][..], Vec::as_slice);
+        // Merge two sorted lists without repetitions.
+        let mut all: Vec<&Constraint> = Vec::with_capacity(known.len() + gathered.len());
+        let (mut a, mut b) = (known.iter().peekable(), gathered.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => match x.cmp(y) {
+                    std::cmp::Ordering::Less => a.next(),
+                    std::cmp::Ordering::Greater => b.next(),
+                    std::cmp::Ordering::Equal => {
+                        b.next();
+                        a.next()
+                    }
+                },
+                (Some(_), None) => a.next(),
+                (None, _) => b.next(),
+            };
+            match next {
+                Some(c) => all.push(c),
+                None => break,
+            }
         }
-        if let Some(s) = self.gathered.get(key) {
-            all.extend(s.iter());
-        }
-        all.into_iter().collect()
+        all
     }
 
     fn describe(cs: &[&Constraint]) -> String {
@@ -1090,8 +1167,10 @@ impl<'r, 'a> Pass<'r, 'a> {
             },
             arch: Some(&self.arch.name.value),
         };
-        let origin = format!("`{}@{}`", key.package, chosen.version);
+        let origin: Rc<str> = format!("`{}@{}`", key.package, chosen.version).into();
         let mut reached = Vec::new();
+        // This node's edges, kept aside and stored once at the end.
+        let mut out: BTreeMap<NodeKey, Edge> = BTreeMap::new();
         for d in &r.depends {
             if d.when.as_ref().is_some_and(|w| !w.holds_for(&facts)) {
                 continue;
@@ -1138,16 +1217,11 @@ impl<'r, 'a> Pass<'r, 'a> {
             if let Some(v) = &virtual_name {
                 self.provider_checks.push((dkey.clone(), v.clone()));
             }
-            let edge = self
-                .edges
-                .entry(key.clone())
-                .or_default()
-                .entry(dkey.clone())
-                .or_insert(Edge {
-                    types: forge_recipe::DepTypes::NONE,
-                    virtuals: Vec::new(),
-                    role: EdgeRole::Declared,
-                });
+            let edge = out.entry(dkey.clone()).or_insert(Edge {
+                types: forge_recipe::DepTypes::NONE,
+                virtuals: Vec::new(),
+                role: EdgeRole::Declared,
+            });
             edge.types = edge.types.union(d.types);
             if let Some(v) = virtual_name
                 && !edge.virtuals.contains(&v)
@@ -1192,16 +1266,28 @@ impl<'r, 'a> Pass<'r, 'a> {
                     .bootstrap
                     .as_ref()
                     .expect("validated: built toolchains have a bootstrap");
-                let bctx = self
-                    .r
-                    .toolchain_context(self.req, &boot.value, None, None)?;
-                let ck = self.key_for(&tc.compiler.value, &bctx, None)?;
+                let bctx = match self.bootstrap.get(&boot.value) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = self
+                            .r
+                            .toolchain_context(self.req, &boot.value, None, None)?;
+                        self.bootstrap.insert(boot.value.clone(), c.clone());
+                        c
+                    }
+                };
+                // A built toolchain's compiler is built, never the host's own, even when the
+                // host happens to have the same version.
+                let ck = NodeKey {
+                    package: tc.compiler.value.clone(),
+                    context: bctx,
+                };
                 self.add_constraint(
                     &ck,
                     Constraint {
                         version: VersionReq::exact(compiler_version.clone()),
                         variants: Vec::new(),
-                        origin: format!("toolchain `{}`", tc.name.value),
+                        origin: format!("toolchain `{}`", tc.name.value).into(),
                         span: Some((tc.span.file, tc.span.offset, tc.span.len)),
                     },
                 );
@@ -1215,7 +1301,7 @@ impl<'r, 'a> Pass<'r, 'a> {
                 .help("a compiler must be built by its toolchain's bootstrap toolchain");
                 return Err(Box::new(d));
             }
-            self.edges.entry(key.clone()).or_default().insert(
+            out.insert(
                 compiler_key.clone(),
                 Edge {
                     types: forge_recipe::DepTypes::NONE.with(forge_recipe::DepType::Build),
@@ -1229,8 +1315,10 @@ impl<'r, 'a> Pass<'r, 'a> {
                     package: rt.value.clone(),
                     context: key.context.clone(),
                 };
-                self.gathered.entry(rk.clone()).or_default();
-                self.edges.entry(key.clone()).or_default().insert(
+                if !self.gathered.contains_key(&rk) {
+                    self.gathered.insert(rk.clone(), Vec::new());
+                }
+                out.insert(
                     rk.clone(),
                     Edge {
                         types: forge_recipe::DepTypes::NONE.with(forge_recipe::DepType::Link),
@@ -1240,29 +1328,19 @@ impl<'r, 'a> Pass<'r, 'a> {
                 );
                 reached.push(rk);
             }
-            self.toolchains.insert(
-                key.clone(),
-                ToolchainUse {
-                    name: tc.name.value.clone(),
-                    compiler: tc.compiler.value.clone(),
-                    compiler_version,
-                    host: tc.host,
-                    arch: self.arch.name.value.clone(),
-                    arch_flags: flags.flags.clone(),
-                    languages: r.languages.clone(),
-                },
-            );
+            self.compiled.insert(key.clone(), flags);
+        }
+        if !out.is_empty() {
+            self.edges.insert(key.clone(), out);
         }
         Ok(reached)
     }
 
     fn provider(&self, virt: &str, key: &NodeKey, span: Span) -> Result<String, Box<Diag>> {
         let set = self.r.set;
-        if let Some(p) = self.req.settings.providers.get(virt) {
-            return Ok(p.value.clone());
-        }
-        let candidates = set.providers.get(virt).cloned().unwrap_or_default();
-        // A `^pkg` clause of the request that names a provider picks it.
+        let candidates: &[String] = set.providers.get(virt).map_or(&[], Vec::as_slice);
+        // A `^pkg` clause of the request that names a provider picks it: the spec is more
+        // specific than a `provider` setting, which usually comes from `defaults`.
         if let Some(p) = self
             .req
             .spec
@@ -1273,7 +1351,10 @@ impl<'r, 'a> Pass<'r, 'a> {
         {
             return Ok(p.to_owned());
         }
-        match candidates.as_slice() {
+        if let Some(p) = self.req.settings.providers.get(virt) {
+            return Ok(p.value.clone());
+        }
+        match candidates {
             [one] => Ok(one.clone()),
             [] => Err(Box::new(
                 Diag::error("resolve::no-provider", format!("nothing provides `{virt}`, needed by `{}`", key.package))
