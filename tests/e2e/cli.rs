@@ -43,7 +43,10 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("cmake", "cmake version 3.25.1"),
     ("ctest", "ctest version 3.25.1"),
     ("cpack", "cpack version 3.25.1"),
-    ("perl", "This is perl 5, version 36, subversion 0 (v5.36.0) built for x86_64-linux"),
+    (
+        "perl",
+        "This is perl 5, version 36, subversion 0 (v5.36.0) built for x86_64-linux",
+    ),
 ];
 
 /// The same host for the library.
@@ -148,15 +151,26 @@ fn plan_all_reports_every_target_and_excluded_rows() {
 #[test]
 fn hashes_are_identical_across_processes_and_equal_to_the_library() {
     let t = Tree::fixture();
-    let set = RecipeSet::load(&t.root()).into_result().expect("fixture loads").0;
+    let set = RecipeSet::load(&t.root())
+        .into_result()
+        .expect("fixture loads")
+        .0;
     let host = fixed_host();
     let planner = Planner::new(&set);
     let mut compared = 0;
-    for target in ["sched-host", "sched-25.11-gcc13", "datatool", "sched-generic"] {
+    for target in [
+        "sched-host",
+        "sched-25.11-gcc13",
+        "datatool",
+        "sched-generic",
+    ] {
         let first = t.forge(&["plan", "--json", target]);
         let second = t.forge(&["plan", "--json", target]);
         assert_eq!(code(&first), 0, "{}", t.stderr(&first));
-        assert_eq!(first.stdout, second.stdout, "two runs of `forge plan --json {target}`");
+        assert_eq!(
+            first.stdout, second.stdout,
+            "two runs of `forge plan --json {target}`"
+        );
         let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
         let decl = set.target(target).unwrap();
         let plan = planner
@@ -170,7 +184,12 @@ fn hashes_are_identical_across_processes_and_equal_to_the_library() {
         assert_eq!(nodes.len(), plan.graph.len());
         for (n, i) in nodes.iter().zip(plan.graph.topo()) {
             assert_eq!(n["name"], plan.graph.node(i).name());
-            assert_eq!(n["hash"], plan.drv(i).hash.to_string(), "{target}: {}", n["name"]);
+            assert_eq!(
+                n["hash"],
+                plan.drv(i).hash.to_string(),
+                "{target}: {}",
+                n["name"]
+            );
             compared += 1;
         }
         assert_eq!(doc["root"], plan.root().hash.to_string());
@@ -188,7 +207,13 @@ fn show_derivation_prints_what_the_hash_covers() {
     assert_eq!(code(&o), 0, "{}", t.stderr(&o));
     insta::assert_snapshot!(t.stdout(&o));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let canonical = t.forge(&["show-derivation", "sched-host", "--node", "pmix", "--canonical"]);
+    let canonical = t.forge(&[
+        "show-derivation",
+        "sched-host",
+        "--node",
+        "pmix",
+        "--canonical",
+    ]);
     let canonical = text(&canonical.stdout);
     let canonical = canonical.trim_end();
     // The canonical form is the hashed inputs, compact with sorted keys.
@@ -257,7 +282,15 @@ fn lint_reports_every_error_with_its_location() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| format!("{} {}:{}:{}", d["code"].as_str().unwrap(), d["file"].as_str().unwrap(), d["line"], d["column"]))
+        .map(|d| {
+            format!(
+                "{} {}:{}:{}",
+                d["code"].as_str().unwrap(),
+                d["file"].as_str().unwrap(),
+                d["line"],
+                d["column"]
+            )
+        })
         .collect();
     assert_eq!(
         located,
@@ -291,9 +324,10 @@ fn fmt_lays_files_out_without_changing_a_hash() {
     let t = Tree::fixture();
     let before = t.forge(&["plan", "--all", "--json"]);
     let sched = t.root().join("recipes/sched.kdl");
-    let messy = fs_err::read_to_string(&sched)
-        .unwrap()
-        .replace("    depends \"hwloc@2:\"", "  depends    \"hwloc@2:\"   // comment kept");
+    let messy = fs_err::read_to_string(&sched).unwrap().replace(
+        "    depends \"hwloc@2:\"",
+        "  depends    \"hwloc@2:\"   // comment kept",
+    );
     fs_err::write(&sched, &messy).unwrap();
     let check = t.forge(&["fmt", "--check"]);
     assert_eq!(code(&check), 1, "{}", t.stderr(&check));

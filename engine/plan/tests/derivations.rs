@@ -1,0 +1,357 @@
+//! Derivations of the fixture tree (`tests/fixtures/full`): every distinct derivation of every
+//! target, as `forge show-derivation` prints it, and the store names per target.
+//!
+//! The snapshots pin the hashes themselves: a change of any hash (a new field, a different
+//! canonical form, another build convention) shows in review. The assertions state what must and
+//! must not enter a hash.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use forge_plan::{Plan, Planner};
+use forge_recipe::RecipeSet;
+use forge_resolve::{FixedHost, Request, Resolver};
+use serde_json::Value;
+
+fn fixture_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/full")
+}
+
+fn host() -> FixedHost {
+    FixedHost::new([
+        ("gcc", "12.2.0"),
+        ("m4", "1.4.19"),
+        ("cmake", "3.25.1"),
+        ("perl", "5.36.0"),
+    ])
+}
+
+fn texts(root: &Path) -> Vec<(String, PathBuf, String)> {
+    forge_recipe::set::kdl_files(root)
+        .expect("fixture is listable")
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let text = fs_err::read_to_string(&p).expect("readable");
+            (name, p, text)
+        })
+        .collect()
+}
+
+fn load_with(files: Vec<(String, PathBuf, String)>) -> RecipeSet {
+    let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());
+    assert!(
+        !loaded.diags.has_errors(),
+        "{}",
+        loaded.diags.render(false, 100)
+    );
+    loaded.set
+}
+
+/// Plans of every target that resolves (the two conflicting matrix rows do not).
+fn plans(set: &RecipeSet) -> Vec<Plan> {
+    let host = host();
+    let planner = Planner::new(set);
+    set.targets
+        .iter()
+        .filter_map(|t| {
+            let g = Resolver::new(set, &host)
+                .resolve(&Request::for_target(set, t))
+                .ok()?;
+            Some(planner.plan(g).expect("every resolved fixture graph plans"))
+        })
+        .collect()
+}
+
+/// The document `forge show-derivation` prints, with the fixture's location replaced.
+fn document(d: &forge_plan::Derivation) -> String {
+    let text = serde_json::to_string_pretty(&d.to_document()).expect("serializes");
+    let root = fixture_root();
+    let root = fs_err::canonicalize(&root).unwrap_or(root);
+    text.replace(&root.display().to_string(), "[FIXTURE]")
+        .replace(&fixture_root().display().to_string(), "[FIXTURE]")
+}
+
+#[test]
+fn every_distinct_derivation() {
+    let set = load_with(texts(&fixture_root()));
+    let mut all: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for plan in plans(&set) {
+        for d in &plan.drvs {
+            all.entry((
+                d.inputs.name.clone(),
+                d.inputs.version.clone(),
+                d.hash.to_string(),
+            ))
+            .or_insert_with(|| document(d));
+        }
+    }
+    let mut out = String::new();
+    for ((name, version, hash), doc) in &all {
+        let _ = writeln!(out, "=== {name}@{version} {hash}\n{doc}");
+    }
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn store_names_per_target() {
+    let set = load_with(texts(&fixture_root()));
+    let mut out = String::new();
+    for plan in plans(&set) {
+        let _ = writeln!(out, "{}:", plan.graph.name);
+        for i in plan.graph.topo() {
+            let _ = writeln!(
+                out,
+                "  {} [{}]",
+                plan.drv(i).store_name(),
+                plan.graph.node(i).key.context
+            );
+        }
+    }
+    insta::assert_snapshot!(out);
+}
+
+fn plan_of(set: &RecipeSet, target: &str) -> Plan {
+    let host = host();
+    let t = set.target(target).expect("target exists");
+    let g = Resolver::new(set, &host)
+        .resolve(&Request::for_target(set, t))
+        .expect("resolves");
+    Planner::new(set).plan(g).expect("plans")
+}
+
+fn drv<'p>(plan: &'p Plan, package: &str) -> &'p forge_plan::Derivation {
+    let g = &plan.graph;
+    let root_ctx = &g.node(g.root).key.context;
+    let found = g.find(package);
+    let i = match found.as_slice() {
+        [one] => *one,
+        many => *many
+            .iter()
+            .find(|i| &g.node(**i).key.context == root_ctx)
+            .unwrap_or_else(|| panic!("`{package}` in the root's context of `{}`", g.name)),
+    };
+    plan.drv(i)
+}
+
+fn inputs(d: &forge_plan::Derivation) -> Value {
+    serde_json::to_value(&d.inputs).expect("serializes")
+}
+
+fn phase_names(d: &forge_plan::Derivation) -> Vec<String> {
+    d.inputs
+        .build
+        .as_ref()
+        .expect("built")
+        .phases
+        .iter()
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+#[test]
+fn build_systems_expand_into_explicit_phases() {
+    let set = load_with(texts(&fixture_root()));
+    let plan = plan_of(&set, "sched-host");
+    // autoreconf first when its condition holds, the recipe's phase after `install`.
+    assert_eq!(
+        phase_names(drv(&plan, "sched")),
+        ["autoreconf", "configure", "build", "install", "docs"]
+    );
+    // A phase before `configure`, the conditional `check` phase absent with `~tests`.
+    assert_eq!(
+        phase_names(drv(&plan, "pmix")),
+        ["autogen", "configure", "build", "install"]
+    );
+    let pmix = inputs(drv(&plan, "pmix"));
+    let configure = &pmix["build"]["phases"][1]["commands"][0];
+    assert_eq!(
+        configure["argv"][0], "{src}/dist/configure",
+        "configure-script out of tree"
+    );
+    assert_eq!(configure["cwd"], "build");
+    // Installs are staged unless the recipe says otherwise.
+    assert_eq!(pmix["build"]["phases"][3]["destdir"], true);
+    let plan = plan_of(&set, "datatool");
+    let datatool = inputs(drv(&plan, "datatool"));
+    assert_eq!(
+        phase_names(drv(&plan, "datatool")),
+        ["prepare", "build", "install"]
+    );
+    assert!(datatool["build"]["phases"][2].get("destdir").is_none());
+    // `parallel #false`: no `-j{jobs}`.
+    let build_argv = datatool["build"]["phases"][1]["commands"][0]["argv"].to_string();
+    assert!(!build_argv.contains("{jobs}"), "{build_argv}");
+    assert!(
+        build_argv.contains("LAPACK={dep:lapack}"),
+        "the `+fast` arguments"
+    );
+}
+
+#[test]
+fn placeholders_for_the_builder_stay_symbolic() {
+    let set = load_with(texts(&fixture_root()));
+    let plan = plan_of(&set, "sched-host");
+    let canonical = &drv(&plan, "sched").canonical;
+    for symbolic in ["{out}", "{jobs}", "{dep:hwloc}", "{dep:mpi}", "{dep:pmix}"] {
+        assert!(canonical.contains(symbolic), "{symbolic} in {canonical}");
+    }
+    // Planner-time placeholders are filled in.
+    assert!(canonical.contains("--sysconfdir=/etc/sched\""));
+    assert!(canonical.contains("--enable-plugins=cgroup\""));
+    assert!(!canonical.contains("{variant:"));
+    let plan = plan_of(&set, "sched-generic");
+    let zng = inputs(drv(&plan, "zlib-ng"));
+    let setup = zng["build"]["phases"][0]["commands"][0]["argv"].to_string();
+    assert!(setup.contains("-Dsymbol-prefix=zlib-ng_2"), "{setup}");
+    assert!(setup.contains("-Dzlib-compat=true"), "{setup}");
+}
+
+#[test]
+fn sources_enter_by_content_and_urls_only_in_fetch() {
+    let set = load_with(texts(&fixture_root()));
+    let plan = plan_of(&set, "sched-host");
+    let sched = drv(&plan, "sched");
+    assert_eq!(sched.inputs.sources.len(), 1);
+    assert_eq!(
+        sched.inputs.sources[0].name, "sched-25-11-2-1.tar.gz",
+        "{{version.dashed}}"
+    );
+    assert!(!sched.canonical.contains("example.org"), "no URL is hashed");
+    assert_eq!(
+        sched.fetch[0].urls,
+        [
+            "https://example.org/sched/archive/sched-25-11-2-1.tar.gz",
+            "https://mirror.example.org/sched/sched-25.11.2.tar.bz2"
+        ]
+    );
+    // Only the unconditional patch applies to 25.11.
+    let patches: Vec<&str> = sched
+        .inputs
+        .patches
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(patches, ["patches/sched-werror.patch"]);
+    assert_eq!(sched.inputs.patches[0].level, 0);
+    let plan = plan_of(&set, "sched-24.11-gcc10");
+    let patches: Vec<&str> = drv(&plan, "sched")
+        .inputs
+        .patches
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        patches,
+        ["patches/sched-cgroup.patch", "patches/sched-werror.patch"]
+    );
+    // A local directory enters by tree hash, a local file by sha256, a packed download unpacked never.
+    let plan = plan_of(&set, "datatool");
+    let src = &drv(&plan, "datatool").inputs.sources[0];
+    assert!(src.tree.is_some() && src.sha256.is_none() && !src.unpack);
+    let plan = plan_of(&set, "site-config");
+    let src = &drv(&plan, "site-config").inputs.sources[0];
+    assert!(src.sha256.is_some() && src.tree.is_none());
+    let plan = plan_of(&set, "sched-25.11-gcc13-gpu");
+    let nvml = drv(&plan, "nvml");
+    assert!(!nvml.inputs.sources[0].unpack, "`expand=#false`");
+    assert!(
+        nvml.inputs.toolchain.is_none(),
+        "`languages` with no arguments"
+    );
+}
+
+#[test]
+fn the_target_and_toolchain_are_inputs_of_the_hash() {
+    let set = load_with(texts(&fixture_root()));
+    let v3 = plan_of(&set, "sched-host");
+    let generic = plan_of(&set, "sched-generic");
+    let a = inputs(drv(&v3, "hwloc"));
+    let b = inputs(drv(&generic, "hwloc"));
+    assert_eq!(a["toolchain"]["arch"], "x86-64-v3");
+    assert_eq!(b["toolchain"]["arch"], "x86-64");
+    assert_ne!(drv(&v3, "hwloc").hash, drv(&generic, "hwloc").hash);
+    // `env` conditioned on the target.
+    assert_eq!(
+        inputs(drv(&v3, "sched"))["build"]["env"]["SCHED_TUNE"],
+        "v3"
+    );
+    assert!(
+        inputs(drv(&generic, "sched"))["build"]["env"]
+            .get("SCHED_TUNE")
+            .is_none()
+    );
+    // The same package built by two compilers has two hashes.
+    let gcc13 = plan_of(&set, "sched-25.11-gcc13");
+    assert_ne!(drv(&v3, "hwloc").hash, drv(&gcc13, "hwloc").hash);
+    assert_eq!(
+        inputs(drv(&gcc13, "sched"))["build"]["env"]["CFLAGS"],
+        "-O2 -fcommon",
+        "`when=\"%gcc@10:\"` holds for gcc 13"
+    );
+}
+
+#[test]
+fn a_node_outside_any_toolchain_hashes_the_same_everywhere() {
+    let set = load_with(texts(&fixture_root()));
+    let a = plan_of(&set, "sched-host");
+    let b = plan_of(&set, "sched-25.11-gcc13");
+    assert_eq!(drv(&a, "site-config").hash, drv(&b, "site-config").hash);
+    assert_eq!(drv(&a, "perl").hash, drv(&b, "perl").hash);
+}
+
+#[test]
+fn store_paths_are_hash_name_version() {
+    let set = load_with(texts(&fixture_root()));
+    let plan = plan_of(&set, "sched-host");
+    let d = plan.root();
+    let name = d.store_name();
+    let (hash, rest) = name.split_at(32);
+    assert_eq!(rest, "-sched-25.11.2");
+    assert_eq!(forge_plan::DrvHash::parse(hash), Some(d.hash));
+    assert_eq!(
+        d.store_path(Path::new("/store")),
+        Path::new("/store").join(&name)
+    );
+}
+
+#[test]
+fn planning_all_targets_at_once_equals_one_by_one() {
+    let set = load_with(texts(&fixture_root()));
+    let host = host();
+    let requests: Vec<Request> = set
+        .targets
+        .iter()
+        .map(|t| Request::for_target(&set, t))
+        .collect();
+    let together = Planner::new(&set).resolve_and_plan_all(&host, &requests);
+    assert_eq!(together.len(), requests.len());
+    for (req, got) in requests.iter().zip(together) {
+        // A fresh planner per target: no cache shared with the run above.
+        let alone = Resolver::new(&set, &host)
+            .resolve(req)
+            .and_then(|g| Planner::new(&set).plan(g));
+        match (got, alone) {
+            (Ok(a), Ok(b)) => {
+                let ha: Vec<_> = a
+                    .drvs
+                    .iter()
+                    .map(|d| (d.store_name(), &d.canonical))
+                    .collect();
+                let hb: Vec<_> = b
+                    .drvs
+                    .iter()
+                    .map(|d| (d.store_name(), &d.canonical))
+                    .collect();
+                assert_eq!(ha, hb, "{}", req.name);
+            }
+            (Err(a), Err(b)) => assert_eq!(a.message(), b.message()),
+            (a, b) => panic!("{}: {:?} vs {:?}", req.name, a.is_ok(), b.is_ok()),
+        }
+    }
+}
