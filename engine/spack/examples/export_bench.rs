@@ -233,13 +233,31 @@ fn reset_peak_rss() {
     let _ = fs_err::write("/proc/self/clear_refs", "5");
 }
 
-fn run_pigz(store: &Path, name: &str, out: &Path) -> (f64, u64, u64) {
-    let rss_file = out.with_extension("rss");
+/// CPU seconds (user + system, all threads) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = fs_err::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Clock ticks are 100 per second on Linux.
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// (wall s, pigz peak RSS KiB, output bytes, CPU s of tar + pigz)
+fn run_pigz(store: &Path, name: &str, out: &Path) -> (f64, u64, u64, f64) {
+    let stats = out.with_extension("stats");
+    let tar_stats = out.with_extension("tarstats");
     let script = format!(
-        "tar -cf - -C '{}' '{}' | /usr/bin/time -f %M -o '{}' pigz -6 > '{}'",
+        "/usr/bin/time -f '%U %S' -o '{}' tar -cf - -C '{}' '{}' | /usr/bin/time -f '%M %U %S' -o '{}' pigz -6 > '{}'",
+        tar_stats.display(),
         store.display(),
         name,
-        rss_file.display(),
+        stats.display(),
         out.display()
     );
     let t = Instant::now();
@@ -249,12 +267,22 @@ fn run_pigz(store: &Path, name: &str, out: &Path) -> (f64, u64, u64) {
         .expect("sh, tar, pigz and /usr/bin/time are needed");
     let wall = t.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rss = fs_err::read_to_string(&rss_file)
-        .ok()
-        .and_then(|t| t.lines().last()?.trim().parse().ok())
-        .unwrap_or(0);
-    let _ = fs_err::remove_file(&rss_file);
-    (wall, rss, fs_err::metadata(out).unwrap().len())
+    let nums = |p: &Path| -> Vec<f64> {
+        let v = fs_err::read_to_string(p)
+            .ok()
+            .and_then(|t| t.lines().last().map(str::to_owned))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let _ = fs_err::remove_file(p);
+        v
+    };
+    let p = nums(&stats);
+    let t = nums(&tar_stats);
+    let rss = p.first().copied().unwrap_or(0.0) as u64;
+    let cpu = p.iter().skip(1).sum::<f64>() + t.iter().sum::<f64>();
+    (wall, rss, fs_err::metadata(out).unwrap().len(), cpu)
 }
 
 fn main() {
@@ -300,9 +328,11 @@ fn main() {
     let mut theirs = Vec::new();
     let (mut our_size, mut pigz_size, mut our_rss) = (0, 0, 0);
     let mut pigz_rss = 0;
+    let (mut our_cpu, mut pigz_cpu) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         let out = dir.join("pigz.tar.gz");
-        let (w, rss, size) = run_pigz(&store, name, &out);
+        let (w, rss, size, cpu) = run_pigz(&store, name, &out);
+        pigz_cpu.push(cpu);
         fs_err::remove_file(&out).unwrap();
         theirs.push(w);
         pigz_rss = pigz_rss.max(rss);
@@ -311,9 +341,11 @@ fn main() {
         let cache = dir.join("cache");
         let _ = fs_err::remove_dir_all(&cache);
         reset_peak_rss();
+        let c = cpu_seconds();
         let t = Instant::now();
         let report = export(&g, &[gcc], &cache, None, &opts).unwrap();
         ours.push(t.elapsed().as_secs_f64());
+        our_cpu.push(cpu_seconds() - c);
         our_rss = our_rss.max(peak_rss_kb());
         our_size = report.specs[0].tarball.content_length;
         eprintln!("round {r}: pigz {:.2} s, forge {:.2} s", theirs[r], ours[r]);
@@ -333,4 +365,5 @@ fn main() {
     );
     println!("ratio:  {:.2}× pigz wall", o / p);
     println!("all rounds: pigz {theirs:.2?}, forge {ours:.2?}");
+    println!("CPU s (user+sys): tar+pigz {pigz_cpu:.2?}, forge {our_cpu:.2?}");
 }
