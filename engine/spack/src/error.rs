@@ -205,8 +205,14 @@ pub struct RelocationError {
     pub violations: Vec<Violation>,
 }
 
+/// The violations, one per line; long lists are cut (the error keeps all of them).
 fn list(v: &[Violation]) -> String {
-    v.iter().map(|x| format!("\n  - {x}")).collect()
+    const SHOWN: usize = 20;
+    let mut s: String = v.iter().take(SHOWN).map(|x| format!("\n  - {x}")).collect();
+    if v.len() > SHOWN {
+        s.push_str(&format!("\n  … and {} more", v.len() - SHOWN));
+    }
+    s
 }
 
 /// An error of key management or signing.
