@@ -377,7 +377,10 @@ impl<'a> Extractor<'a> {
         // umask may have cleared bits; set exactly (minus special bits).
         rustix::fs::fchmod(&f, Mode::from_raw_mode(perm)).map_err(self.io(rel))?;
         if let Some(t) = self.mtime.take() {
-            let ts = rustix::fs::Timespec { tv_sec: t, tv_nsec: 0 };
+            let ts = rustix::fs::Timespec {
+                tv_sec: t,
+                tv_nsec: 0,
+            };
             let times = rustix::fs::Timestamps {
                 last_access: ts,
                 last_modification: ts,
@@ -672,7 +675,11 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
                 return Err(x.refuse(&raw, "sparse files are not supported"));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                x.mtime = entry.header().mtime().ok().and_then(|t| i64::try_from(t).ok());
+                x.mtime = entry
+                    .header()
+                    .mtime()
+                    .ok()
+                    .and_then(|t| i64::try_from(t).ok());
                 x.file(&raw, &rel, mode, size, &mut entry)?;
             }
             tar::EntryType::Symlink => {
@@ -768,7 +775,10 @@ mod mtime_tests {
         {
             let f = fs_err::File::create(&tar_path).unwrap();
             let mut b = tar::Builder::new(f);
-            for (name, mtime) in [("p/configure.ac", 1_000_000_000u64), ("p/configure", 1_000_000_500)] {
+            for (name, mtime) in [
+                ("p/configure.ac", 1_000_000_000u64),
+                ("p/configure", 1_000_000_500),
+            ] {
                 let mut h = tar::Header::new_gnu();
                 h.set_size(1);
                 h.set_mode(0o644);
@@ -782,7 +792,9 @@ mod mtime_tests {
         fs_err::create_dir(&dest).unwrap();
         unpack(&tar_path, "a.tar", &dest, Limits::default()).unwrap();
         use std::os::unix::fs::MetadataExt;
-        let ac = fs_err::metadata(dest.join("p/configure.ac")).unwrap().mtime();
+        let ac = fs_err::metadata(dest.join("p/configure.ac"))
+            .unwrap()
+            .mtime();
         let c = fs_err::metadata(dest.join("p/configure")).unwrap().mtime();
         assert_eq!((ac, c), (1_000_000_000, 1_000_000_500));
     }
