@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use forge_spack::{
-    Arch, DepTypes, ExportGraph, ExportOptions, Keyring, Node, VerifyOptions, export, host,
-    package_hash_of, verify_cache,
+    Arch, DepTypes, ExportGraph, ExportOptions, Keyring, Node, VariantValue, VerifyOptions, export,
+    host, package_hash_of, verify_cache,
 };
 
 fn run(cmd: &mut Command) -> String {
@@ -112,7 +112,16 @@ fn main() {
     graph.depend(rt, gcc, DepTypes::BUILD, &[]);
     graph.depend(rt, glibc, DepTypes::LINK, &["libc"]);
     let lg = graph.add(Node::built("forge-greet", "1.0", arch.clone(), &greet));
-    let hl = graph.add(Node::built("forge-hello", "1.0", arch, &hello));
+    // Variants of the three kinds, so that the stub recipe declares them.
+    let hl = graph.add(
+        Node::built("forge-hello", "1.0", arch, &hello)
+            .variant("shared", VariantValue::Bool(true))
+            .variant("sysconfdir", VariantValue::Single("/etc/forge".into()))
+            .variant(
+                "languages",
+                VariantValue::Multi(vec!["c".into(), "fortran".into()]),
+            ),
+    );
     for n in [lg, hl] {
         graph.depend(n, gcc, DepTypes::BUILD, &["c"]);
         graph.depend(n, rt, DepTypes::LINK, &[]);
