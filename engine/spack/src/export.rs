@@ -318,20 +318,29 @@ fn gzip_log(
     let tmp = cache.temp_path("log");
     let out = BufWriter::new(fs_err::File::create(&tmp)?);
     let mut gz = ParallelGzip::new(out, gzip)?;
-    match log {
-        Some(p) => {
-            let mut f = fs_err::File::open(p)?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                gz.write_all(&buf[..n])?;
-            }
-        }
-        None => gz.write_all(b"forge: no build log was recorded for this package\n")?,
+    let Some(p) = log else {
+        gz.write_all(b"forge: no build log was recorded for this package\n")?;
+        gz.finish()?.flush()?;
+        return Ok(tmp);
+    };
+    let mut magic = [0u8; 4];
+    let n = fs_err::File::open(p)?.read(&mut magic)?;
+    let f = fs_err::File::open(p)?;
+    if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        // Already gzip'd: shipped as it is.
+        drop(gz);
+        let mut out = BufWriter::new(fs_err::File::create(&tmp)?);
+        std::io::copy(&mut std::io::BufReader::new(f), &mut out)?;
+        out.flush()?;
+        return Ok(tmp);
     }
+    // forge's store keeps logs zstd-compressed.
+    let mut reader: Box<dyn Read> = if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(zstd::stream::read::Decoder::new(f)?)
+    } else {
+        Box::new(f)
+    };
+    std::io::copy(&mut reader, &mut gz)?;
     gz.finish()?.flush()?;
     Ok(tmp)
 }

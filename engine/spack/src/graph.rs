@@ -42,7 +42,8 @@ pub enum NodeKind {
         /// The store path (absolute, below the graph's store root).
         prefix: PathBuf,
         /// The build log, shipped gzip'd as `.spack/spack-build-out.txt.gz` (Spack needs that
-        /// file when the package recipe has no URL). A short placeholder is written without it.
+        /// file when the package recipe has no URL): plain text, zstd-compressed (as forge's
+        /// store keeps logs) or already gzip'd. A short placeholder is written without it.
         build_log: Option<PathBuf>,
     },
     /// Provided by the consumer's system (`/usr`): never exported, written as `external`.

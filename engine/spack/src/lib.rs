@@ -26,9 +26,10 @@
 //! let libc = g.add(host::glibc_node(&host::glibc_version()?, arch.clone()));
 //! let hello = g.add(
 //!     Node::built("hello", "1.0", arch, "/forge/store/__forge_padding___________/abc…-hello-1.0")
-//!         .build_log("/forge/store/.forge/logs/abc….log"),
+//!         .build_log("/forge/store/.forge/logs/abc…-hello-1.0.log.zst"),
 //! );
 //! g.depend(hello, libc, DepTypes::LINK, &["libc"]);
+//! g.set_sbang("/forge/store/bin/sbang"); // forge's store keeps it outside the padding
 //! let signer = Keyring::open("keys")?.signer(None)?;
 //! let report = export(&g, &[hello], "/srv/cache".as_ref(), Some(&signer), &ExportOptions::default())?;
 //! # let _ = report; Ok(()) }

@@ -383,3 +383,30 @@ fn scripts_using_the_stores_sbang_are_listed() {
     let text = String::from_utf8(lib_members.last().unwrap().4.clone()).unwrap();
     assert!(!text.contains("sbang"), "{text}");
 }
+
+#[test]
+fn build_logs_may_be_zstd_or_gzip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = fixture(tmp.path(), 160);
+    let text = b"configure: ok\nmake: ok\n".repeat(100);
+    let zst = tmp.path().join("logs/libdep.log.zst");
+    fs_err::write(&zst, zstd::encode_all(&text[..], 3).unwrap()).unwrap();
+    let gz = tmp.path().join("logs/app.log.gz");
+    fs_err::write(&gz, forge_spack::gzip::gzip_bytes(&text, 9).unwrap()).unwrap();
+    for (id, log) in [(f.libdep, &zst), (f.app, &gz)] {
+        if let forge_spack::NodeKind::Built { build_log, .. } = &mut f.graph.node_mut(id).kind {
+            *build_log = Some(log.clone());
+        }
+    }
+    let cache = tmp.path().join("cache");
+    let r = export(&f.graph, &[f.app], &cache, None, &opts()).unwrap();
+    for s in &r.specs {
+        let m = members(&blob(&cache, &s.tarball));
+        let log = &m
+            .iter()
+            .find(|x| x.0.ends_with(".spack/spack-build-out.txt.gz"))
+            .unwrap()
+            .4;
+        assert_eq!(gunzip(log), text, "{}", s.name);
+    }
+}
