@@ -452,22 +452,7 @@ impl<'a> Resolver<'a> {
         let mut known: Known = BTreeMap::new();
         let mut history: Vec<Known> = Vec::new();
         for _ in 0..MAX_PASSES {
-            let pass = Pass {
-                r: self,
-                req,
-                arch,
-                root_ctx: root_ctx.clone(),
-                known: &known,
-                rejected: &rejected,
-                gathered: BTreeMap::new(),
-                nodes: BTreeMap::new(),
-                compiled: BTreeMap::new(),
-                edges: BTreeMap::new(),
-                provider_checks: Vec::new(),
-                newly_rejected: BTreeSet::new(),
-                on_host: BTreeSet::new(),
-                bootstrap: BTreeMap::new(),
-            };
+            let pass = Pass::new(self, req, arch, &root_ctx, &known, &rejected);
             match pass.run(root_name, &root_constraint)? {
                 PassOutcome::Restart(newly, gathered) => {
                     rejected.extend(newly);
@@ -475,7 +460,7 @@ impl<'a> Resolver<'a> {
                     history.clear();
                 }
                 PassOutcome::Done(p) => {
-                    if p.gathered == known {
+                    if p.gathered == known || self.settled(req, arch, &root_ctx, &rejected, &p) {
                         return self.finish(req, arch, p);
                     }
                     if history.contains(&p.gathered) {
@@ -490,6 +475,30 @@ impl<'a> Resolver<'a> {
             "conditional dependencies switch each other on and off; pin the variants involved in the spec (e.g. `+pmix`)",
         );
         Err(Box::new(self.diag_for(req, d, None, "for this spec")))
+    }
+
+    /// Whether another pass would repeat `p` exactly, found without running it: a pass reads
+    /// the previous pass's constraints only to choose, so when every node of `p`, chosen again
+    /// from all the constraints `p` gathered, comes out the same, the next pass makes the same
+    /// choices in the same order, expands them the same way and gathers the same constraints.
+    /// Choosing is a fraction of a pass; this saves the confirming pass of most resolutions.
+    fn settled(
+        &self,
+        req: &Request,
+        arch: &'a ArchDecl,
+        root_ctx: &Context,
+        rejected: &BTreeSet<String>,
+        p: &Pass0<'a>,
+    ) -> bool {
+        let mut again = Pass::new(self, req, arch, root_ctx, &p.gathered, rejected);
+        p.nodes.iter().all(|(key, chosen)| match again.choose(key) {
+            Ok(Some(c)) => {
+                c.version.as_str() == chosen.version.as_str()
+                    && c.variants == chosen.variants
+                    && c.origin == chosen.origin
+            }
+            _ => false,
+        }) && again.newly_rejected.is_empty()
     }
 
     fn check_request_variants(
@@ -751,6 +760,32 @@ fn find_cycle<'k>(
 }
 
 impl<'r, 'a> Pass<'r, 'a> {
+    fn new(
+        r: &'r Resolver<'a>,
+        req: &'r Request,
+        arch: &'a ArchDecl,
+        root_ctx: &Context,
+        known: &'r Known,
+        rejected: &'r BTreeSet<String>,
+    ) -> Self {
+        Pass {
+            r,
+            req,
+            arch,
+            root_ctx: root_ctx.clone(),
+            known,
+            rejected,
+            gathered: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            compiled: BTreeMap::new(),
+            edges: BTreeMap::new(),
+            provider_checks: Vec::new(),
+            newly_rejected: BTreeSet::new(),
+            on_host: BTreeSet::new(),
+            bootstrap: BTreeMap::new(),
+        }
+    }
+
     fn run(
         mut self,
         root_name: &str,
