@@ -1,7 +1,7 @@
 //! Isolation of build commands: no network during the build.
 //!
 //! Every build command runs through a small shim, `forge __sandbox [--net] -- PROGRAM ARGS…`, a
-//! fresh single-threaded process that sets `umask 022`, moves into new network and PID namespaces
+//! fresh single-threaded process that sets `umask 022`, moves into new network, PID and UTS namespaces (the host name becomes `forge`)
 //! (with a new user namespace when not root, mapping the user to itself), brings up the loopback
 //! interface so builds that talk to `127.0.0.1` still work, and forks the command as process 1 of
 //! the new PID namespace. Both the shim and that process die with their parent
@@ -18,6 +18,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use rustix::thread::UnshareFlags;
+
+/// The host name builds see (in their own UTS namespace).
+pub const HOSTNAME: &str = "forge";
 
 /// First argument that selects the shim in the forge binary.
 pub const SHIM_ARG: &str = "__sandbox";
@@ -57,9 +60,9 @@ fn isolate() -> Result<(), String> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let flags = if uid == 0 {
-        UnshareFlags::NEWNET | UnshareFlags::NEWPID
+        UnshareFlags::NEWNET | UnshareFlags::NEWPID | UnshareFlags::NEWUTS
     } else {
-        UnshareFlags::NEWNET | UnshareFlags::NEWPID | UnshareFlags::NEWUSER
+        UnshareFlags::NEWNET | UnshareFlags::NEWPID | UnshareFlags::NEWUTS | UnshareFlags::NEWUSER
     };
     // SAFETY: the shim is single-threaded and does not use `UnshareFlags::FILES`.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
@@ -68,6 +71,8 @@ fn isolate() -> Result<(), String> {
         write_file("/proc/self/uid_map", &format!("{uid} {uid} 1"))?;
         write_file("/proc/self/gid_map", &format!("{gid} {gid} 1"))?;
     }
+    // The machine's name must not leak into outputs (`hostname` in configure scripts, banners).
+    rustix::system::sethostname(HOSTNAME.as_bytes()).map_err(|e| format!("sethostname: {e}"))?;
     loopback_up()
 }
 

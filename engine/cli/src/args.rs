@@ -40,7 +40,7 @@ pub struct GlobalArgs {
     pub example: bool,
 
     /// Pad the store's output directory to this many bytes when creating the store, so that
-    /// exported binaries can be relocated into any shorter prefix
+    /// exported binaries can be relocated into any shorter prefix [default: 160; 0 for none]
     #[arg(long, global = true, env = "FORGE_PADDED_LENGTH", value_name = "BYTES")]
     pub padded_length: Option<usize>,
 
@@ -54,6 +54,10 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub mirrors: Vec<String>,
+
+    /// The OpenPGP keyring [default: `$XDG_CONFIG_HOME/forge/keys`]
+    #[arg(long, global = true, env = "FORGE_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
 
     /// Source cache [default: `$XDG_CACHE_HOME/forge/sources`]
     #[arg(long, global = true, env = "FORGE_SOURCE_CACHE", value_name = "DIR")]
@@ -101,11 +105,90 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the build log of a store path
     Log(LogArgs),
+    /// Export a target's closure as a signed Spack v1.0 buildcache (layout v3)
+    ///
+    /// Writes tarballs, spec metadata with Spack's DAG hashes, clearsigned manifests, the public
+    /// key, the index, and a small Spack package repository for the `forge` namespace. Nodes must
+    /// be realized first. Re-exporting merges into an existing cache.
+    Export(ExportArgs),
+    /// Manage the OpenPGP keys that sign exports (`generate`, `import`, `export`, `list`)
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Inspect buildcaches: `forge cache verify DIR`
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Maintain recipes: `forge recipe add-version PKG VERSION --url URL`
     #[command(subcommand)]
     Recipe(RecipeCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Targets, specs or store paths whose closures to export
+    #[arg(required = true, value_name = "TARGET|SPEC|PATH")]
+    pub requests: Vec<String>,
+    /// The cache directory (created if missing; merged into if it exists)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Sign with this key (a fingerprint from `forge key list`); `--sign` alone uses the only
+    /// secret key of the keyring
+    #[arg(long, value_name = "FINGERPRINT", num_args = 0..=1, default_missing_value = "")]
+    pub sign: Option<String>,
+    /// Also export what the roots need only to build (a forge-built gcc …)
+    #[arg(long)]
+    pub with_build_deps: bool,
+    /// Export even files that embed a store path but that Spack cannot relocate (warnings)
+    #[arg(long)]
+    pub allow_unrelocatable: bool,
+    /// The longest consumer install root the export must relocate into
+    #[arg(long, default_value_t = forge_spack::relocate::DEFAULT_MAX_CONSUMER_ROOT)]
+    pub max_consumer_root: usize,
+    /// Print a JSON report on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an Ed25519 signing key (OpenPGP v4, no expiry)
+    Generate {
+        /// User ID, as `Name <email>`
+        user_id: String,
+    },
+    /// Import keys (public or secret, ASCII-armored or binary) from a file
+    Import {
+        /// The key file
+        file: PathBuf,
+    },
+    /// Print a public key, ASCII-armored, for consumers (`spack gpg trust FILE`)
+    Export {
+        /// Its fingerprint
+        fingerprint: String,
+    },
+    /// List the keys of the keyring
+    List {
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check a buildcache: blobs present with the right sha256, signatures by trusted keys, the
+    /// index consistent with the manifests
+    Verify {
+        /// The cache directory
+        dir: PathBuf,
+        /// Do not require signatures
+        #[arg(long)]
+        unsigned: bool,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

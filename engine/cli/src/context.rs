@@ -20,6 +20,17 @@ pub struct Ctx {
     padded_length: Option<usize>,
     pub mirrors: Vec<String>,
     pub source_cache: PathBuf,
+    pub keys: PathBuf,
+}
+
+/// `$XDG_CONFIG_HOME/forge`, else `~/.config/forge`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("forge")
 }
 
 /// `$XDG_CACHE_HOME/forge`, else `~/.cache/forge`.
@@ -71,7 +82,17 @@ impl Ctx {
                 .source_cache
                 .clone()
                 .unwrap_or_else(|| cache_dir().join("sources")),
+            keys: global
+                .keys
+                .clone()
+                .unwrap_or_else(|| config_dir().join("keys")),
         }
+    }
+
+    /// The host probe: `PATH` lookups, with detected versions remembered across runs in the
+    /// cache directory.
+    pub fn host(&self) -> forge_resolve::SystemHost {
+        forge_resolve::SystemHost::new().with_version_cache(cache_dir().join("host-versions.json"))
     }
 
     /// Whether `--example` selected the built-in example set.
@@ -167,7 +188,7 @@ impl Ctx {
             }
         }
         let set = self.load()?;
-        let host = forge_resolve::SystemHost::new();
+        let host = self.host();
         let plan = self.plan(&set, &host, arg)?;
         Ok(plan.root().store_name())
     }

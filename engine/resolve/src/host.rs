@@ -53,6 +53,69 @@ pub trait HostProbe: Sync + std::fmt::Debug {
 pub struct SystemHost {
     path: Option<OsString>,
     cache: Mutex<BTreeMap<String, Result<HostTool, HostError>>>,
+    versions: Option<VersionCache>,
+}
+
+/// Versions detected in earlier runs, keyed by executable, version command and pattern, and
+/// valid while the executable's size, mtime, inode and device are unchanged. Running `gcc
+/// -dumpfullversion` and friends costs a few milliseconds each; a no-op `forge realize` must not
+/// pay that on every run.
+#[derive(Debug)]
+struct VersionCache {
+    file: PathBuf,
+    entries: Mutex<Option<VersionMap>>,
+}
+
+/// Key → (executable signature, version).
+type VersionMap = BTreeMap<String, (Vec<u64>, String)>;
+
+impl VersionCache {
+    fn signature(path: &std::path::Path) -> Option<Vec<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs_err::metadata(path).ok()?;
+        Some(vec![
+            m.len(),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.ino(),
+            m.dev(),
+        ])
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut VersionMap) -> R) -> R {
+        let mut guard = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = guard.get_or_insert_with(|| {
+            fs_err::read(&self.file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        });
+        f(map)
+    }
+
+    fn get(&self, key: &str, sig: &[u64]) -> Option<String> {
+        self.with(|m| m.get(key).filter(|(s, _)| s == sig).map(|(_, v)| v.clone()))
+    }
+
+    fn put(&self, key: String, sig: Vec<u64>, version: String) {
+        let text = self.with(|m| {
+            m.insert(key, (sig, version));
+            serde_json::to_vec(m).ok()
+        });
+        // Best effort: a cache that cannot be written only costs time.
+        if let (Some(text), Some(dir)) = (text, self.file.parent()) {
+            let _ = fs_err::create_dir_all(dir);
+            let tmp = self
+                .file
+                .with_extension(format!("tmp{}", std::process::id()));
+            if fs_err::write(&tmp, text).is_ok() {
+                let _ = fs_err::rename(&tmp, &self.file);
+            }
+        }
+    }
 }
 
 impl SystemHost {
@@ -65,8 +128,17 @@ impl SystemHost {
     pub fn with_path(path: OsString) -> Self {
         Self {
             path: Some(path),
-            cache: Mutex::default(),
+            ..Self::default()
         }
+    }
+
+    /// Remembers detected versions in `file` across runs (see [`VersionCache`]).
+    pub fn with_version_cache(mut self, file: PathBuf) -> Self {
+        self.versions = Some(VersionCache {
+            file,
+            entries: Mutex::default(),
+        });
+        self
     }
 
     fn find(&self, exe: &str) -> Option<PathBuf> {
@@ -82,6 +154,45 @@ impl SystemHost {
         let path = self
             .find(first)
             .ok_or_else(|| HostError::NotFound { exe: first.clone() })?;
+        let real = fs_err::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let key = format!(
+            "{}\0{}\0{}",
+            real.display(),
+            decl.version_arg,
+            decl.version_regex.value
+        );
+        let sig = VersionCache::signature(&real);
+        if let (Some(vc), Some(sig)) = (&self.versions, &sig)
+            && let Some(v) = vc.get(&key, sig).and_then(|v| Version::parse(&v).ok())
+        {
+            return Ok(self.tool(decl, path, v));
+        }
+        let version = self.run_version_command(decl, &path)?;
+        if let (Some(vc), Some(sig)) = (&self.versions, sig) {
+            vc.put(key, sig, version.to_string());
+        }
+        Ok(self.tool(decl, path, version))
+    }
+
+    fn tool(&self, decl: &HostDecl, first_path: PathBuf, version: Version) -> HostTool {
+        let mut executables = vec![(decl.executables[0].value.clone(), first_path)];
+        for exe in &decl.executables[1..] {
+            if let Some(p) = self.find(&exe.value) {
+                executables.push((exe.value.clone(), p));
+            }
+        }
+        HostTool {
+            version,
+            executables,
+        }
+    }
+
+    fn run_version_command(
+        &self,
+        decl: &HostDecl,
+        path: &std::path::Path,
+    ) -> Result<Version, HostError> {
+        let path = path.to_path_buf();
         let out = Command::new(&path)
             .arg(&decl.version_arg)
             .env("LC_ALL", "C")
@@ -113,19 +224,9 @@ impl SystemHost {
                     decl.version_regex.value
                 ),
             })?;
-        let version = Version::parse(&raw).map_err(|e| HostError::NoVersion {
+        Version::parse(&raw).map_err(|e| HostError::NoVersion {
             path: path.clone(),
             reason: format!("`{raw}` is not a version: {e}"),
-        })?;
-        let mut executables = vec![(first.clone(), path)];
-        for exe in &decl.executables[1..] {
-            if let Some(p) = self.find(&exe.value) {
-                executables.push((exe.value.clone(), p));
-            }
-        }
-        Ok(HostTool {
-            version,
-            executables,
         })
     }
 }

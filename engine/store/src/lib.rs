@@ -54,6 +54,11 @@ pub struct StoreConfig {
 /// Current store layout version.
 pub const LAYOUT_VERSION: u32 = 1;
 
+/// Padding of a new store's output directory when none is asked for. Exports relocate binaries
+/// only into shorter prefixes; 160 bytes leave room for every consumer install root Spack accepts
+/// (its `sbang` limit caps those at 117 bytes).
+pub const DEFAULT_PADDED_LENGTH: usize = 160;
+
 /// Metadata of a valid path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathInfo {
@@ -143,8 +148,9 @@ pub fn padded_paths_dir(root: &Path, padded_length: usize) -> PathBuf {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating it with `padded_length` if it does not exist. An
-    /// existing store keeps the padding it was created with; asking for another is an error.
+    /// Opens the store at `root`, creating it with `padded_length` (default
+    /// [`DEFAULT_PADDED_LENGTH`]) if it does not exist. An existing store keeps the padding it was
+    /// created with; asking for another is an error.
     pub fn open(root: &Path, padded_length: Option<usize>) -> Result<Store> {
         let root = std::path::absolute(root).map_err(io(root))?;
         let meta = root.join(META_DIR);
@@ -186,7 +192,7 @@ impl Store {
             Err(_) => {
                 let c = StoreConfig {
                     version: LAYOUT_VERSION,
-                    padded_length: padded_length.unwrap_or(0),
+                    padded_length: padded_length.unwrap_or(DEFAULT_PADDED_LENGTH),
                 };
                 commit::write_atomic(
                     &config_path,

@@ -2,15 +2,13 @@
 
 use std::fmt::Write as _;
 
-use forge_resolve::SystemHost;
-
 use crate::ExitStatus;
 use crate::args::DiffArgs;
 use crate::context::Ctx;
 
 pub(super) fn run(ctx: &Ctx, a: &DiffArgs) -> Result<ExitStatus, ExitStatus> {
     let set = ctx.load()?;
-    let host = SystemHost::new();
+    let host = ctx.host();
     let pa = ctx.plan(&set, &host, &a.a)?;
     let pb = ctx.plan(&set, &host, &a.b)?;
     let ia = super::pick_node(ctx, &pa, a.node.as_deref())?;

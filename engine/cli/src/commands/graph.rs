@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use forge_resolve::{EdgeRole, SystemHost};
+use forge_resolve::EdgeRole;
 
 use crate::ExitStatus;
 use crate::args::{GraphArgs, GraphFormat};
@@ -10,7 +10,7 @@ use crate::context::Ctx;
 
 pub(super) fn run(ctx: &Ctx, a: &GraphArgs) -> Result<ExitStatus, ExitStatus> {
     let set = ctx.load()?;
-    let host = SystemHost::new();
+    let host = ctx.host();
     let plan = ctx.plan(&set, &host, &a.request)?;
     if a.json || a.format == GraphFormat::Json {
         ctx.printer.data(

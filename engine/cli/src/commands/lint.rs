@@ -2,7 +2,7 @@
 
 use forge_plan::Planner;
 use forge_recipe::{Diag, Diagnostics, RecipeSet};
-use forge_resolve::{Request, Resolver, SystemHost};
+use forge_resolve::{Request, Resolver};
 
 use crate::ExitStatus;
 use crate::args::LintArgs;
@@ -15,7 +15,7 @@ pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
     let mut conflicts = Vec::new();
     if !diags.has_errors() {
         let set = &loaded.set;
-        let host = SystemHost::new();
+        let host = ctx.host();
         let planner = Planner::new(set);
         for t in &set.targets {
             let req = Request::for_target(set, t);

@@ -2,6 +2,7 @@
 
 mod completions;
 mod diff;
+mod export;
 mod fmt;
 mod graph;
 mod lint;
@@ -31,6 +32,9 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Roots(a) => store_cmds::roots(&ctx, &a),
         Command::Gc(a) => store_cmds::gc(&ctx, &a),
         Command::Log(a) => store_cmds::log(&ctx, &a),
+        Command::Export(a) => export::export(&ctx, &a),
+        Command::Key(k) => export::key(&ctx, &k),
+        Command::Cache(c) => export::cache(&ctx, &c),
         Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
         Command::Completions(a) => completions::run(&a),
     };

@@ -15,7 +15,7 @@ use crate::context::Ctx;
 
 pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, ExitStatus> {
     let set = ctx.load()?;
-    let host = SystemHost::new();
+    let host = ctx.host();
     if a.all {
         return all(ctx, &set, &host, a.json);
     }

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use forge_realize::{Options, Reporter};
-use forge_resolve::SystemHost;
 
 use crate::ExitStatus;
 use crate::args::RealizeArgs;
@@ -22,7 +21,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         }
     };
     let set = ctx.load()?;
-    let host = SystemHost::new();
+    let host = ctx.host();
     let plan = Arc::new(ctx.plan(&set, &host, &request)?);
     let store = Arc::new(ctx.open_store()?);
     let forge_exe = std::env::current_exe().map_err(|e| {

@@ -1,14 +1,12 @@
 //! `forge show-derivation`: the canonical form of one node.
 
-use forge_resolve::SystemHost;
-
 use crate::ExitStatus;
 use crate::args::ShowArgs;
 use crate::context::Ctx;
 
 pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, ExitStatus> {
     let set = ctx.load()?;
-    let host = SystemHost::new();
+    let host = ctx.host();
     let plan = ctx.plan(&set, &host, &a.request)?;
     let i = super::pick_node(ctx, &plan, a.node.as_deref())?;
     let d = plan.drv(i);
