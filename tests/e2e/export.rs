@@ -1,0 +1,181 @@
+//! `forge export`, `forge key` and `forge cache verify` on a realized example, checked with
+//! real GnuPG.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn signed_export_verifies_with_gnupg_and_forge_and_catches_tampering() {
+    let w = World::new();
+    let keys = w.path().join("keys");
+    let forge = |args: &[&str]| {
+        let mut c = w.forge();
+        c.env("FORGE_KEYS", &keys).args(args);
+        c.output().unwrap()
+    };
+    ok(&forge(&["realize", "--example"]));
+    let fpr = ok(&forge(&[
+        "key",
+        "generate",
+        "forge test <forge-test@example.invalid>",
+    ]))
+    .trim()
+    .to_owned();
+    assert_eq!(fpr.len(), 40, "{fpr}");
+    let listed = ok(&forge(&["key", "list"]));
+    assert!(
+        listed.contains(&fpr) && listed.contains("[can sign]"),
+        "{listed}"
+    );
+
+    let cache = w.path().join("cache-out");
+    let cache_s = cache.to_str().unwrap();
+    let out = ok(&forge(&[
+        "export",
+        "--example",
+        "hello",
+        "--to",
+        cache_s,
+        "--sign",
+    ]));
+    assert!(
+        out.contains("hello@1.0") && out.contains("gcc-runtime@12.2.0") && out.contains("greet"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("signed by {fpr}")), "{out}");
+    assert!(cache.join("v3/layout.json").exists());
+    assert!(cache.join("README.md").exists());
+    // forge's own verification, with the signing key trusted.
+    ok(&forge(&["cache", "verify", cache_s]));
+
+    // Real GnuPG accepts every spec manifest after importing the published key.
+    let gnupg = w.path().join("gnupg");
+    fs_err::create_dir_all(&gnupg).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let public = w.path().join("public.asc");
+    fs_err::write(&public, ok(&forge(&["key", "export", &fpr]))).unwrap();
+    let gpg = |args: &[&str]| {
+        Command::new("gpg")
+            .env("GNUPGHOME", &gnupg)
+            .args(["--batch", "--no-tty"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let imported = gpg(&["--import", public.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let manifests: Vec<PathBuf> = files_under(&cache.join("v3/manifests/spec"));
+    assert!(manifests.len() >= 3, "{manifests:?}");
+    for m in &manifests {
+        let v = gpg(&["--verify", m.to_str().unwrap()]);
+        assert!(
+            v.status.success(),
+            "gpg rejected {}: {}",
+            m.display(),
+            text(&v.stderr)
+        );
+        assert!(
+            text(&v.stderr).contains("Good signature"),
+            "{}",
+            text(&v.stderr)
+        );
+        let body = fs_err::read_to_string(m).unwrap();
+        assert!(
+            body.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n"),
+            "{body}"
+        );
+    }
+
+    // Exporting again writes nothing new and keeps the blobs byte for byte.
+    let blobs_before: Vec<(PathBuf, Vec<u8>)> = files_under(&cache.join("blobs"))
+        .into_iter()
+        .map(|p| {
+            let b = fs_err::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    let again = ok(&forge(&[
+        "export",
+        "--example",
+        "hello",
+        "--to",
+        cache_s,
+        "--sign",
+    ]));
+    assert!(!again.contains("exported "), "{again}");
+    let blobs_after: Vec<(PathBuf, Vec<u8>)> = files_under(&cache.join("blobs"))
+        .into_iter()
+        .map(|p| {
+            let b = fs_err::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    assert_eq!(blobs_before, blobs_after);
+
+    // A tampered blob is caught and named.
+    let tarball = files_under(&cache.join("blobs"))
+        .into_iter()
+        .max_by_key(|p| fs_err::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs_err::read(&tarball).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs_err::write(&tarball, &bytes).unwrap();
+    let v = forge(&["cache", "verify", cache_s]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v.stderr));
+    let name = tarball.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(text(&v.stderr).contains(&name), "{}", text(&v.stderr));
+
+    // Without the key trusted, the signatures do not verify.
+    let other_keys = w.path().join("other-keys");
+    let mut c = w.forge();
+    c.env("FORGE_KEYS", &other_keys)
+        .args(["cache", "verify", cache_s]);
+    let v = c.output().unwrap();
+    assert_eq!(v.status.code(), Some(1));
+}
+
+#[test]
+fn export_from_an_unpadded_store_is_refused_with_the_reason() {
+    let w = World::new();
+    let mut c = w.forge();
+    c.env("FORGE_PADDED_LENGTH", "0")
+        .args(["realize", "--example"]);
+    ok(&c.output().unwrap());
+    let cache = w.path().join("cache-out");
+    let o = w
+        .forge()
+        .args(["export", "--example", "hello", "--to"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(err.contains("--padded-length"), "{err}");
+    assert!(
+        !cache.join("v3/manifests").exists() || files_under(&cache.join("v3/manifests")).is_empty(),
+        "nothing may be published"
+    );
+}
