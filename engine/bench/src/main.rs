@@ -26,6 +26,42 @@ struct Cli {
 enum Command {
     /// Load, validate, resolve and plan every target of a tree, several times
     Plan(PlanArgs),
+    /// A no-op `forge realize` of a synthetic graph whose nodes are all valid (target <= 20 ms)
+    RealizeNoop {
+        /// Nodes in the graph
+        #[arg(long, default_value_t = 60)]
+        nodes: usize,
+        /// Timed runs
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Scheduler efficiency on sleep-only builds with known durations (target <= 1.05 x ideal)
+    Scheduler {
+        /// Nodes in the graph
+        #[arg(long, default_value_t = 60)]
+        nodes: usize,
+        /// Concurrent builds
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Shortest build, seconds
+        #[arg(long, default_value_t = 0.5)]
+        min: f64,
+        /// Longest build, seconds
+        #[arg(long, default_value_t = 2.0)]
+        max: f64,
+        /// Seed of the graph
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Output tree hashing next to `b3sum` over the same files (target >= 0.8 x b3sum)
+    Hash {
+        /// Size of the tree in MiB
+        #[arg(long, default_value_t = 1024)]
+        mb: u64,
+        /// Timed runs
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,11 +98,18 @@ struct PlanArgs {
 }
 
 fn main() -> ExitCode {
-    let Command::Plan(a) = Cli::parse().command;
-    let result = if a.synthetic.is_empty() {
-        tree(&a)
-    } else {
-        synthetic_trees(&a)
+    let result = match Cli::parse().command {
+        Command::Plan(a) if a.synthetic.is_empty() => tree(&a),
+        Command::Plan(a) => synthetic_trees(&a),
+        Command::RealizeNoop { nodes, runs } => print(forge_bench::realize::noop(nodes, runs)),
+        Command::Scheduler {
+            nodes,
+            jobs,
+            min,
+            max,
+            seed,
+        } => print(forge_bench::realize::scheduler(nodes, jobs, min, max, seed)),
+        Command::Hash { mb, runs } => print(forge_bench::realize::hash(mb, runs)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +118,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print(r: Result<String, String>) -> Result<(), String> {
+    let text = r?;
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the pipeline `runs` times; the first run is returned apart (it pays for host probes and

@@ -20,10 +20,16 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
             return Err(ExitStatus::Error);
         }
     };
+    // `FORGE_TIMINGS=1` prints where a run's set-up time goes (stderr).
+    let timings = std::env::var_os("FORGE_TIMINGS").is_some();
+    let t0 = std::time::Instant::now();
     let set = ctx.load()?;
+    let t_load = t0.elapsed();
     let host = ctx.host();
     let plan = Arc::new(ctx.plan(&set, &host, &request)?);
+    let t_plan = t0.elapsed();
     let store = Arc::new(ctx.open_store()?);
+    let t_store = t0.elapsed();
     let forge_exe = std::env::current_exe().map_err(|e| {
         ctx.printer
             .error(&format!("cannot find the forge executable: {e}"));
@@ -42,9 +48,26 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         .valid_subset(names.iter().map(String::as_str))
         .map(|v| v.len() == names.len())
         .unwrap_or(false);
-    let isolate_network = if all_valid {
-        false
-    } else {
+    if timings {
+        ctx.printer.info(&format!(
+            "timings: load {:.1} ms, resolve+plan {:.1} ms, open store {:.1} ms, validity {:.1} ms",
+            t_load.as_secs_f64() * 1e3,
+            (t_plan - t_load).as_secs_f64() * 1e3,
+            (t_store - t_plan).as_secs_f64() * 1e3,
+            (t0.elapsed() - t_store).as_secs_f64() * 1e3
+        ));
+    }
+    if all_valid {
+        // Nothing to build: no scheduler, no runtime, no probes.
+        reporter.event(&forge_realize::Event::Planned {
+            total: names.len(),
+            valid: names.len(),
+            to_build: 0,
+        });
+        drop(reporter);
+        return finish(ctx, a, &store, &plan);
+    }
+    let isolate_network = {
         match forge_build::probe(&forge_exe) {
             forge_build::Isolation::Network => true,
             forge_build::Isolation::Unavailable(why) => {
@@ -114,6 +137,24 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         ));
         return Ok(ExitStatus::Failure);
     }
+    if !a.json && !report.built.is_empty() {
+        ctx.printer.info(&format!(
+            "built {} node{} in {:.1}s",
+            report.built.len(),
+            if report.built.len() == 1 { "" } else { "s" },
+            report.seconds
+        ));
+    }
+    finish(ctx, a, &store, &plan)
+}
+
+/// Out-link and the output path, once every node is valid.
+fn finish(
+    ctx: &Ctx,
+    a: &RealizeArgs,
+    store: &forge_store::Store,
+    plan: &forge_plan::Plan,
+) -> Result<ExitStatus, ExitStatus> {
     let root = plan.root().store_name();
     if let Some(link) = &a.out_link {
         store.add_out_link(&root, link).map_err(|e| {
@@ -122,14 +163,6 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         })?;
     }
     if !a.json {
-        if !report.built.is_empty() {
-            ctx.printer.info(&format!(
-                "built {} node{} in {:.1}s",
-                report.built.len(),
-                if report.built.len() == 1 { "" } else { "s" },
-                report.seconds
-            ));
-        }
         ctx.printer
             .data(&store.path_of(&root).display().to_string());
     }
