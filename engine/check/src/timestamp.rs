@@ -219,7 +219,10 @@ fn in_text_date(data: &[u8], r: Range<usize>) -> bool {
                 i += 1;
             }
             let inside = tokens.iter().any(|&(ts, te, _)| s < te && i > ts);
-            if !inside && matches!(i - s, 1 | 2 | 4) {
+            // A number inside a word (a hash, an identifier) is no date part.
+            let in_word = (s > 0 && window[s - 1].is_ascii_alphabetic())
+                || window.get(i).is_some_and(u8::is_ascii_alphabetic);
+            if !inside && !in_word && matches!(i - s, 1 | 2 | 4) {
                 tokens.push((s, i, false));
             }
         } else {
@@ -328,6 +331,8 @@ mod tests {
             ("hello world", "hello wurld"),
             ("size 12345", "size 12346"),
             ("year 1234", "year 1235"),
+            ("id=abc2025def", "id=abc2026def"),
+            ("sha 9f2025e1", "sha 9f2026e1"),
         ];
         for (a, b) in cases {
             assert_eq!(text(a, b), None, "{a:?} vs {b:?}");
