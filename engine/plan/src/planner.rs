@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use forge_recipe::{
     Diag, Facts, Recipe, RecipeSet, SourceDecl, Spanned, Template, Var, VariantValue,
@@ -51,7 +51,7 @@ impl Plan {
 pub struct Planner<'a> {
     set: &'a RecipeSet,
     local_hashes: Mutex<BTreeMap<PathBuf, (String, bool)>>,
-    derived: Mutex<HashMap<[u8; 32], Derivation>>,
+    derived: Mutex<HashMap<[u8; 32], Arc<Derivation>>>,
 }
 
 /// File names that are archives to unpack.
@@ -183,11 +183,16 @@ impl<'a> Planner<'a> {
         done: &[Derivation],
     ) -> Result<Derivation, Box<Diag>> {
         let key = memo_key(graph, i, done);
-        if let Some(d) = self.derived.lock().expect("cache").get(&key) {
-            return Ok(d.clone());
+        // Copied out of the lock: other threads planning other targets use the cache too.
+        let hit = self.derived.lock().expect("cache").get(&key).cloned();
+        if let Some(d) = hit {
+            return Ok(Derivation::clone(&d));
         }
         let d = self.derive(graph, i, self.deps(graph, i, done))?;
-        self.derived.lock().expect("cache").insert(key, d.clone());
+        self.derived
+            .lock()
+            .expect("cache")
+            .insert(key, Arc::new(d.clone()));
         Ok(d)
     }
 
