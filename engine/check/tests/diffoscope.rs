@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use forge_check::{DiffoscopeOptions, DiffoscopeOutcome, run_diffoscope};
+use forge_check::{DiffoscopeOptions, DiffoscopeOutcome, diffoscope_available, run_diffoscope};
 
 /// Writes an executable shell script.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -152,4 +152,30 @@ fn compare_notes_a_missing_diffoscope_and_goes_on() {
         c.notes,
         ["diffoscope was asked for but `/nonexistent/diffoscope` is not installed"]
     );
+}
+
+#[test]
+fn the_real_diffoscope_when_installed() {
+    if !diffoscope_available() {
+        // Optional: then it must really be absent, not overlooked.
+        assert!(
+            std::process::Command::new("diffoscope")
+                .arg("--version")
+                .output()
+                .is_err(),
+            "diffoscope runs but was not found"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    fs_err::write(&a, "demo\nbuilt 12:00:01\n").unwrap();
+    fs_err::write(&b, "demo\nbuilt 12:07:44\n").unwrap();
+    let o = opts("diffoscope".into());
+    let DiffoscopeOutcome::Differences(text) = run_diffoscope(&a, &b, &o).unwrap() else {
+        panic!("diffoscope should see the difference");
+    };
+    assert!(text.contains("-built 12:00:01"), "{text}");
+    assert!(text.contains("+built 12:07:44"), "{text}");
+    assert_eq!(run_diffoscope(&a, &a, &o).unwrap(), DiffoscopeOutcome::Same);
 }
