@@ -461,6 +461,126 @@ fn input_closure(plan: &Plan, i: NodeIndex, names: &[String]) -> Vec<String> {
     seen.into_iter().map(|d| names[d.index()].clone()).collect()
 }
 
+/// Fetches a node's sources and assembles its build request, to build into `out` with
+/// `scratch`.
+async fn prepare(
+    ctx: &Arc<Ctx>,
+    i: NodeIndex,
+    out: PathBuf,
+    scratch: PathBuf,
+) -> Result<BuildRequest, String> {
+    let name = &ctx.names[i.index()];
+    let drv = ctx.plan.drv(i).clone();
+    let store = &ctx.store;
+    ctx.reporter.event(&Event::Phase {
+        node: name.clone(),
+        phase: "fetch".into(),
+    });
+    let mut sources = Vec::new();
+    for (s, f) in drv.inputs.sources.iter().zip(&drv.fetch) {
+        if let Some(p) = &f.path {
+            sources.push(p.clone());
+            continue;
+        }
+        let sha = s
+            .sha256
+            .clone()
+            .ok_or_else(|| format!("source `{}` has no sha256", s.name))?;
+        let cache = ctx.cache.clone();
+        let (fname, urls) = (s.name.clone(), f.urls.clone());
+        match tokio::task::spawn_blocking(move || cache.fetch(&fname, &sha, &urls)).await {
+            Ok(Ok(p)) => sources.push(p),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(BuildRequest {
+        out,
+        scratch,
+        deps: deps_of(&ctx.plan, i, &ctx.names, store),
+        tool_paths: tool_paths(&ctx.plan, i, &ctx.names, store),
+        rpaths: rpaths(&ctx.plan, i, &ctx.names, store),
+        sources,
+        jobs: ctx.opts.cores.max(1),
+        forge_exe: ctx.opts.forge_exe.clone(),
+        isolate_network: ctx.opts.isolate_network,
+        drv,
+    })
+}
+
+fn event_sink(reporter: &Arc<dyn Reporter>, name: &str) -> forge_build::EventSink {
+    let reporter = Arc::clone(reporter);
+    let node_name = name.to_owned();
+    Arc::new(move |e: BuildEvent| match e {
+        BuildEvent::Phase(p) => reporter.event(&Event::Phase {
+            node: node_name.clone(),
+            phase: p,
+        }),
+        BuildEvent::Line(l) => reporter.event(&Event::Line {
+            node: node_name.clone(),
+            line: l,
+        }),
+    })
+}
+
+/// Builds node `i` of `plan` once more, into `out` instead of its store path and in `scratch`,
+/// without committing anything: `forge check`'s rebuild. Its dependencies must be valid.
+#[allow(clippy::too_many_arguments)]
+pub async fn rebuild(
+    store: Arc<Store>,
+    plan: Arc<Plan>,
+    i: NodeIndex,
+    opts: Options,
+    reporter: Arc<dyn Reporter>,
+    cancel: tokio::sync::watch::Receiver<bool>,
+    out: PathBuf,
+    scratch: PathBuf,
+) -> Result<forge_build::BuildResult, Box<Event>> {
+    let names = store_names(&plan);
+    let name = names[i.index()].clone();
+    let cache = SourceCache::new(opts.source_cache.clone(), opts.fetch.clone());
+    let ctx = Arc::new(Ctx {
+        store,
+        plan,
+        names,
+        opts,
+        cache,
+        reporter,
+        cancel,
+    });
+    let fail = |message: String| {
+        Box::new(Event::Failed {
+            node: name.clone(),
+            phase: None,
+            command: None,
+            message,
+            log: None,
+            tail: Vec::new(),
+        })
+    };
+    let req = prepare(&ctx, i, out, scratch).await.map_err(fail)?;
+    let sink = event_sink(&ctx.reporter, &name);
+    forge_build::build(&req, sink, ctx.cancel.clone())
+        .await
+        .map_err(|e| match e {
+            BuildError::Command {
+                phase,
+                command,
+                status,
+                tail,
+                log,
+            } => Box::new(Event::Failed {
+                node: name.clone(),
+                message: format!("phase `{phase}` failed: the command {status}"),
+                phase: Some(phase),
+                command: Some(command),
+                log: Some(log),
+                tail,
+            }),
+            other => fail(other.to_string()),
+        })
+}
+
 async fn build_node(ctx: Arc<Ctx>, i: NodeIndex) -> Outcome {
     let name = ctx.names[i.index()].clone();
     let drv = ctx.plan.drv(i).clone();
@@ -521,51 +641,12 @@ async fn build_node(ctx: Arc<Ctx>, i: NodeIndex) -> Outcome {
             Err(e) => return failure(&name, e.to_string(), None),
         }
     };
-    // Sources.
-    ctx.reporter.event(&Event::Phase {
-        node: name.clone(),
-        phase: "fetch".into(),
-    });
-    let mut sources = Vec::new();
-    for (s, f) in drv.inputs.sources.iter().zip(&drv.fetch) {
-        if let Some(p) = &f.path {
-            sources.push(p.clone());
-            continue;
-        }
-        let sha = s.sha256.clone().unwrap_or_default();
-        let cache = ctx.cache.clone();
-        let (fname, urls) = (s.name.clone(), f.urls.clone());
-        match tokio::task::spawn_blocking(move || cache.fetch(&fname, &sha, &urls)).await {
-            Ok(Ok(p)) => sources.push(p),
-            Ok(Err(e)) => return failure(&name, e.to_string(), None),
-            Err(e) => return failure(&name, e.to_string(), None),
-        }
-    }
     let scratch = store.scratch_dir(&name, "build");
-    let req = BuildRequest {
-        out: out.clone(),
-        scratch: scratch.clone(),
-        deps: deps_of(&ctx.plan, i, &names, &store),
-        tool_paths: tool_paths(&ctx.plan, i, &names, &store),
-        rpaths: rpaths(&ctx.plan, i, &names, &store),
-        sources,
-        jobs: ctx.opts.cores.max(1),
-        forge_exe: ctx.opts.forge_exe.clone(),
-        isolate_network: ctx.opts.isolate_network,
-        drv: drv.clone(),
+    let req = match prepare(&ctx, i, out.clone(), scratch.clone()).await {
+        Ok(r) => r,
+        Err(e) => return failure(&name, e, None),
     };
-    let reporter = Arc::clone(&ctx.reporter);
-    let node_name = name.clone();
-    let sink: forge_build::EventSink = Arc::new(move |e: BuildEvent| match e {
-        BuildEvent::Phase(p) => reporter.event(&Event::Phase {
-            node: node_name.clone(),
-            phase: p,
-        }),
-        BuildEvent::Line(l) => reporter.event(&Event::Line {
-            node: node_name.clone(),
-            line: l,
-        }),
-    });
+    let sink = event_sink(&ctx.reporter, &name);
     let result = forge_build::build(&req, sink, ctx.cancel.clone()).await;
     let keep_scratch = |failed: bool| {
         if !(failed && ctx.opts.keep_failed) {

@@ -211,6 +211,61 @@ fn finish_top(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Normalizes a whole tree as a commit does (modes, times, long shebangs), without scanning,
+/// hashing, moving or registering it.
+pub(crate) fn normalize_tree(path: &Path, sbang: &Path) -> Result<()> {
+    normalize(path, sbang, false)
+}
+
+/// Replaces every occurrence of `from` by `to` (same length) in the files and symlink targets
+/// under `root`; returns how many were changed. Used by `forge check` to give a rebuilt output
+/// its stored path back before comparing.
+pub fn rewrite_same_length(root: &Path, from: &[u8], to: &[u8]) -> Result<usize> {
+    assert_eq!(from.len(), to.len(), "same-length rewrite");
+    let finder = memchr::memmem::Finder::new(from);
+    let mut changed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = fs_err::symlink_metadata(&p).map_err(|e| fs_err_at(&p, e))?;
+        if meta.file_type().is_symlink() {
+            let t = fs_err::read_link(&p).map_err(|e| fs_err_at(&p, e))?;
+            use std::os::unix::ffi::{OsStrExt, OsStringExt};
+            let bytes = t.as_os_str().as_bytes();
+            if finder.find(bytes).is_some() {
+                let new = replace_all(bytes, &finder, to);
+                fs_err::remove_file(&p).map_err(|e| fs_err_at(&p, e))?;
+                fs_err::os::unix::fs::symlink(std::ffi::OsString::from_vec(new), &p)
+                    .map_err(|e| fs_err_at(&p, e))?;
+                changed += 1;
+            }
+        } else if meta.is_dir() {
+            for e in fs_err::read_dir(&p).map_err(|e| fs_err_at(&p, e))? {
+                stack.push(e.map_err(io_at(&p))?.path());
+            }
+        } else if meta.is_file() {
+            let data = fs_err::read(&p).map_err(|e| fs_err_at(&p, e))?;
+            if finder.find(&data).is_some() {
+                let new = replace_all(&data, &finder, to);
+                let perms = meta.permissions();
+                fs_err::set_permissions(&p, std::fs::Permissions::from_mode(perms.mode() | 0o200))
+                    .map_err(|e| fs_err_at(&p, e))?;
+                fs_err::write(&p, &new).map_err(|e| fs_err_at(&p, e))?;
+                fs_err::set_permissions(&p, perms).map_err(|e| fs_err_at(&p, e))?;
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+fn replace_all(data: &[u8], finder: &memchr::memmem::Finder<'_>, to: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    for at in finder.find_iter(data) {
+        out[at..at + to.len()].copy_from_slice(to);
+    }
+    out
+}
+
 pub(crate) fn prepare(store: &Store, req: &crate::CommitRequest<'_>) -> Result<Prepared> {
     if crate::parse_name(req.name).is_none() {
         return Err(StoreError::BadName(req.name.to_owned()));

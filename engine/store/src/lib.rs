@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-pub use commit::{CommitRequest, SHEBANG_LIMIT};
+pub use commit::{CommitRequest, SHEBANG_LIMIT, rewrite_same_length};
 pub use error::StoreError;
 pub use gc::{GcReport, Root, RootKind};
 pub use lock::PathLock;
@@ -406,6 +406,12 @@ impl Store {
             },
         })?;
         Ok(info)
+    }
+
+    /// Normalizes a tree as a commit would (modes, times, long shebangs through `sbang`) without
+    /// registering it: `forge check` compares a rebuilt output in that state.
+    pub fn normalize(&self, path: &Path) -> Result<()> {
+        commit::normalize_tree(path, &self.sbang_path())
     }
 
     /// Removes what an interrupted build of `name` may have left at its final path. The caller
