@@ -57,6 +57,17 @@ pub struct BuildRequest {
     pub forge_exe: PathBuf,
     /// Whether commands run without network.
     pub isolate_network: bool,
+    /// Where the output's bytes go when that is not `out` itself: an existing, empty directory
+    /// that commands see at `out` (mounted over it in their own mount namespace; needs
+    /// `isolate_network`). `forge check` rebuilds at the stored path this way.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl BuildRequest {
+    /// Where the output really is on this machine's filesystem.
+    pub fn real_out(&self) -> &Path {
+        self.out_dir.as_deref().unwrap_or(&self.out)
+    }
 }
 
 /// What a build reports as it goes.
@@ -295,6 +306,12 @@ pub async fn build(
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<BuildResult, BuildError> {
     let start = Instant::now();
+    if req.out_dir.is_some() && !req.isolate_network {
+        return Err(setup(
+            "redirecting the output",
+            "a build can be redirected only inside forge's namespaces, which this kernel refuses",
+        ));
+    }
     let scratch = &req.scratch;
     remove_dir_all_forced(scratch).map_err(|e| setup("clearing the scratch directory", e))?;
     for d in ["src", "home", "tmp", "bin", "hostbin", "destdir"] {
@@ -413,16 +430,20 @@ pub async fn build(
             }
         }
         if phase.destdir {
-            notes
-                .extend(collect_destdir(&destdir, &req.out).map_err(|e| {
-                    with_log(setup("moving the staged install into the output", e))
-                })?);
+            notes.extend(
+                collect_destdir(&destdir, &req.out, req.real_out())
+                    .map_err(|e| with_log(setup("moving the staged install into the output", e)))?,
+            );
             for n in &notes {
                 log.line(&format!("forge: {n}"));
             }
         }
     }
-    if fs_err::symlink_metadata(&req.out).is_err() {
+    let installed = match &req.out_dir {
+        None => fs_err::symlink_metadata(&req.out).is_ok(),
+        Some(d) => fs_err::read_dir(d).is_ok_and(|mut e| e.next().is_some()),
+    };
+    if !installed {
         return Err(with_log(setup(
             "installing",
             format!(
@@ -642,6 +663,9 @@ async fn run(
     cmd.arg(crate::sandbox::SHIM_ARG);
     if req.isolate_network {
         cmd.arg("--net");
+        if let Some(d) = &req.out_dir {
+            cmd.arg("--bind").arg(d).arg(&req.out);
+        }
     }
     cmd.arg("--")
         .args(argv)
@@ -704,15 +728,17 @@ async fn run(
 
 /// Moves what an install staged under `destdir/<out>` into `out` and reports anything it tried
 /// to install elsewhere (which is dropped: a build must not touch the machine).
-fn collect_destdir(destdir: &Path, out: &Path) -> std::io::Result<Vec<String>> {
+/// Moves what an install staged under `destdir` for `out` into `real_out` (which is `out`
+/// unless the build is redirected), noting what it installed elsewhere.
+fn collect_destdir(destdir: &Path, out: &Path, real_out: &Path) -> std::io::Result<Vec<String>> {
     let rel = out.strip_prefix("/").unwrap_or(out);
     let staged = destdir.join(rel);
     let mut notes = Vec::new();
     if fs_err::symlink_metadata(&staged).is_ok() {
-        if fs_err::symlink_metadata(out).is_err() {
-            fs_err::rename(&staged, out)?;
+        if fs_err::symlink_metadata(real_out).is_err() {
+            fs_err::rename(&staged, real_out)?;
         } else {
-            merge_into(&staged, out)?;
+            merge_into(&staged, real_out)?;
         }
     }
     // Whatever is left besides the path down to `out` was installed outside the prefix.
@@ -798,7 +824,7 @@ mod tests {
         fs_err::create_dir_all(staged.join("bin")).unwrap();
         fs_err::write(staged.join("bin/munged"), "x").unwrap();
         fs_err::create_dir_all(destdir.join("var/lib/munge")).unwrap();
-        let notes = collect_destdir(&destdir, &out).unwrap();
+        let notes = collect_destdir(&destdir, &out, &out).unwrap();
         assert!(out.join("bin/munged").is_file());
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("/var"), "{notes:?}");

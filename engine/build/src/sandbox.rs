@@ -11,6 +11,11 @@
 //! and `exec` of a multi-threaded forge, keeps it free of allocation hazards. Whether the kernel
 //! allows it is probed once per run ([`probe`]); when it does not, builds run with a clear note
 //! instead.
+//!
+//! `--bind SRC DST` (with `--net`) also gives the command its own mount namespace, private to
+//! it, in which directory SRC is mounted over DST: `forge check` rebuilds an output at its
+//! stored path that way while the bytes land in a temporary directory, so nothing that depends
+//! on the output's own path (RUNPATHs, build IDs hashed over them) differs from the first build.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -53,17 +58,53 @@ fn write_file(path: &str, data: &str) -> Result<(), String> {
     fs_err::write(path, data).map_err(|e| e.to_string())
 }
 
-/// Enters new network and PID (and, unprivileged, user) namespaces. The PID namespace applies
-/// to the children forked afterwards.
+/// Whether the shim can also mount a directory over another in a private mount namespace
+/// (`--bind`), by trying it once on two empty directories under `scratch`.
+pub fn probe_bind(forge_exe: &Path, scratch: &Path) -> Result<(), String> {
+    let (src, dst) = (
+        scratch.join("bind-probe-src"),
+        scratch.join("bind-probe-dst"),
+    );
+    for d in [&src, &dst] {
+        fs_err::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    fs_err::write(src.join("mark"), b"").map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(forge_exe)
+        .arg(SHIM_ARG)
+        .arg("--net")
+        .arg("--bind")
+        .arg(&src)
+        .arg(&dst)
+        .arg("--")
+        .args(["test", "-e"])
+        .arg(dst.join("mark"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let _ = fs_err::remove_dir_all(&src);
+    let _ = fs_err::remove_dir_all(&dst);
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Enters new network and PID (and, unprivileged, user) namespaces, and a mount namespace when
+/// there is something to mount. The PID namespace applies to the children forked afterwards.
 #[allow(unsafe_code)]
-fn isolate() -> Result<(), String> {
+fn isolate(binds: &[(OsString, OsString)]) -> Result<(), String> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    let flags = if uid == 0 {
+    let mut flags = if uid == 0 {
         UnshareFlags::NEWNET | UnshareFlags::NEWPID | UnshareFlags::NEWUTS
     } else {
         UnshareFlags::NEWNET | UnshareFlags::NEWPID | UnshareFlags::NEWUTS | UnshareFlags::NEWUSER
     };
+    if !binds.is_empty() {
+        flags |= UnshareFlags::NEWNS;
+    }
     // SAFETY: the shim is single-threaded and does not use `UnshareFlags::FILES`.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
     if uid != 0 {
@@ -73,6 +114,24 @@ fn isolate() -> Result<(), String> {
     }
     // The machine's name must not leak into outputs (`hostname` in configure scripts, banners).
     rustix::system::sethostname(HOSTNAME.as_bytes()).map_err(|e| format!("sethostname: {e}"))?;
+    if !binds.is_empty() {
+        // Nothing mounted here may show outside.
+        rustix::mount::mount_change(
+            "/",
+            rustix::mount::MountPropagationFlags::REC
+                | rustix::mount::MountPropagationFlags::PRIVATE,
+        )
+        .map_err(|e| format!("making the mounts private: {e}"))?;
+        for (src, dst) in binds {
+            rustix::mount::mount_bind(src.as_os_str(), dst.as_os_str()).map_err(|e| {
+                format!(
+                    "mounting {} over {}: {e}",
+                    src.to_string_lossy(),
+                    dst.to_string_lossy()
+                )
+            })?;
+        }
+    }
     loopback_up()
 }
 
@@ -112,13 +171,21 @@ pub fn shim_main(args: &[OsString]) -> ! {
         std::process::exit(125)
     };
     let mut net = false;
+    let mut binds = Vec::new();
     let mut rest = args.iter();
-    for a in rest.by_ref() {
+    while let Some(a) = rest.next() {
         match a.to_str() {
             Some("--net") => net = true,
+            Some("--bind") => match (rest.next(), rest.next()) {
+                (Some(src), Some(dst)) => binds.push((src.clone(), dst.clone())),
+                _ => fail("`--bind` takes a source and a destination".into()),
+            },
             Some("--") => break,
             _ => fail(format!("unknown option `{}`", a.to_string_lossy())),
         }
+    }
+    if !binds.is_empty() && !net {
+        fail("`--bind` needs `--net` (its own namespaces)".into());
     }
     let argv: Vec<&OsString> = rest.collect();
     let Some((prog, prog_args)) = argv.split_first() else {
@@ -127,7 +194,7 @@ pub fn shim_main(args: &[OsString]) -> ! {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     die_with_parent();
     if net {
-        if let Err(e) = isolate() {
+        if let Err(e) = isolate(&binds) {
             fail(format!("cannot isolate the build: {e}"));
         }
         run_as_init(prog, prog_args)

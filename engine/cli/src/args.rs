@@ -93,6 +93,14 @@ pub enum Command {
     /// Nodes already valid are not rebuilt; several forge processes may realize overlapping
     /// graphs at once (each path is built once). Ctrl-C stops the builds and cleans up.
     Realize(RealizeArgs),
+    /// Rebuild realized nodes and compare them bit for bit with the store
+    ///
+    /// Each node of the target (or each `--node`) is built again from its store dependencies,
+    /// in a fresh scratch directory, into a temporary output whose path is as long as the stored
+    /// one and is rewritten back before comparing. Differences are listed and explained
+    /// (timestamps, build paths, file order, sizes, modes …). Exit 0: every node reproducible;
+    /// 1: some node differs; 2: a rebuild or the check itself failed.
+    Check(CheckArgs),
     /// Show store paths: hash, size, references (`-S`: closure size)
     PathInfo(PathInfoArgs),
     /// Show why one store path depends on another, and where the reference is
@@ -211,6 +219,41 @@ pub struct AddVersionArgs {
     /// A note for maintainers on the version line (e.g. which upstream artifact it is)
     #[arg(long)]
     pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Target name or spec whose realized nodes to check [default with `--example`: `hello`]
+    #[arg(value_name = "TARGET|SPEC")]
+    pub request: Option<String>,
+    /// Check only this node of the graph (`name` or `name@version`); repeatable
+    #[arg(long = "node", value_name = "PKG[@VERSION]")]
+    pub nodes: Vec<String>,
+    /// Rebuild each node this many times (stops at the first round that differs)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Print the report as JSON (`forge-check-report/1`) on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Keep each rebuilt output next to the stored one, as `<path>.check`
+    #[arg(long)]
+    pub keep: bool,
+    /// Run `diffoscope` on differing files when it is installed
+    #[arg(long)]
+    pub diffoscope: bool,
+    /// Copy each rebuild's log to DIR as `<name>.check.log`
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Instead of rebuilding, export the closure twice (unsigned) and require byte-identical
+    /// buildcaches: tarballs, spec files, manifests and index
+    #[arg(long)]
+    pub export: bool,
+    /// Parallel jobs each rebuild may use (`make -j`) [default: number of CPUs]
+    #[arg(long)]
+    pub cores: Option<usize>,
 }
 
 #[derive(Debug, Args)]

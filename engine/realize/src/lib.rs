@@ -504,6 +504,7 @@ async fn prepare(
         jobs: ctx.opts.cores.max(1),
         forge_exe: ctx.opts.forge_exe.clone(),
         isolate_network: ctx.opts.isolate_network,
+        out_dir: None,
         drv,
     })
 }
@@ -523,9 +524,19 @@ fn event_sink(reporter: &Arc<dyn Reporter>, name: &str) -> forge_build::EventSin
     })
 }
 
-/// Builds node `i` of `plan` once more, into `out` instead of its store path and in `scratch`,
-/// without committing anything: `forge check`'s rebuild. Its dependencies must be valid.
-#[allow(clippy::too_many_arguments)]
+/// Where a rebuild goes.
+#[derive(Debug, Clone)]
+pub struct RebuildAt {
+    /// The output path the build sees (`{out}`).
+    pub out: PathBuf,
+    /// Where its bytes land instead, if not at `out` (see [`forge_build::BuildRequest::out_dir`]).
+    pub out_dir: Option<PathBuf>,
+    /// Its scratch directory.
+    pub scratch: PathBuf,
+}
+
+/// Builds node `i` of `plan` once more, as `at` says, without committing anything: `forge
+/// check`'s rebuild. Its dependencies must be valid.
 pub async fn rebuild(
     store: Arc<Store>,
     plan: Arc<Plan>,
@@ -533,8 +544,7 @@ pub async fn rebuild(
     opts: Options,
     reporter: Arc<dyn Reporter>,
     cancel: tokio::sync::watch::Receiver<bool>,
-    out: PathBuf,
-    scratch: PathBuf,
+    at: RebuildAt,
 ) -> Result<forge_build::BuildResult, Box<Event>> {
     let names = store_names(&plan);
     let name = names[i.index()].clone();
@@ -558,7 +568,8 @@ pub async fn rebuild(
             tail: Vec::new(),
         })
     };
-    let req = prepare(&ctx, i, out, scratch).await.map_err(fail)?;
+    let mut req = prepare(&ctx, i, at.out, at.scratch).await.map_err(fail)?;
+    req.out_dir = at.out_dir;
     let sink = event_sink(&ctx.reporter, &name);
     forge_build::build(&req, sink, ctx.cancel.clone())
         .await

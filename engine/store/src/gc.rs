@@ -211,8 +211,19 @@ impl Store {
             {
                 continue;
             }
+            if let Some(base) = name.strip_suffix(crate::CHECK_SUFFIX) {
+                // A rebuild `forge check --keep` left next to its path: it goes with the path.
+                // Its lock is the path's, which this collection holds when the path is valid.
+                if live.contains(base) {
+                    continue;
+                }
+                if valid_set.contains(&base.to_owned()) {
+                    leftovers.push((name, None));
+                    continue;
+                }
+            }
             if let Some(l) = self.try_lock(&name)? {
-                leftovers.push((name, l))
+                leftovers.push((name, Some(l)))
             }
         }
         report.deleted = dead.clone();

@@ -37,6 +37,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Length of the hash part of a store name.
 pub const HASH_LEN: usize = 32;
 
+/// Suffix of a rebuilt output kept beside its store path by `forge check --keep`
+/// (`<path>.check`). Not registered; removed by `forge gc` together with its path.
+pub const CHECK_SUFFIX: &str = ".check";
+
 /// Name of the metadata directory inside the store root.
 pub const META_DIR: &str = ".forge";
 

@@ -101,6 +101,11 @@ impl Store {
                 .filter(|n| {
                     crate::parse_name(n).is_some() && !n.ends_with(".drv") && !valid_set.contains(n)
                 })
+                // A rebuild kept by `forge check --keep` beside its valid path is no leftover.
+                .filter(|n| {
+                    n.strip_suffix(crate::CHECK_SUFFIX)
+                        .is_none_or(|base| !valid_set.contains(&base.to_owned()))
+                })
                 .collect();
             extra.sort();
             report

@@ -17,8 +17,96 @@ fn fail(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
     ExitStatus::Failure
 }
 
+/// What an export covers: the Spack graph of the requests' closures, its roots, and the
+/// package metadata of the recipes involved.
+pub(super) struct Exportable {
+    pub(super) graph: ExportGraph,
+    pub(super) roots: Vec<NodeId>,
+    pub(super) meta: BTreeMap<String, PackageMeta>,
+}
+
 pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus> {
     let store = ctx.open_store()?;
+    let Exportable {
+        graph: g,
+        roots,
+        meta,
+    } = exportable(ctx, &store, &a.requests, a.with_build_deps)?;
+    let signer = match &a.sign {
+        None => None,
+        Some(fpr) => {
+            let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
+            Some(ring.signer((!fpr.is_empty()).then_some(fpr.as_str())).map_err(|e| {
+                ctx.printer.error(&e.to_string());
+                ctx.printer.hint("`forge key generate \"Name <email>\"` makes one; `forge key list` shows the keyring");
+                ExitStatus::Failure
+            })?)
+        }
+    };
+    let opts = ExportOptions {
+        with_build_deps: a.with_build_deps,
+        max_consumer_root: a.max_consumer_root,
+        allow_unrelocatable: a.allow_unrelocatable,
+        package_meta: meta,
+        ..ExportOptions::default()
+    };
+    let report = forge_spack::export(&g, &roots, &a.to, signer.as_ref(), &opts).map_err(|e| {
+        ctx.printer.error(&e.to_string());
+        if matches!(e, forge_spack::ExportError::Relocation(_)) && store.config().padded_length == 0 {
+            ctx.printer.hint("Spack relocates binaries only into shorter prefixes: export from a store created with `--padded-length 200` (or more)");
+        }
+        ExitStatus::Failure
+    })?;
+    for w in &report.warnings {
+        ctx.printer.warn(w);
+    }
+    if a.json {
+        let specs: Vec<serde_json::Value> = report
+            .specs
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "version": s.version, "hash": s.hash, "manifest": s.manifest, "reused": s.reused, "files": s.files, "bytes": s.bytes}))
+            .collect();
+        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": report.cache, "signed_by": report.signed_by, "index_records": report.index_records, "specs": specs})).expect("serializes"));
+    } else {
+        let mut out = String::new();
+        for s in &report.specs {
+            let _ = writeln!(
+                out,
+                "{} {}@{} /{}",
+                if s.reused { "kept    " } else { "exported" },
+                s.name,
+                s.version,
+                &s.hash[..7]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{} specs in {} ({} in the index){}",
+            report.specs.len(),
+            report.cache.display(),
+            report.index_records,
+            report
+                .signed_by
+                .as_ref()
+                .map_or(", unsigned".to_owned(), |f| format!(", signed by {f}"))
+        );
+        let _ = write!(
+            out,
+            "consumers: see {}",
+            report.cache.join("README.md").display()
+        );
+        ctx.printer.data(&out);
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Builds the export graph of `requests` from the store; every node they need must be valid.
+pub(super) fn exportable(
+    ctx: &Ctx,
+    store: &forge_store::Store,
+    requests: &[String],
+    with_build_deps: bool,
+) -> Result<Exportable, ExitStatus> {
     let set = ctx.load()?;
     let host = ctx.host();
     let os = forge_spack::host::platform_os().map_err(|e| fail(ctx, e))?;
@@ -29,7 +117,7 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus
     let mut glibc_ids: HashMap<String, NodeId> = HashMap::new();
     let mut roots = Vec::new();
     let mut meta: BTreeMap<String, PackageMeta> = BTreeMap::new();
-    for request in &a.requests {
+    for request in requests {
         let plan = ctx.plan(&set, &host, request)?;
         let gr = &plan.graph;
         let spack_arch = set
@@ -50,7 +138,7 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus
             .map(|(n, _)| n)
             .collect();
         // Build-only nodes need not be valid unless they are exported.
-        let needed: std::collections::BTreeSet<usize> = runtime_closure(&plan, a.with_build_deps);
+        let needed: std::collections::BTreeSet<usize> = runtime_closure(&plan, with_build_deps);
         let missing: Vec<&String> = missing
             .into_iter()
             .filter(|n| needed.contains(&names.iter().position(|x| x == *n).unwrap_or(usize::MAX)))
@@ -138,72 +226,11 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus
         }
         roots.push(ids[&names[gr.root.index()]]);
     }
-    let signer = match &a.sign {
-        None => None,
-        Some(fpr) => {
-            let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
-            Some(ring.signer((!fpr.is_empty()).then_some(fpr.as_str())).map_err(|e| {
-                ctx.printer.error(&e.to_string());
-                ctx.printer.hint("`forge key generate \"Name <email>\"` makes one; `forge key list` shows the keyring");
-                ExitStatus::Failure
-            })?)
-        }
-    };
-    let opts = ExportOptions {
-        with_build_deps: a.with_build_deps,
-        max_consumer_root: a.max_consumer_root,
-        allow_unrelocatable: a.allow_unrelocatable,
-        package_meta: meta,
-        ..ExportOptions::default()
-    };
-    let report = forge_spack::export(&g, &roots, &a.to, signer.as_ref(), &opts).map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        if matches!(e, forge_spack::ExportError::Relocation(_)) && store.config().padded_length == 0 {
-            ctx.printer.hint("Spack relocates binaries only into shorter prefixes: export from a store created with `--padded-length 200` (or more)");
-        }
-        ExitStatus::Failure
-    })?;
-    for w in &report.warnings {
-        ctx.printer.warn(w);
-    }
-    if a.json {
-        let specs: Vec<serde_json::Value> = report
-            .specs
-            .iter()
-            .map(|s| serde_json::json!({"name": s.name, "version": s.version, "hash": s.hash, "manifest": s.manifest, "reused": s.reused, "files": s.files, "bytes": s.bytes}))
-            .collect();
-        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": report.cache, "signed_by": report.signed_by, "index_records": report.index_records, "specs": specs})).expect("serializes"));
-    } else {
-        let mut out = String::new();
-        for s in &report.specs {
-            let _ = writeln!(
-                out,
-                "{} {}@{} /{}",
-                if s.reused { "kept    " } else { "exported" },
-                s.name,
-                s.version,
-                &s.hash[..7]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{} specs in {} ({} in the index){}",
-            report.specs.len(),
-            report.cache.display(),
-            report.index_records,
-            report
-                .signed_by
-                .as_ref()
-                .map_or(", unsigned".to_owned(), |f| format!(", signed by {f}"))
-        );
-        let _ = write!(
-            out,
-            "consumers: see {}",
-            report.cache.join("README.md").display()
-        );
-        ctx.printer.data(&out);
-    }
-    Ok(ExitStatus::Success)
+    Ok(Exportable {
+        graph: g,
+        roots,
+        meta,
+    })
 }
 
 /// Node indices an export of the plan's root covers: its link/run closure, plus build

@@ -1,5 +1,6 @@
 //! One module per command; each returns an [`ExitStatus`].
 
+mod check;
 mod completions;
 mod diff;
 mod export;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Lint(a) => lint::run(&ctx, &a),
         Command::Fmt(a) => fmt::run(&ctx, &a),
         Command::Realize(a) => realize::run(&ctx, &a),
+        Command::Check(a) => check::run(&ctx, &a),
         Command::PathInfo(a) => store_cmds::path_info(&ctx, &a),
         Command::WhyDepends(a) => store_cmds::why_depends(&ctx, &a),
         Command::Verify(a) => store_cmds::verify(&ctx, &a),

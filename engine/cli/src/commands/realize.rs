@@ -35,13 +35,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
             .error(&format!("cannot find the forge executable: {e}"));
         ExitStatus::Error
     })?;
-    let reporter: Arc<dyn Reporter> = if a.json {
-        Arc::new(progress::Json::new())
-    } else if std::io::stderr().is_terminal() && !ctx.printer.quiet {
-        Arc::new(progress::Live::new(ctx.printer))
-    } else {
-        Arc::new(progress::Plain::new(ctx.printer))
-    };
+    let reporter = reporter(ctx, a.json);
     // Probe isolation only when something is to be built: a no-op realize stays instant.
     let names = forge_realize::store_names(&plan);
     let all_valid = store
@@ -67,40 +61,8 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         drop(reporter);
         return finish(ctx, a, &store, &plan);
     }
-    let isolate_network = {
-        match forge_build::probe(&forge_exe) {
-            forge_build::Isolation::Network => true,
-            forge_build::Isolation::Unavailable(why) => {
-                ctx.printer.warn(&format!("builds can reach the network: this kernel does not let forge isolate them ({why})"));
-                false
-            }
-        }
-    };
-    let cores = a
-        .cores
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = Options {
-        jobs: a.jobs.max(1),
-        cores,
-        keep_going: a.keep_going,
-        keep_failed: a.keep_failed,
-        forge_exe,
-        isolate_network,
-        source_cache: ctx.source_cache.clone(),
-        fetch: forge_fetch::FetchOptions {
-            mirrors: ctx.mirrors.clone(),
-            ..Default::default()
-        },
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            ctx.printer
-                .error(&format!("cannot start the scheduler: {e}"));
-            ExitStatus::Error
-        })?;
+    let opts = build_options(ctx, forge_exe, a.jobs, a.cores, a.keep_going, a.keep_failed);
+    let runtime = runtime(ctx)?;
     let report = runtime.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -146,6 +108,66 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         ));
     }
     finish(ctx, a, &store, &plan)
+}
+
+/// The scheduler's options for this machine: network isolation probed once, `make -j` from the
+/// CPUs unless given.
+pub(super) fn build_options(
+    ctx: &Ctx,
+    forge_exe: std::path::PathBuf,
+    jobs: usize,
+    cores: Option<usize>,
+    keep_going: bool,
+    keep_failed: bool,
+) -> Options {
+    let isolate_network = match forge_build::probe(&forge_exe) {
+        forge_build::Isolation::Network => true,
+        forge_build::Isolation::Unavailable(why) => {
+            ctx.printer.warn(&format!(
+                "builds can reach the network: this kernel does not let forge isolate them ({why})"
+            ));
+            false
+        }
+    };
+    let cores =
+        cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Options {
+        jobs: jobs.max(1),
+        cores,
+        keep_going,
+        keep_failed,
+        forge_exe,
+        isolate_network,
+        source_cache: ctx.source_cache.clone(),
+        fetch: forge_fetch::FetchOptions {
+            mirrors: ctx.mirrors.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Progress on the terminal (live when it is one), or a JSON event stream on stdout.
+pub(super) fn reporter(ctx: &Ctx, json: bool) -> Arc<dyn Reporter> {
+    if json {
+        Arc::new(progress::Json::new())
+    } else if std::io::stderr().is_terminal() && !ctx.printer.quiet {
+        Arc::new(progress::Live::new(ctx.printer))
+    } else {
+        Arc::new(progress::Plain::new(ctx.printer))
+    }
+}
+
+/// A multi-threaded runtime for the scheduler, and a watch that turns true on Ctrl-C.
+pub(super) fn runtime(ctx: &Ctx) -> Result<tokio::runtime::Runtime, ExitStatus> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            ctx.printer
+                .error(&format!("cannot start the scheduler: {e}"));
+            ExitStatus::Error
+        })
 }
 
 /// Out-link and the output path, once every node is valid.

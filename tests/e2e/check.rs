@@ -1,0 +1,310 @@
+//! `forge check` end to end: real rebuilds compared with the store, planted non-determinism
+//! detected and classified, no false alarms, the exit codes, `--keep` and the garbage
+//! collector, and byte-identical exports.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+
+/// The classifications of a node's differences in a JSON report, by path.
+fn classes(report: &serde_json::Value, node: &str) -> BTreeMap<String, String> {
+    let n = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"].as_str().unwrap().starts_with(&format!("{node}-")))
+        .unwrap_or_else(|| panic!("no node {node} in {report:#}"));
+    n["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_owned(),
+                d["classification"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn report_of(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\n--- stdout\n{}\n--- stderr\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        )
+    })
+}
+
+#[test]
+fn the_example_is_reproducible_in_two_consecutive_runs() {
+    let w = World::new();
+    ok(&w.forge().args(["realize", "--example"]).output().unwrap());
+    let first = w
+        .forge()
+        .args(["check", "--example", "--json"])
+        .output()
+        .unwrap();
+    let r1 = report_of(&first);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(r1["schema"], "forge-check-report/1");
+    assert_eq!(r1["summary"]["nodes"], 3, "{r1:#}");
+    assert_eq!(r1["summary"]["reproducible"], 3, "{r1:#}");
+    for n in r1["nodes"].as_array().unwrap() {
+        assert_eq!(n["stored_hash"], n["rebuilt_hash"], "{n:#}");
+        assert!(n["stored_files"].as_u64().unwrap() > 0);
+    }
+    // A second run (another time, another scratch directory) agrees, and so does its report,
+    // byte for byte.
+    let second = w
+        .forge()
+        .args(["check", "--example", "--json", "--rounds", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let r2 = report_of(&second);
+    for n in r2["nodes"].as_array().unwrap() {
+        assert_eq!(n["rounds"], 2);
+    }
+    let strip_rounds = |r: &serde_json::Value| {
+        let mut r = r.clone();
+        for n in r["nodes"].as_array_mut().unwrap() {
+            n["rounds"] = 0.into();
+        }
+        r
+    };
+    assert_eq!(strip_rounds(&r1), strip_rounds(&r2));
+}
+
+#[test]
+fn keep_leaves_the_rebuild_beside_the_path_until_gc_removes_both() {
+    let w = World::new();
+    let out = ok(&w.forge().args(["realize", "--example"]).output().unwrap());
+    let hello = std::path::PathBuf::from(out.lines().last().unwrap().trim());
+    let log_dir = w.path().join("check-logs");
+    let report_file = w.path().join("reports/check.json");
+    let o = w
+        .forge()
+        .args(["check", "--example", "--keep", "--node", "hello"])
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .arg("--report")
+        .arg(&report_file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // Only the named node was rebuilt; its log and the report were written.
+    let report: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&report_file).unwrap()).unwrap();
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(report["nodes"][0]["name"], "hello-1.0");
+    let log = fs_err::read_to_string(log_dir.join("hello-1.0.check.log")).unwrap();
+    assert!(log.contains("forge: built in"), "{log}");
+    // The kept rebuild is the same program, at `<path>.check`.
+    let kept = std::path::PathBuf::from(format!("{}.check", hello.display()));
+    assert_eq!(
+        fs_err::read(kept.join("bin/hello")).unwrap(),
+        fs_err::read(hello.join("bin/hello")).unwrap()
+    );
+    // Nothing else was left in the store: no temporary output, no scratch directory.
+    let paths_dir = hello.parent().unwrap();
+    let mut entries: Vec<String> = fs_err::read_dir(paths_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".drv"))
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    let build_dir = w.store().join(".forge/build");
+    let scratch: Vec<_> = fs_err::read_dir(&build_dir)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(scratch.is_empty(), "{scratch:?}");
+    // `forge verify` does not take the kept rebuild for a leftover …
+    let v = w.forge().args(["verify"]).output().unwrap();
+    assert!(v.status.success());
+    assert!(!text(&v.stderr).contains(".check"), "{}", text(&v.stderr));
+    // … and the garbage collector removes it with its path (no roots: everything goes).
+    let gc = ok(&w.forge().args(["gc", "--json"]).output().unwrap());
+    let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+    assert!(
+        gc["leftovers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().ends_with("-hello-1.0.check")),
+        "{gc:#}"
+    );
+    assert!(!kept.exists());
+    assert!(!hello.exists());
+}
+
+/// Packages whose builds plant one kind of non-determinism each, and two that are
+/// reproducible although they embed their own output path and read the clock through
+/// `SOURCE_DATE_EPOCH`.
+fn planted(w: &World) {
+    let twenty: Vec<String> = (1..=20).map(|i| format!("member{i:02}")).collect();
+    let members = twenty.join(" ");
+    write_tree(
+        &w.recipes(),
+        &[
+            Pkg {
+                name: "clock",
+                deps: &[],
+                script: r#"mkdir -p "$out/share"; date -u > "$out/share/built-at"; echo fixed > "$out/share/other""#.into(),
+            },
+            Pkg {
+                name: "whereami",
+                deps: &[],
+                script: r#"mkdir -p "$out/share"; printf 'built in %s\n' "$PWD" > "$out/share/where""#.into(),
+            },
+            Pkg {
+                name: "shuffled",
+                deps: &[],
+                script: format!(
+                    r#"mkdir -p "$out/share"; for m in $(shuf -e {members}); do echo "$m"; done > "$out/share/list""#
+                ),
+            },
+            Pkg {
+                name: "archive",
+                deps: &[],
+                script: format!(
+                    r#"mkdir -p "$out/lib" objs; for m in {members}; do echo "object $m" > objs/$m.o; done; cd objs; ar rcD "$out/lib/libmembers.a" $(shuf -e {members} | sed 's/$/.o/')"#
+                ),
+            },
+            Pkg {
+                name: "steady",
+                deps: &[],
+                script: r#"mkdir -p "$out/share"; echo "$out" > "$out/share/self"; date -u -d "@$SOURCE_DATE_EPOCH" > "$out/share/date"; ln -s "$out/share/self" "$out/share/link""#.into(),
+            },
+        ],
+        &[
+            ("clock", "clock"),
+            ("whereami", "whereami"),
+            ("shuffled", "shuffled"),
+            ("archive", "archive"),
+            ("steady", "steady"),
+        ],
+    );
+    for t in ["clock", "whereami", "shuffled", "archive", "steady"] {
+        ok(&w.run(&["realize", t]));
+    }
+}
+
+#[test]
+fn planted_non_determinism_is_detected_and_classified() {
+    let w = World::new();
+    planted(&w);
+    let expect = [
+        ("clock", "share/built-at", "embedded-timestamp"),
+        ("whereami", "share/where", "embedded-build-path"),
+        ("shuffled", "share/list", "file-order"),
+        ("archive", "lib/libmembers.a", "file-order"),
+    ];
+    for (target, path, class) in expect {
+        let o = w.run(&["check", target, "--json"]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{target}: exit 1 for a difference\n{}",
+            text(&o.stderr)
+        );
+        let r = report_of(&o);
+        assert_eq!(r["summary"]["not_reproducible"], 1, "{r:#}");
+        let c = classes(&r, target);
+        assert_eq!(c.len(), 1, "{target}: only {path} differs: {c:?}");
+        assert_eq!(
+            c.get(path).map(String::as_str),
+            Some(class),
+            "{target}: {c:?}"
+        );
+        // The text report names the file and the cause too.
+        let err = text(&o.stderr);
+        assert!(err.contains(path) && err.contains(class), "{err}");
+        let d = &r["nodes"][0]["differences"][0];
+        assert!(
+            d["offset"].is_u64() || !d["members"].as_array().unwrap().is_empty(),
+            "{d:#}"
+        );
+    }
+    // The own output path and SOURCE_DATE_EPOCH are no false alarms, two runs in a row.
+    for _ in 0..2 {
+        let o = w.run(&["check", "steady", "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert_eq!(report_of(&o)["summary"]["reproducible"], 1);
+    }
+}
+
+#[test]
+fn failures_and_missing_paths_exit_2() {
+    let w = World::new();
+    let marker = w.path().join("fail-now");
+    write_tree(
+        &w.recipes(),
+        &[Pkg {
+            name: "flaky",
+            deps: &[],
+            script: format!(
+                r#"if [ -e '{}' ]; then echo 'the second build breaks' >&2; exit 3; fi; mkdir -p "$out"; echo ok > "$out/ok""#,
+                marker.display()
+            ),
+        }],
+        &[("flaky", "flaky")],
+    );
+    // Not realized yet: nothing to compare with.
+    let o = w.run(&["check", "flaky"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("not in the store") && err.contains("forge realize flaky"),
+        "{err}"
+    );
+    ok(&w.run(&["realize", "flaky"]));
+    fs_err::write(&marker, "").unwrap();
+    let o = w.run(&["check", "flaky", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("the rebuild failed") && err.contains("the second build breaks"),
+        "{err}"
+    );
+    // The stored path is untouched and still valid, and no temporary output is left.
+    let v = w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", text(&v.stderr));
+    assert!(text(&v.stderr).contains("all good"), "{}", text(&v.stderr));
+    assert!(!text(&v.stderr).contains("warning"), "{}", text(&v.stderr));
+    // A node that is not in the graph is an error too.
+    let o = w.run(&["check", "flaky", "--node", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn two_exports_are_byte_identical() {
+    let w = World::new();
+    ok(&w.forge().args(["realize", "--example"]).output().unwrap());
+    let o = w
+        .forge()
+        .args(["check", "--example", "--export", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let r = report_of(&o);
+    let n = &r["nodes"][0];
+    assert_eq!(n["name"], "buildcache");
+    assert_eq!(n["reproducible"], true);
+    // Tarballs, spec files, manifests, the index, the key directory and the package repo.
+    assert!(n["stored_files"].as_u64().unwrap() >= 10, "{n:#}");
+    assert!(text(&o.stderr).contains("byte-identical"));
+    // Nothing is left in the store's temporary directory.
+    let tmp: Vec<_> = fs_err::read_dir(w.store().join(".forge/tmp"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
