@@ -47,7 +47,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) sources: &'a Sources,
     pub(crate) file: FileId,
     pub(crate) diags: &'a mut Diagnostics,
-    /// Items whose node was reported and dropped, by kind (`toolchain`) and name.
+    /// Items whose node was reported and dropped, by kind (`toolchain`, `virtual`) and name.
     pub(crate) dropped: Vec<(&'static str, String)>,
 }
 
@@ -1064,10 +1064,25 @@ fn decode_provides(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<ProvideDecl> {
         return Vec::new();
     };
     let span = cx.span(node.span());
-    let specs: Vec<SpecLit> = args
-        .iter()
-        .filter_map(|a| cx.spec_lit(a, "a virtual package"))
-        .collect();
+    let mut specs = Vec::new();
+    for a in &args {
+        match cx.spec_lit(a, "a virtual package") {
+            Some(spec) => specs.push(spec),
+            // Dependents of the virtual this line meant must not be told it does not exist.
+            None => {
+                if let KdlValue::String(text) = a.value() {
+                    let name: String = text
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        cx.dropped.push(("virtual", name));
+                    }
+                }
+            }
+        }
+    }
     specs
         .into_iter()
         .filter_map(|spec| {
@@ -1075,6 +1090,7 @@ fn decode_provides(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<ProvideDecl> {
                 || spec.spec.toolchain.is_some()
                 || !spec.spec.deps.is_empty()
             {
+                cx.dropped.push(("virtual", spec.name().to_owned()));
                 let s = spec.lit.span;
                 cx.err(
                     "recipe::bad-spec",

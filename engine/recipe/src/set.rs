@@ -40,29 +40,40 @@ pub struct RecipeSet {
 /// place that names the broken item.
 #[derive(Debug, Clone, Default)]
 pub struct Unloaded {
-    /// Files that could not be read or parsed: anything may have been defined in them.
+    /// Files that could not be read or parsed (as shown, `recipes/munge.kdl`).
     pub files: Vec<String>,
     /// Packages whose recipe failed to decode, by name or, when the name itself was the
-    /// problem, by the file's stem.
+    /// problem, by the file's stem; and virtuals whose `provides` line failed.
     pub packages: BTreeSet<String>,
     /// Toolchains that failed to decode.
     pub toolchains: BTreeSet<String>,
 }
 
 impl Unloaded {
-    /// Whether a missing package `name` is explained by an earlier error.
+    /// Whether a missing package or virtual `name` is explained by an earlier error: its
+    /// recipe failed, or the file named after it could not be parsed.
     pub fn package(&self, name: &str) -> bool {
-        !self.files.is_empty() || self.packages.contains(name)
+        self.packages.contains(name)
+            || self
+                .files
+                .iter()
+                .any(|f| Path::new(f).file_stem().is_some_and(|s| s == name))
     }
 
-    /// Whether a missing toolchain `name` is explained by an earlier error.
+    /// Whether a missing toolchain `name` is explained by an earlier error: it failed to
+    /// decode, or a file of `toolchains/`, where toolchains are defined, could not be parsed.
     pub fn toolchain(&self, name: &str) -> bool {
-        !self.files.is_empty() || self.toolchains.contains(name)
+        self.toolchains.contains(name) || self.toolchains_file()
     }
 
-    /// Whether a missing architecture, virtual or target may have been in an unreadable file.
-    pub fn anything(&self) -> bool {
-        !self.files.is_empty()
+    /// Whether a missing architecture is explained by an earlier error: a file of
+    /// `toolchains/`, where the target table is, could not be parsed.
+    pub fn arch(&self) -> bool {
+        self.toolchains_file()
+    }
+
+    fn toolchains_file(&self) -> bool {
+        self.files.iter().any(|f| f.starts_with("toolchains/"))
     }
 }
 
@@ -328,9 +339,10 @@ impl RecipeSet {
             };
             let items = decode_document(&mut cx, doc, &dir);
             for (kind, name) in std::mem::take(&mut cx.dropped) {
-                if kind == "toolchain" {
-                    set.unloaded.toolchains.insert(name);
-                }
+                match kind {
+                    "toolchain" => set.unloaded.toolchains.insert(name),
+                    _ => set.unloaded.packages.insert(name),
+                };
             }
             let stem = path
                 .file_stem()

@@ -46,14 +46,9 @@ impl V<'_> {
     }
 
     /// Whether a reference to a package (or virtual) that does not exist repeats a mistake
-    /// already reported: its recipe, or a `provides` line, failed to load.
+    /// already reported: its recipe, or the `provides` line naming it, failed to load.
     fn missing_is_explained(&self, name: &str) -> bool {
         self.set.unloaded.package(name)
-            || self
-                .set
-                .packages
-                .values()
-                .any(|r| r.incomplete.contains("provides"))
     }
 
     /// Whether `{dep:…}` placeholders of `r` cannot be checked: one of its `depends` lines
@@ -270,7 +265,7 @@ impl V<'_> {
     }
 
     fn check_arch(&mut self, name: &str, span: Span) {
-        if !self.set.arches.contains_key(name) && !self.set.unloaded.anything() {
+        if !self.set.arches.contains_key(name) && !self.set.unloaded.arch() {
             let help = Self::suggest(name, self.set.arches.keys().map(String::as_str), || {
                 format!(
                     "architectures in the target table: {}",
