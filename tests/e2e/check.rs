@@ -308,3 +308,63 @@ fn two_exports_are_byte_identical() {
         .unwrap_or_default();
     assert!(tmp.is_empty(), "{tmp:?}");
 }
+
+#[test]
+fn the_ci_script_realizes_checks_and_archives() {
+    let w = World::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ci/check.sh");
+    let artifacts = w.path().join("artifacts");
+    let run = |target: &str| {
+        let c = w.forge();
+        let program = c.get_program().to_owned();
+        let mut sh = std::process::Command::new("bash");
+        sh.arg(&script).arg(target).arg(&artifacts);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.env("FORGE", program)
+            .env("FORGE_ARGS", "--example")
+            .current_dir(w.path());
+        sh.output().unwrap()
+    };
+    let o = run("hello");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(artifacts.join("check-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["summary"]["reproducible"], 3);
+    let export: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(artifacts.join("export-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(export["nodes"][0]["reproducible"], true);
+    let summary = fs_err::read_to_string(artifacts.join("summary.txt")).unwrap();
+    assert_eq!(summary, "realize 0\ncheck 0\nexport 0\n");
+    // Each rebuild's log, and the stored build's log beside it.
+    for node in ["hello-1.0", "libgreet-1.0", "gcc-runtime-12.2.0"] {
+        let rebuilt =
+            fs_err::read_to_string(artifacts.join(format!("logs/{node}.check.log"))).unwrap();
+        let stored = fs_err::read_to_string(artifacts.join(format!("logs/{node}.log"))).unwrap();
+        assert!(
+            rebuilt.contains("forge: built in") && stored.contains("forge: built in"),
+            "{node}"
+        );
+    }
+    assert!(
+        fs_err::read_to_string(artifacts.join("check-report.txt"))
+            .unwrap()
+            .contains("hello-1.0")
+    );
+    // A target that cannot be realized: exit 2, and the summary says where it stopped.
+    let o = run("nosuch");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        fs_err::read_to_string(artifacts.join("summary.txt"))
+            .unwrap()
+            .starts_with("realize ")
+    );
+}

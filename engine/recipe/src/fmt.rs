@@ -40,7 +40,12 @@ pub fn format_kdl(text: &str) -> Result<String, kdl::KdlError> {
 
 /// The comment lines of a leading or trailing decoration, trimmed.
 fn comment_lines(decor: &str) -> Vec<String> {
-    decor.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    decor
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether the author left a blank line before a node: its leading text holds a line with
@@ -66,7 +71,10 @@ fn had_blank_line(leading: &str) -> bool {
 fn write_document(doc: &KdlDocument, level: usize, out: &mut String) {
     let indent = INDENT.repeat(level);
     for (i, node) in doc.nodes().iter().enumerate() {
-        let leading = node.format().map(|f| f.leading.as_str()).unwrap_or_default();
+        let leading = node
+            .format()
+            .map(|f| f.leading.as_str())
+            .unwrap_or_default();
         if i > 0 && had_blank_line(leading) {
             out.push('\n');
         }
@@ -105,7 +113,10 @@ fn write_node(node: &KdlNode, level: usize, out: &mut String) {
     }
     let fmt = node.format();
     if let Some(children) = node.children() {
-        if let Some(before) = fmt.map(|f| f.before_children.trim()).filter(|b| !b.is_empty()) {
+        if let Some(before) = fmt
+            .map(|f| f.before_children.trim())
+            .filter(|b| !b.is_empty())
+        {
             out.push(' ');
             out.push_str(before);
         }
@@ -150,7 +161,10 @@ fn write_entry(e: &KdlEntry, level: usize, out: &mut String) {
     if let Some(name) = e.name() {
         let _ = write!(out, "{}=", ident(name.value(), name.repr()));
     }
-    let repr = e.format().map(|f| f.value_repr.as_str()).unwrap_or_default();
+    let repr = e
+        .format()
+        .map(|f| f.value_repr.as_str())
+        .unwrap_or_default();
     match e.value() {
         KdlValue::String(s) => {
             if repr.starts_with('#') || repr.starts_with("\"\"\"") {
@@ -175,7 +189,10 @@ fn reindent_multiline(repr: &str, level: usize) -> String {
     }
     let lines: Vec<&str> = repr.split('\n').collect();
     let last = lines[lines.len() - 1];
-    let old_prefix: String = last.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+    let old_prefix: String = last
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect();
     let new_prefix = INDENT.repeat(level + 1);
     let mut out = String::from(lines[0]);
     for l in &lines[1..] {
@@ -220,7 +237,9 @@ pub fn quote(s: &str) -> String {
 /// A node or property name: bare when it is a plain identifier, else as written.
 fn ident(value: &str, repr: Option<&str>) -> String {
     let plain = !value.is_empty()
-        && value.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c))
+        && value
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.".contains(c))
         && !value.starts_with(|c: char| c.is_ascii_digit())
         && !matches!(value, "true" | "false" | "null" | "inf" | "-inf" | "nan");
     if plain {
@@ -245,8 +264,26 @@ mod tests {
         let a: KdlDocument = input.parse().unwrap();
         let b: KdlDocument = got.parse().unwrap();
         assert_eq!(a.nodes().len(), b.nodes().len());
-        let sh_a = a.nodes()[0].children().unwrap().nodes()[2].children().unwrap().nodes()[0].children().unwrap().nodes()[0].entries()[0].value().clone();
-        let sh_b = b.nodes()[0].children().unwrap().nodes()[2].children().unwrap().nodes()[0].children().unwrap().nodes()[0].entries()[0].value().clone();
+        let sh_a = a.nodes()[0].children().unwrap().nodes()[2]
+            .children()
+            .unwrap()
+            .nodes()[0]
+            .children()
+            .unwrap()
+            .nodes()[0]
+            .entries()[0]
+            .value()
+            .clone();
+        let sh_b = b.nodes()[0].children().unwrap().nodes()[2]
+            .children()
+            .unwrap()
+            .nodes()[0]
+            .children()
+            .unwrap()
+            .nodes()[0]
+            .entries()[0]
+            .value()
+            .clone();
         assert_eq!(sh_a, sh_b);
     }
 
@@ -256,7 +293,11 @@ mod tests {
         for n in doc.nodes() {
             let mut line = n.name().value().to_owned();
             for e in n.entries() {
-                line.push_str(&format!(" {:?}={:?}", e.name().map(|x| x.value().to_owned()), e.value()));
+                line.push_str(&format!(
+                    " {:?}={:?}",
+                    e.name().map(|x| x.value().to_owned()),
+                    e.value()
+                ));
             }
             out.push(line);
             if let Some(c) = n.children() {
@@ -272,8 +313,15 @@ mod tests {
     fn every_kdl_file_of_the_repository_keeps_its_meaning_and_is_stable() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut checked = 0;
-        for dir in ["recipes", "toolchains", "examples/hello/recipes", "examples/hello/toolchains"] {
-            let Ok(rd) = fs_err::read_dir(root.join(dir)) else { continue };
+        for dir in [
+            "recipes",
+            "toolchains",
+            "examples/hello/recipes",
+            "examples/hello/toolchains",
+        ] {
+            let Ok(rd) = fs_err::read_dir(root.join(dir)) else {
+                continue;
+            };
             for e in rd {
                 let p = e.unwrap().path();
                 if p.extension().is_none_or(|x| x != "kdl") {
@@ -282,12 +330,27 @@ mod tests {
                 let text = fs_err::read_to_string(&p).unwrap();
                 let once = format_kdl(&text).unwrap();
                 let twice = format_kdl(&once).unwrap();
-                assert_eq!(once, twice, "{} is not stable under formatting", p.display());
+                assert_eq!(
+                    once,
+                    twice,
+                    "{} is not stable under formatting",
+                    p.display()
+                );
                 let a: KdlDocument = text.parse().unwrap();
                 let b: KdlDocument = once.parse().unwrap();
-                assert_eq!(shape(&a), shape(&b), "formatting changed the meaning of {}", p.display());
+                assert_eq!(
+                    shape(&a),
+                    shape(&b),
+                    "formatting changed the meaning of {}",
+                    p.display()
+                );
                 let comments = |t: &str| t.matches("//").count();
-                assert_eq!(comments(&text), comments(&once), "a comment was lost in {}", p.display());
+                assert_eq!(
+                    comments(&text),
+                    comments(&once),
+                    "a comment was lost in {}",
+                    p.display()
+                );
                 checked += 1;
             }
         }
