@@ -179,3 +179,58 @@ fn export_from_an_unpadded_store_is_refused_with_the_reason() {
         "nothing may be published"
     );
 }
+
+#[test]
+fn a_store_path_or_out_link_exports_that_nodes_closure() {
+    let w = World::new();
+    let link = w.path().join("result");
+    let out = ok(&w
+        .forge()
+        .args(["realize", "--example", "-o"])
+        .arg(&link)
+        .output()
+        .unwrap());
+    let hello = PathBuf::from(out.lines().last().unwrap().trim());
+    let lib = fs_err::read_dir(hello.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-libgreet-1.0"))
+        .unwrap();
+    let export = |what: &Path, to: &Path| {
+        w.forge()
+            .args(["export", "--example", "--json"])
+            .arg(what)
+            .arg("--to")
+            .arg(to)
+            .output()
+            .unwrap()
+    };
+    let specs = |o: &std::process::Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+        let mut s: Vec<String> = v["specs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        s.sort();
+        s
+    };
+    // The library's path: its closure only (with the compiler runtime), not the program.
+    let only_lib = specs(&export(&lib, &w.path().join("c1")));
+    assert!(only_lib.contains(&"libgreet".to_owned()), "{only_lib:?}");
+    assert!(!only_lib.contains(&"hello".to_owned()), "{only_lib:?}");
+    // The out-link: the same cache as exporting the target.
+    let by_link = specs(&export(&link, &w.path().join("c2")));
+    let by_target = specs(&export(Path::new("hello"), &w.path().join("c3")));
+    assert_eq!(by_link, by_target);
+    assert!(by_link.contains(&"hello".to_owned()));
+    // Not a store path: a clear error.
+    let o = export(w.path(), &w.path().join("c4"));
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("is not a path of the store"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -233,6 +233,14 @@ impl Ctx {
         Ok(loaded.set)
     }
 
+    /// Resolves and plans a target name or spec without printing anything; `None` when it does
+    /// not resolve.
+    pub fn plan_quietly(set: &RecipeSet, host: &dyn HostProbe, text: &str) -> Option<Plan> {
+        let req = Request::parse(set, text).ok()?;
+        let graph = Resolver::new(set, host).resolve(&req).ok()?;
+        Planner::new(set).plan(graph).ok()
+    }
+
     /// Resolves and plans a target name or spec.
     pub fn plan(
         &self,

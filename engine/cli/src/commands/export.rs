@@ -118,7 +118,7 @@ pub(super) fn exportable(
     let mut roots = Vec::new();
     let mut meta: BTreeMap<String, PackageMeta> = BTreeMap::new();
     for request in requests {
-        let plan = ctx.plan(&set, &host, request)?;
+        let (plan, root) = plan_request(ctx, &set, &host, store, request)?;
         let gr = &plan.graph;
         let spack_arch = set
             .arches
@@ -138,7 +138,8 @@ pub(super) fn exportable(
             .map(|(n, _)| n)
             .collect();
         // Build-only nodes need not be valid unless they are exported.
-        let needed: std::collections::BTreeSet<usize> = runtime_closure(&plan, with_build_deps);
+        let needed: std::collections::BTreeSet<usize> =
+            runtime_closure(&plan, root, with_build_deps);
         let missing: Vec<&String> = missing
             .into_iter()
             .filter(|n| needed.contains(&names.iter().position(|x| x == *n).unwrap_or(usize::MAX)))
@@ -224,7 +225,7 @@ pub(super) fn exportable(
                 g.depend(id, libc, forge_spack::DepTypes::LINK, &["libc"]);
             }
         }
-        roots.push(ids[&names[gr.root.index()]]);
+        roots.push(ids[&names[root.index()]]);
     }
     Ok(Exportable {
         graph: g,
@@ -233,12 +234,62 @@ pub(super) fn exportable(
     })
 }
 
-/// Node indices an export of the plan's root covers: its link/run closure, plus build
+/// The plan a request stands for and the node to export: a target or spec's root, or, for a
+/// store path (or an out-link to one; anything holding a `/`), the node of the first target whose
+/// graph produces that path.
+fn plan_request(
+    ctx: &Ctx,
+    set: &forge_recipe::RecipeSet,
+    host: &forge_resolve::SystemHost,
+    store: &forge_store::Store,
+    request: &str,
+) -> Result<(forge_plan::Plan, petgraph::graph::NodeIndex), ExitStatus> {
+    if !request.contains('/') {
+        let plan = ctx.plan(set, host, request)?;
+        let root = plan.graph.root;
+        return Ok((plan, root));
+    }
+    let path = fs_err::canonicalize(request).map_err(|e| fail(ctx, e))?;
+    let Some(name) = store.name_of(&path) else {
+        ctx.printer.error(&format!(
+            "`{request}` is not a path of the store {}",
+            store.paths_dir().display()
+        ));
+        return Err(ExitStatus::Failure);
+    };
+    if !store.is_valid(&name).unwrap_or(false) {
+        ctx.printer
+            .error(&format!("`{}` is not a valid store path", path.display()));
+        return Err(ExitStatus::Failure);
+    }
+    for t in &set.targets {
+        let Some(plan) = Ctx::plan_quietly(set, host, &t.name.value) else {
+            continue;
+        };
+        let names = forge_realize::store_names(&plan);
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            return Ok((plan, petgraph::graph::NodeIndex::new(i)));
+        }
+    }
+    ctx.printer.error(&format!(
+        "no target of the recipes produces `{name}`: forge cannot tell which recipe, variants and dependencies made it"
+    ));
+    ctx.printer.hint(
+        "export it by the target or spec that built it (`forge plan --all` lists the targets)",
+    );
+    Err(ExitStatus::Failure)
+}
+
+/// Node indices an export of `root` covers: its link/run closure, plus build
 /// dependencies when asked. Used only to decide which nodes must be valid.
-fn runtime_closure(plan: &forge_plan::Plan, with_build: bool) -> std::collections::BTreeSet<usize> {
+fn runtime_closure(
+    plan: &forge_plan::Plan,
+    root: petgraph::graph::NodeIndex,
+    with_build: bool,
+) -> std::collections::BTreeSet<usize> {
     let g = &plan.graph;
     let mut seen = std::collections::BTreeSet::new();
-    let mut stack = vec![g.root];
+    let mut stack = vec![root];
     while let Some(x) = stack.pop() {
         if !seen.insert(x.index()) {
             continue;
