@@ -70,8 +70,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let files = files(text);
     for (_, _, body) in &files {
-        // `forge fmt` parses the same untrusted text.
-        let _ = forge_recipe::fmt::format_kdl(body);
+        // `forge fmt` parses the same untrusted text; like the loader, it must only hand the
+        // parser text that passes the lexical check (see `forge_recipe::lex`).
+        if forge_recipe::lex::check(body).is_none() {
+            let _ = forge_recipe::fmt::format_kdl(body);
+        }
     }
     let loaded = RecipeSet::load_texts(Path::new(ROOT), files, Diagnostics::default());
     let _ = loaded.diags.render(false, 80);

@@ -10,6 +10,7 @@
 pub mod decode;
 pub mod diag;
 pub mod fmt;
+pub mod lex;
 pub mod model;
 pub mod set;
 pub mod spec;

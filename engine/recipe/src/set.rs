@@ -138,12 +138,11 @@ fn parse_all(texts: &[&str]) -> Vec<Result<kdl::KdlDocument, kdl::KdlError>> {
     })
 }
 
-/// The label and help line for a syntax error: plain words for the mistakes maintainers make
-/// most (KDL v1 habits, unbalanced braces), else the parser's own, in forge's style.
+/// The label and help line for a syntax error: plain words for a mistake maintainers make
+/// often (KDL v1 keywords), else the parser's own, in forge's style.
 fn syntax_advice(
     text: &str,
     span: Span,
-    message: &str,
     label: Option<String>,
     help: Option<String>,
 ) -> (String, String) {
@@ -152,12 +151,6 @@ fn syntax_advice(
         return (
             "a KDL v1 keyword".to_owned(),
             format!("KDL v2 writes `#{at}`: booleans are `#true` and `#false`, null is `#null`"),
-        );
-    }
-    if at.starts_with('}') && message.contains("end of document") {
-        return (
-            "this `}` closes nothing".to_owned(),
-            "a block above is closed twice, or the `{` that opens it is missing".to_owned(),
         );
     }
     let help = help
@@ -281,12 +274,32 @@ impl RecipeSet {
         for (name, path, text) in files {
             ids.push((set.sources.add(name, path.clone(), text), path));
         }
-        let texts: Vec<&str> = ids
+        // Lexical mistakes first: the parser must not see them (see `crate::lex`).
+        let mut clean = Vec::with_capacity(ids.len());
+        for (file, path) in ids {
+            match crate::lex::check(&set.sources.get(file).text) {
+                None => clean.push((file, path)),
+                Some(e) => {
+                    set.unloaded.files.push(set.sources.get(file).name.clone());
+                    let span = Span {
+                        file,
+                        offset: e.range.start,
+                        len: e.range.len(),
+                    };
+                    diags.push(
+                        Diag::error("recipe::syntax", format!("syntax error: {}", e.message))
+                            .label(&set.sources, span, e.label)
+                            .help(e.help),
+                    );
+                }
+            }
+        }
+        let texts: Vec<&str> = clean
             .iter()
             .map(|(f, _)| &*set.sources.get(*f).text)
             .collect();
         let docs = parse_all(&texts);
-        for ((file, path), doc) in ids.into_iter().zip(docs) {
+        for ((file, path), doc) in clean.into_iter().zip(docs) {
             match doc {
                 Ok(doc) => parsed.push((file, path, doc)),
                 Err(err) => {
@@ -297,13 +310,8 @@ impl RecipeSet {
                     if let Some(d) = err.diagnostics.into_iter().min_by_key(|d| d.span.offset()) {
                         let span = Span::new(file, d.span);
                         let message = d.message.unwrap_or_else(|| "invalid KDL".to_owned());
-                        let (label, mut help) = syntax_advice(
-                            &set.sources.get(file).text,
-                            span,
-                            &message,
-                            d.label,
-                            d.help,
-                        );
+                        let (label, mut help) =
+                            syntax_advice(&set.sources.get(file).text, span, d.label, d.help);
                         if more > 0 {
                             help.push_str(&format!(
                                 " ({more} more syntax error{} in this file may follow from this one)",
