@@ -131,7 +131,7 @@ fn store_commands_roots_gc_verify_why_depends() {
     let roots = ok(&w.forge().args(["roots"]).output().unwrap());
     assert!(roots.contains(&link.display().to_string()), "{roots}");
     // why-depends names the file that holds the reference.
-    let libgreet = fs_err::read_dir(w.store())
+    let libgreet = fs_err::read_dir(w.paths_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with("-libgreet-1.0"))
@@ -238,7 +238,7 @@ fn failing_build_keeps_nothing_and_keep_going_builds_the_rest() {
     assert!(err.contains("log:     "), "{err}");
     assert!(err.contains("skipped above-bad-1.0"), "{err}");
     // good was built despite the failure; bad left nothing valid or on disk.
-    let valid: Vec<String> = fs_err::read_dir(w.store())
+    let valid: Vec<String> = fs_err::read_dir(w.paths_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -374,21 +374,24 @@ fn kill9(pid: u32) {
     assert!(s.success());
 }
 
+/// The valid store paths, after checking that `forge verify` finds nothing but leftovers
+/// (unregistered directories, which `forge gc` removes).
 fn valid_names(w: &World) -> Vec<String> {
     let o = w.forge().args(["verify", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    let problems = v["problems"].as_array().unwrap();
     assert!(
-        v["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["kind"] == "unregistered"),
+        problems.iter().all(|p| p["kind"] == "unregistered"),
         "verify after kill: {v}"
     );
-    fs_err::read_dir(w.store())
+    let leftovers: Vec<&str> = problems
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    fs_err::read_dir(w.paths_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".drv") && n.len() > 33)
+        .filter(|n| !n.ends_with(".drv") && n.len() > 33 && !leftovers.contains(&n.as_str()))
         .collect()
 }
 
@@ -447,6 +450,28 @@ fn kill_9_during_a_build_leaves_nothing_behind_and_rerun_completes() {
     );
     let names = valid_names(&w);
     assert!(!names.iter().any(|n| n.ends_with("-slow-1.0")), "{names:?}");
+    // What the killed build may have left at its path (a sealed build's output directory
+    // exists from the start) is a leftover the garbage collector removes.
+    let on_disk = fs_err::read_dir(w.paths_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with("-slow-1.0"));
+    if let Some(left) = on_disk {
+        let gc = ok(&w
+            .forge()
+            .args(["gc", "--dry-run", "--json"])
+            .output()
+            .unwrap());
+        let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+        assert!(
+            gc["leftovers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l == &serde_json::json!(left)),
+            "{gc}"
+        );
+    }
     fs_err::remove_file(&marker).unwrap();
     let o = w.run(&["realize", "slow"]);
     let out = store_path_from(&ok(&o));
@@ -501,7 +526,7 @@ fn kill_9_during_commit_leaves_nothing_valid_and_rerun_completes() {
         .forge()
         .args(["path-info"])
         .arg(
-            w.store().join(
+            w.paths_dir().join(
                 names
                     .iter()
                     .find(|n| n.ends_with("-big-1.0"))
@@ -525,12 +550,17 @@ fn kill_9_during_commit_leaves_nothing_valid_and_rerun_completes() {
 }
 
 /// A tiny HTTP server that sends a file slowly, for killing forge in the middle of a download.
-fn slow_server(data: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+/// Serves `data` on 127.0.0.1, slowly when asked from the start, honouring `Range`; returns
+/// the port and the start offsets of the requests served so far.
+fn slow_server(data: Vec<u8>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let h = std::thread::spawn(move || {
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&requests);
+    std::thread::spawn(move || {
         use std::io::{Read, Write};
-        for stream in listener.incoming().take(2) {
+        // Serves until the test process ends.
+        for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             let mut req = [0u8; 4096];
             let n = s.read(&mut req).unwrap_or(0);
@@ -543,7 +573,8 @@ fn slow_server(data: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
                         .map(|r| r.trim_end_matches('-').trim().parse().unwrap_or(0))
                 })
                 .unwrap_or(0);
-            let body = &data[from..];
+            seen.lock().unwrap().push(from);
+            let body = &data[from.min(data.len())..];
             let status = if from > 0 {
                 "206 Partial Content"
             } else {
@@ -566,7 +597,7 @@ fn slow_server(data: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
             }
         }
     });
-    (port, h)
+    (port, requests)
 }
 
 #[test]
@@ -591,7 +622,7 @@ fn kill_9_during_a_download_then_rerun_resumes() {
         use sha2::Digest;
         format!("{:x}", sha2::Sha256::digest(&bytes))
     };
-    let (port, _server) = slow_server(bytes);
+    let (port, requests) = slow_server(bytes);
     let root = w.recipes();
     write_tree(&root, &[], &[("payload", "payload")]);
     fs_err::write(
@@ -629,6 +660,12 @@ fn kill_9_during_a_download_then_rerun_resumes() {
     let o = w.run(&["realize", "payload"]);
     let out = store_path_from(&ok(&o));
     assert_eq!(fs_err::read(out.join("data")).unwrap().len(), 600_000);
+    // The rerun resumed where the killed download stopped.
+    let starts = requests.lock().unwrap().clone();
+    assert!(
+        starts.iter().any(|&s| s > 50_000),
+        "requests started at {starts:?}"
+    );
     assert!(w.path().join("cache/sources/sha256").join(&sha).exists());
     ok(&w
         .forge()

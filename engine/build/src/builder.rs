@@ -57,6 +57,11 @@ pub struct BuildRequest {
     pub forge_exe: PathBuf,
     /// Whether commands run without network.
     pub isolate_network: bool,
+    /// Whether commands may write only to the scratch directory, the output and their own
+    /// `/tmp` (needs `isolate_network` and a kernel that allows mount namespaces: see
+    /// [`crate::Isolation::Sealed`]). The output directory then exists, empty, when the first
+    /// command starts.
+    pub seal: bool,
     /// Where the output's bytes go when that is not `out` itself: an existing, empty directory
     /// that commands see at `out` (mounted over it in their own mount namespace; needs
     /// `isolate_network`). `forge check` rebuilds at the stored path this way.
@@ -306,15 +311,15 @@ pub async fn build(
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<BuildResult, BuildError> {
     let start = Instant::now();
-    if req.out_dir.is_some() && !req.isolate_network {
+    if (req.out_dir.is_some() || req.seal) && !req.isolate_network {
         return Err(setup(
-            "redirecting the output",
-            "a build can be redirected only inside forge's namespaces, which this kernel refuses",
+            "isolating the build",
+            "redirected and sealed builds need forge's namespaces, which this kernel refuses",
         ));
     }
     let scratch = &req.scratch;
     remove_dir_all_forced(scratch).map_err(|e| setup("clearing the scratch directory", e))?;
-    for d in ["src", "home", "tmp", "bin", "hostbin", "destdir"] {
+    for d in ["src", "home", "tmp", "bin", "destdir"] {
         fs_err::create_dir_all(scratch.join(d))
             .map_err(|e| setup("creating the scratch directory", e))?;
     }
@@ -382,6 +387,11 @@ pub async fn build(
         }
     }
     let env = environment(req, &src_root).map_err(with_log)?;
+    if req.seal && fs_err::symlink_metadata(req.real_out()).is_err() {
+        // A sealed build can write only to mounts that exist before it starts.
+        fs_err::create_dir(req.real_out())
+            .map_err(|e| with_log(setup("creating the output directory", e)))?;
+    }
     let mut notes = Vec::new();
     let Some(build) = &inputs.build else {
         return Err(with_log(setup(
@@ -439,9 +449,10 @@ pub async fn build(
             }
         }
     }
-    let installed = match &req.out_dir {
-        None => fs_err::symlink_metadata(&req.out).is_ok(),
-        Some(d) => fs_err::read_dir(d).is_ok_and(|mut e| e.next().is_some()),
+    let installed = if req.seal || req.out_dir.is_some() {
+        fs_err::read_dir(req.real_out()).is_ok_and(|mut e| e.next().is_some())
+    } else {
+        fs_err::symlink_metadata(&req.out).is_ok()
     };
     if !installed {
         return Err(with_log(setup(
@@ -521,7 +532,6 @@ fn environment(
     let inputs = &req.drv.inputs;
     let mut env = BTreeMap::new();
     let bin = scratch.join("bin");
-    env::link_host_tools(&scratch.join("hostbin")).map_err(|e| setup("linking host tools", e))?;
     // Compiler wrappers.
     if let Some(tc) = &inputs.toolchain {
         let compiler = req
@@ -580,7 +590,10 @@ fn environment(
         }
     }
     path.extend(req.tool_paths.iter().cloned());
-    path.push(scratch.join("hostbin"));
+    if req.seal {
+        write_views(req, &path[1..]).map_err(|e| setup("listing the host tools", e))?;
+    }
+    path.extend(env::HOST_PROGRAM_DIRS.iter().map(PathBuf::from));
     path.dedup();
     env.insert(
         "PATH".into(),
@@ -662,10 +675,7 @@ async fn run(
     let mut cmd = tokio::process::Command::new(&req.forge_exe);
     cmd.arg(crate::sandbox::SHIM_ARG);
     if req.isolate_network {
-        cmd.arg("--net");
-        if let Some(d) = &req.out_dir {
-            cmd.arg("--bind").arg(d).arg(&req.out);
-        }
+        cmd.arg("--net").args(mounts(req).args());
     }
     cmd.arg("--")
         .args(argv)
@@ -724,6 +734,55 @@ async fn run(
             _ => "failed".into(),
         }))
     }
+}
+
+/// The mounts a command of `req` gets: the redirected output over `out`, and when sealed, the
+/// scratch directory and the output writable (and the scratch `tmp` as `/tmp`), all else
+/// read-only.
+fn mounts(req: &BuildRequest) -> crate::sandbox::Mounts {
+    let mut m = if req.seal {
+        let mut writable = vec![req.scratch.clone()];
+        if req.out_dir.is_none() {
+            writable.push(req.out.clone());
+        }
+        crate::sandbox::Mounts::sealed(writable, req.scratch.join("tmp"))
+    } else {
+        crate::sandbox::Mounts::default()
+    };
+    if let Some(d) = &req.out_dir {
+        m.binds.push((d.clone(), req.out.clone()));
+    }
+    if req.seal {
+        m.views = views(req);
+    }
+    m
+}
+
+/// The host program directories a sealed build sees reduced (real directories only: a symlink
+/// such as `/bin` → `usr/bin` shows the view of its target), with their staging directories and
+/// lists in the scratch directory.
+fn views(req: &BuildRequest) -> Vec<crate::sandbox::View> {
+    env::HOST_PROGRAM_DIRS
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| fs_err::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+        .map(|(i, d)| crate::sandbox::View {
+            dir: PathBuf::from(d),
+            staging: req.scratch.join(format!("host-view-{i}")),
+            list: req.scratch.join(format!("host-view-{i}.txt")),
+        })
+        .collect()
+}
+
+/// Writes the list of allowed programs of each view (see [`env::allowed_host_programs`]) and
+/// makes its staging directory.
+fn write_views(req: &BuildRequest, dep_bins: &[PathBuf]) -> std::io::Result<()> {
+    for v in views(req) {
+        let names = env::allowed_host_programs(&v.dir, dep_bins);
+        fs_err::write(&v.list, names.join("\n") + "\n")?;
+        fs_err::create_dir_all(&v.staging)?;
+    }
+    Ok(())
 }
 
 /// Moves what an install staged under `destdir/<out>` into `out` and reports anything it tried

@@ -162,23 +162,62 @@ pub const HOST_TOOLS: &[&str] = &[
 /// Where host tools are looked up (not the caller's `PATH`, which may hold anything).
 pub const HOST_TOOL_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
-/// Fills `dir` with links to the host tools that exist.
-pub fn link_host_tools(dir: &Path) -> std::io::Result<Vec<String>> {
-    fs_err::create_dir_all(dir)?;
-    let cwd = PathBuf::from("/");
-    let mut missing = Vec::new();
-    for t in HOST_TOOLS {
-        match which::which_in(t, Some(HOST_TOOL_PATH), &cwd) {
-            Ok(p) => {
-                let link = dir.join(t);
-                if !link.exists() {
-                    fs_err::os::unix::fs::symlink(&p, &link)?;
+/// The host directories of programs a build's `PATH` ends with. In a sealed build each shows
+/// only the allowed programs ([`allowed_host_programs`]); a directory that is a symlink (`/bin`
+/// on a merged-`/usr` system) shows what its target shows.
+pub const HOST_PROGRAM_DIRS: &[&str] = &["/usr/bin", "/bin"];
+
+/// The names, in `dir`, of the host programs a build may see: [`HOST_TOOLS`], the programs its
+/// dependencies' `bin` directories link to (declared host tools, the host compiler), and every
+/// program those names lead to through symlinks (`awk` → `/etc/alternatives/awk` → `mawk`).
+pub fn allowed_host_programs(dir: &Path, dep_bins: &[PathBuf]) -> Vec<String> {
+    let mut wanted: Vec<String> = HOST_TOOLS.iter().map(|t| (*t).to_owned()).collect();
+    for b in dep_bins {
+        let Ok(rd) = fs_err::read_dir(b) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if let Ok(t) = fs_err::read_link(e.path()) {
+                let t = if t.is_absolute() { t } else { b.join(t) };
+                if let Some(name) = program_in(dir, &t) {
+                    wanted.push(name);
                 }
             }
-            Err(_) => missing.push((*t).to_owned()),
         }
     }
-    Ok(missing)
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = wanted.pop() {
+        let p = dir.join(&name);
+        if fs_err::symlink_metadata(&p).is_err() || !seen.insert(name) {
+            continue;
+        }
+        // Follow the chain of links, keeping every step that lands in `dir`.
+        let mut cur = p;
+        for _ in 0..16 {
+            let Ok(t) = fs_err::read_link(&cur) else {
+                break;
+            };
+            let next = if t.is_absolute() {
+                t
+            } else {
+                cur.parent().unwrap_or(Path::new("/")).join(t)
+            };
+            if let Some(n) = program_in(dir, &next) {
+                wanted.push(n);
+            }
+            cur = next;
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// The name of `path` if it is a program directly in `dir` (through `dir`'s own symlinks: on a
+/// merged-`/usr` system `/bin/sh` is in `/usr/bin`).
+fn program_in(dir: &Path, path: &Path) -> Option<String> {
+    let canon_dir = fs_err::canonicalize(dir).ok()?;
+    let parent = fs_err::canonicalize(path.parent()?).ok()?;
+    let name = path.file_name()?.to_str()?;
+    (parent == canon_dir).then(|| name.to_owned())
 }
 
 /// The environment variable a dependency's path is exported as: `FORGE_DEP_<NAME>`.

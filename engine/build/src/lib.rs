@@ -14,4 +14,4 @@ pub use builder::{
     BuildError, BuildEvent, BuildRequest, BuildResult, DepPath, EventSink, build, realize_host,
     remove_dir_all_forced,
 };
-pub use sandbox::{Isolation, probe, probe_bind};
+pub use sandbox::{Isolation, Mounts, probe};

@@ -37,6 +37,8 @@ pub struct Options {
     pub forge_exe: PathBuf,
     /// Whether build commands run without network.
     pub isolate_network: bool,
+    /// Whether build commands can write only to their scratch directory and output.
+    pub seal: bool,
     /// Source cache directory.
     pub source_cache: PathBuf,
     /// Download settings.
@@ -504,6 +506,7 @@ async fn prepare(
         jobs: ctx.opts.cores.max(1),
         forge_exe: ctx.opts.forge_exe.clone(),
         isolate_network: ctx.opts.isolate_network,
+        seal: ctx.opts.seal,
         out_dir: None,
         drv,
     })

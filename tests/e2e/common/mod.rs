@@ -30,6 +30,20 @@ impl World {
     pub fn store(&self) -> PathBuf {
         self.path().join("store")
     }
+    /// The directory holding the store paths: the store, or its padding directory (stores are
+    /// padded by default).
+    pub fn paths_dir(&self) -> PathBuf {
+        let store = self.store();
+        fs_err::read_dir(&store)
+            .ok()
+            .and_then(|rd| {
+                rd.flatten().map(|e| e.path()).find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("__forge_padding"))
+                })
+            })
+            .unwrap_or(store)
+    }
     pub fn recipes(&self) -> PathBuf {
         self.path().join("tree")
     }

@@ -93,17 +93,12 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
 
     let forge_exe = std::env::current_exe()
         .map_err(|e| error(ctx, format!("cannot find the forge executable: {e}")))?;
-    let opts = build_options(ctx, forge_exe.clone(), 1, a.cores, false, false);
-    let redirect = opts.isolate_network
-        && match forge_build::probe_bind(&forge_exe, &store.tmp_dir()) {
-            Ok(()) => true,
-            Err(why) => {
-                ctx.printer.warn(&format!(
-                    "rebuilds cannot run at the stored path here ({why}): they run at a temporary path of the same length, rewritten afterwards, so build IDs will differ"
-                ));
-                false
-            }
-        };
+    let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false);
+    // Builds see the stored path when the kernel gives them a mount namespace.
+    let redirect = opts.seal;
+    if !redirect {
+        ctx.printer.warn("rebuilds cannot run at the stored path here: they run at a temporary path of the same length, rewritten afterwards, so build IDs will differ");
+    }
     let reporter = reporter(ctx, false);
     let rt = runtime(ctx)?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);

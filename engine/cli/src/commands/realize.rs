@@ -61,7 +61,15 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         drop(reporter);
         return finish(ctx, a, &store, &plan);
     }
-    let opts = build_options(ctx, forge_exe, a.jobs, a.cores, a.keep_going, a.keep_failed);
+    let opts = build_options(
+        ctx,
+        forge_exe,
+        &store.tmp_dir(),
+        a.jobs,
+        a.cores,
+        a.keep_going,
+        a.keep_failed,
+    );
     let runtime = runtime(ctx)?;
     let report = runtime.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
@@ -110,25 +118,27 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
     finish(ctx, a, &store, &plan)
 }
 
-/// The scheduler's options for this machine: network isolation probed once, `make -j` from the
-/// CPUs unless given.
+/// The scheduler's options for this machine: isolation probed once (in `probe_dir`), `make -j`
+/// from the CPUs unless given.
 pub(super) fn build_options(
     ctx: &Ctx,
     forge_exe: std::path::PathBuf,
+    probe_dir: &std::path::Path,
     jobs: usize,
     cores: Option<usize>,
     keep_going: bool,
     keep_failed: bool,
 ) -> Options {
-    let isolate_network = match forge_build::probe(&forge_exe) {
-        forge_build::Isolation::Network => true,
-        forge_build::Isolation::Unavailable(why) => {
-            ctx.printer.warn(&format!(
-                "builds can reach the network: this kernel does not let forge isolate them ({why})"
-            ));
-            false
-        }
-    };
+    let isolation = forge_build::probe(&forge_exe, probe_dir);
+    match &isolation {
+        forge_build::Isolation::Sealed => {}
+        forge_build::Isolation::NetworkOnly(why) => ctx.printer.warn(&format!(
+            "builds run without network but could write outside their output: this kernel refuses forge a mount namespace ({why})"
+        )),
+        forge_build::Isolation::Unavailable(why) => ctx.printer.warn(&format!(
+            "builds can reach the network and write outside their output: this kernel does not let forge isolate them ({why})"
+        )),
+    }
     let cores =
         cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Options {
@@ -137,7 +147,8 @@ pub(super) fn build_options(
         keep_going,
         keep_failed,
         forge_exe,
-        isolate_network,
+        isolate_network: isolation.network(),
+        seal: isolation.sealed(),
         source_cache: ctx.source_cache.clone(),
         fetch: forge_fetch::FetchOptions {
             mirrors: ctx.mirrors.clone(),
