@@ -181,6 +181,36 @@ fn export_from_an_unpadded_store_is_refused_with_the_reason() {
 }
 
 #[test]
+fn an_output_naming_its_build_directory_is_refused() {
+    // A build that records a path of its build directory, which lies beside the padded outputs
+    // (`<store>/.forge/build/<name>.build/…`) and is deleted afterwards; Spack would leave the
+    // path as it is. (Slurm 22.05's slurmstepd recorded `…/hostbin/sleep` this way when the host
+    // tools were linked into the build directory.)
+    let w = World::new();
+    let pkgs = [Pkg {
+        name: "stepd",
+        deps: &[],
+        script: r#"mkdir -p "$out/etc"
+echo "BuildDir=$PWD" > "$out/etc/stepd.conf""#
+            .into(),
+    }];
+    write_tree(&w.recipes(), &pkgs, &[("stepd", "stepd")]);
+    ok(&w.run(&["realize", "stepd"]));
+    let cache = w.path().join("cache-out");
+    let o = w.run(&["export", "stepd", "--to", cache.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}\n{err}", text(&o.stdout));
+    assert!(
+        err.contains("etc/stepd.conf") && err.contains("/.forge/build/"),
+        "{err}"
+    );
+    assert!(
+        !cache.join("v3/manifests").exists() || files_under(&cache.join("v3/manifests")).is_empty(),
+        "nothing may be published"
+    );
+}
+
+#[test]
 fn a_store_path_or_out_link_exports_that_nodes_closure() {
     let w = World::new();
     let link = w.path().join("result");

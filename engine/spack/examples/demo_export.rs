@@ -95,6 +95,7 @@ fn main() {
         [("c".to_string(), "/usr/bin/gcc".to_string())].into();
     let mut graph = ExportGraph::new(&paths);
     graph.set_sbang(dir.join("store/bin/sbang"));
+    graph.set_store_dir(dir.join("store"));
     let glibc = graph.add(host::glibc_node(
         &host::glibc_version().unwrap(),
         arch.clone(),

@@ -182,7 +182,8 @@ pub fn export(
         })
         .collect();
     let sbang = graph.sbang().display().to_string();
-    let matcher = RefMatcher::new(&store_root, &sbang, &prefixes);
+    let store_dir = graph.store_dir().and_then(|d| d.to_str());
+    let matcher = RefMatcher::new(&store_root, store_dir, &sbang, &prefixes);
     let mut warnings = Vec::new();
 
     // Blobs.
@@ -378,7 +379,7 @@ fn archive(
     };
     let mut counts = RelocationCounts::default();
     let mut totals = (0, 0);
-    let result = write_package(gz, &files, matcher, matcher.root(), |summary| {
+    let result = write_package(gz, &files, matcher, |summary| {
         totals = (summary.file_count, summary.byte_count);
         let info = build_info(hashed, id, summary, store_root, opts, warnings)?;
         counts = RelocationCounts {

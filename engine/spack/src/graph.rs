@@ -197,6 +197,7 @@ pub struct Dependency {
 pub struct ExportGraph {
     store_root: PathBuf,
     sbang: Option<PathBuf>,
+    store_dir: Option<PathBuf>,
     nodes: Vec<Node>,
     deps: Vec<Vec<Dependency>>,
 }
@@ -208,6 +209,7 @@ impl ExportGraph {
         Self {
             store_root: store_root.into(),
             sbang: None,
+            store_dir: None,
             nodes: Vec::new(),
             deps: Vec::new(),
         }
@@ -222,6 +224,22 @@ impl ExportGraph {
     /// store keeps it at `<unpadded root>/bin/sbang`, outside the padded directory.
     pub fn set_sbang(&mut self, path: impl Into<PathBuf>) {
         self.sbang = Some(path.into());
+    }
+
+    /// Sets the store's own directory, when the store root (Spack's `buildpath`) is a padded
+    /// directory inside it. forge's store keeps there, beside the padded directory, `bin/sbang`
+    /// and its metadata (`.forge/`: build directories, logs, database). Spack relocates neither:
+    /// a file that embeds a path below this directory, other than the store root and `sbang`,
+    /// is refused like a path of an unexported package ([`crate::Violation::UnexportedStorePath`]).
+    pub fn set_store_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.store_dir = Some(dir.into());
+    }
+
+    /// The store's own directory, if set and it holds the store root.
+    pub fn store_dir(&self) -> Option<&Path> {
+        self.store_dir
+            .as_deref()
+            .filter(|d| self.store_root.starts_with(d) && self.store_root != *d)
     }
 
     /// The store's `sbang` path.

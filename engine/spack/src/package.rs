@@ -22,7 +22,7 @@ const BUF: usize = 256 * 1024;
 pub(crate) struct ScanSummary {
     /// Regular files that embed the store root: prefix-relative path, class, references.
     pub(crate) files: Vec<(String, FileClass, BTreeSet<Ref>)>,
-    /// Symbolic links with an absolute target below the store root.
+    /// Symbolic links whose absolute target is a store path (or the store's `sbang`).
     pub(crate) links: Vec<(String, Ref)>,
     /// Some text file starts with a `#!` line longer than 127 bytes.
     pub(crate) long_shebang: bool,
@@ -88,7 +88,6 @@ pub(crate) fn write_package<W: Write>(
     out: W,
     files: &PackageFiles<'_>,
     matcher: &RefMatcher,
-    store_root: &[u8],
     finalize: impl FnOnce(&ScanSummary) -> Result<Vec<u8>, ExportError>,
 ) -> Result<W, ExportError> {
     let prefix = files.prefix;
@@ -170,9 +169,7 @@ pub(crate) fn write_package<W: Write>(
                 let tb = target.as_os_str().as_encoded_bytes();
                 tw.symlink(&member(pb, &rb, false), tb)?;
                 if target.is_absolute() {
-                    if tb.starts_with(store_root)
-                        && let Some(rf) = matcher_classify(matcher, tb)
-                    {
+                    if let Some(rf) = matcher.classify_at_start(tb) {
                         summary.links.push((r_str, rf));
                     }
                 } else if escapes(&r, &target) {
@@ -228,10 +225,6 @@ pub(crate) fn write_package<W: Write>(
         &info,
     )?;
     Ok(tw.finish()?)
-}
-
-fn matcher_classify(m: &RefMatcher, target: &[u8]) -> Option<Ref> {
-    m.classify_at_start(target)
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! way Spack does (after extraction).
 //!
 //! **Scan side.** While a prefix is streamed into its tarball, every file is searched for the
-//! store root. Each hit is attributed to a known prefix (a node of the graph), the store root
-//! itself, the `sbang` path, or an unknown store path; each file is classified as ELF, text or
-//! other binary the way Spack classifies it. The export then lists every file that embeds a
-//! path in `binary_distribution` and refuses (with a [`Violation`]) what Spack could not fix on
-//! the consumer's side.
+//! store root (and for the store's own directory when the root is a padded directory inside
+//! it). Each hit is attributed to a known prefix (a node of the graph), the store root itself,
+//! the `sbang` path, or an unknown store path (anything else below either); each file is
+//! classified as ELF, text or other binary the way Spack classifies it. The export then lists
+//! every file that embeds a path in `binary_distribution` and refuses (with a [`Violation`])
+//! what Spack could not fix on the consumer's side.
 //!
 //! **Apply side.** [`relocate_prefix`] performs Spack's install-time relocation on an extracted
 //! prefix: ELF run paths and interpreter rewritten in place, symbolic links, text files, then
@@ -59,6 +60,8 @@ pub(crate) enum Ref {
 #[derive(Debug)]
 pub(crate) struct RefMatcher {
     root: Vec<u8>,
+    /// The store's own directory, when `root` is a padded directory inside it.
+    outer: Option<Vec<u8>>,
     sbang: Vec<u8>,
     by_component: HashMap<Vec<u8>, Vec<(Vec<u8>, NodeId)>>,
     lookahead: usize,
@@ -66,8 +69,20 @@ pub(crate) struct RefMatcher {
 
 impl RefMatcher {
     /// A matcher for `root`, the prefixes below it, and the `sbang` path (wherever it is).
-    pub(crate) fn new(root: &str, sbang: &str, prefixes: &[(String, NodeId)]) -> Self {
+    /// `outer`, the store's own directory holding `root`, makes every other path below it an
+    /// unknown store path.
+    pub(crate) fn new(
+        root: &str,
+        outer: Option<&str>,
+        sbang: &str,
+        prefixes: &[(String, NodeId)],
+    ) -> Self {
         let root_b = root.as_bytes().to_vec();
+        let outer = outer
+            .map(|o| o.trim_end_matches('/').as_bytes().to_vec())
+            .filter(|o| {
+                root_b.len() > o.len() + 1 && root_b.starts_with(o) && root_b[o.len()] == b'/'
+            });
         let mut by_component: HashMap<Vec<u8>, Vec<(Vec<u8>, NodeId)>> = HashMap::new();
         let mut longest = 0;
         for (p, id) in prefixes {
@@ -92,6 +107,7 @@ impl RefMatcher {
         let lookahead = (root_b.len() + 258).max(longest + 1).max(sbang.len() + 1);
         Self {
             root: root_b,
+            outer,
             sbang,
             by_component,
             lookahead,
@@ -104,14 +120,11 @@ impl RefMatcher {
             self.classify(s, 0)
         } else if self.sbang_outside() && s.starts_with(&self.sbang) {
             self.classify_sbang(s, 0)
+        } else if self.outer.as_ref().is_some_and(|o| s.starts_with(o)) {
+            self.classify_outer(s, 0)
         } else {
             None
         }
-    }
-
-    /// The store root.
-    pub(crate) fn root(&self) -> &[u8] {
-        &self.root
     }
 
     /// Whether the `sbang` path lies outside the store root (and needs its own search).
@@ -126,6 +139,33 @@ impl RefMatcher {
         hay.get(end)
             .is_none_or(|b| !is_component_char(*b) && *b != b'/')
             .then_some(Ref::Sbang)
+    }
+
+    /// A hit of the store's own directory at `hay[at..]`: `None` when it is the start of the
+    /// store root or of `sbang` (found by their own searches) or of a longer name; otherwise the
+    /// path below it, which Spack would leave as it is.
+    fn classify_outer(&self, hay: &[u8], at: usize) -> Option<Ref> {
+        let outer = self.outer.as_deref()?;
+        let rest = &hay[at..];
+        if rest.starts_with(&self.root) && self.classify(hay, at).is_some()
+            || rest.starts_with(&self.sbang) && self.classify_sbang(hay, at).is_some()
+        {
+            return None;
+        }
+        let after = at + outer.len();
+        if hay.get(after).is_some_and(|b| is_component_char(*b)) {
+            return None;
+        }
+        let len = hay[after..]
+            .iter()
+            .take(self.lookahead - outer.len())
+            .take_while(|b| is_component_char(**b) || **b == b'/')
+            .count();
+        Some(Ref::Unknown(
+            String::from_utf8_lossy(&hay[at..after + len])
+                .trim_end_matches('/')
+                .to_owned(),
+        ))
     }
 
     /// Classifies a hit of the root at `hay[at..]`; `None` when the root is only the start of a
@@ -189,6 +229,7 @@ pub(crate) struct FileScanner<'m> {
     m: &'m RefMatcher,
     finder: memmem::Finder<'m>,
     sbang_finder: Option<memmem::Finder<'m>>,
+    outer_finder: Option<memmem::Finder<'m>>,
     window: Vec<u8>,
     refs: BTreeSet<Ref>,
     head: Vec<u8>,
@@ -205,6 +246,7 @@ impl<'m> FileScanner<'m> {
             m,
             finder: memmem::Finder::new(&m.root),
             sbang_finder: m.sbang_outside().then(|| memmem::Finder::new(&m.sbang)),
+            outer_finder: m.outer.as_deref().map(memmem::Finder::new),
             window: Vec::new(),
             refs: BTreeSet::new(),
             head: Vec::new(),
@@ -298,6 +340,19 @@ impl<'m> FileScanner<'m> {
                     break;
                 }
                 if let Some(r) = self.m.classify_sbang(&self.window, at) {
+                    self.refs.insert(r);
+                }
+                pos = at + 1;
+            }
+        }
+        if let Some(f) = &self.outer_finder {
+            let mut pos = 0;
+            while let Some(i) = f.find(&self.window[pos..]) {
+                let at = pos + i;
+                if at >= limit {
+                    break;
+                }
+                if let Some(r) = self.m.classify_outer(&self.window, at) {
                     self.refs.insert(r);
                 }
                 pos = at + 1;
@@ -655,7 +710,7 @@ mod tests {
             ("/st/pad/aaa-x-1".to_string(), NodeId_for_test(0)),
             ("/st/pad/bbb-y-2".to_string(), NodeId_for_test(1)),
         ];
-        let matcher = RefMatcher::new(root, "/st/bin/sbang", &prefixes);
+        let matcher = RefMatcher::new(root, None, "/st/bin/sbang", &prefixes);
         let mut data = vec![0u8; 10_010];
         let put = |d: &mut Vec<u8>, at: usize, s: &str| {
             d[at..at + s.len()].copy_from_slice(s.as_bytes());
@@ -683,6 +738,52 @@ mod tests {
             assert_eq!(scan.refs, want, "chunk {chunk}");
             assert_eq!(scan.class, FileClass::Text, "NULs are valid UTF-8");
         }
+    }
+
+    #[test]
+    fn paths_of_the_store_beside_its_padded_directory_are_unknown() {
+        let prefixes = [("/st/pad/aaa-x-1".to_string(), NodeId_for_test(0))];
+        let matcher = RefMatcher::new("/st/pad", Some("/st"), "/st/bin/sbang", &prefixes);
+        let mut data = vec![b'.'; 6000];
+        let put = |d: &mut Vec<u8>, at: usize, s: &str| {
+            d[at..at + s.len()].copy_from_slice(s.as_bytes());
+        };
+        put(&mut data, 100, "/st/pad/aaa-x-1/lib\0");
+        put(
+            &mut data,
+            1000,
+            "/st/.forge/build/aaa-x-1.build/hostbin/sleep\0",
+        );
+        put(&mut data, 2000, "#!/bin/sh /st/bin/sbang\n");
+        put(&mut data, 3000, "/stable/x /st/padded/y\0");
+        put(&mut data, 4093, "=/st:");
+        for chunk in [1, 5, 64, 4096, 6000] {
+            let mut s = FileScanner::new(&matcher);
+            for c in data.chunks(chunk) {
+                s.update(c);
+            }
+            let want: BTreeSet<Ref> = [
+                Ref::Node(NodeId_for_test(0)),
+                Ref::Sbang,
+                Ref::Unknown("/st/.forge/build/aaa-x-1.build/hostbin/sleep".into()),
+                Ref::Unknown("/st/padded/y".into()),
+                Ref::Unknown("/st".into()),
+            ]
+            .into();
+            assert_eq!(s.finish().refs, want, "chunk {chunk}");
+        }
+        assert_eq!(
+            matcher.classify_at_start(b"/st/.forge/logs/aaa-x-1.log"),
+            Some(Ref::Unknown("/st/.forge/logs/aaa-x-1.log".into()))
+        );
+        assert_eq!(
+            matcher.classify_at_start(b"/st/pad/aaa-x-1/lib"),
+            Some(Ref::Node(NodeId_for_test(0)))
+        );
+        assert_eq!(matcher.classify_at_start(b"/stable"), None);
+        // Without the store's directory only the padded one is searched.
+        let plain = RefMatcher::new("/st/pad", None, "/st/bin/sbang", &prefixes);
+        assert_eq!(plain.classify_at_start(b"/st/.forge/logs/x"), None);
     }
 
     proptest::proptest! {
@@ -718,7 +819,7 @@ mod tests {
             chunk in 1usize..700,
         ) {
             let prefixes = [("/st/pad/aaa-x-1".to_string(), NodeId_for_test(0))];
-            let matcher = RefMatcher::new("/st/pad", "/st/bin/sbang", &prefixes);
+            let matcher = RefMatcher::new("/st/pad", None, "/st/bin/sbang", &prefixes);
             let mut data = filler.clone();
             for a in &at {
                 let a = (*a).min(data.len());
@@ -746,7 +847,7 @@ mod tests {
 
     #[test]
     fn classifies_like_spack() {
-        let matcher = RefMatcher::new("/s", "/s/bin/sbang", &[]);
+        let matcher = RefMatcher::new("/s", None, "/s/bin/sbang", &[]);
         let class = |d: &[u8]| {
             let mut s = FileScanner::new(&matcher);
             s.update(d);

@@ -276,6 +276,81 @@ fn refuses_a_file_that_embeds_an_unexported_store_path() {
 }
 
 #[test]
+fn refuses_paths_of_the_store_outside_its_padded_directory() {
+    // forge's store keeps the outputs in a padded directory and its build directories, logs and
+    // database beside it, in `<store>/.forge`. A configure script that records a path of the
+    // build directory (Slurm 22.05's `SLEEP_CMD` was
+    // `<store>/.forge/build/<name>.build/hostbin/sleep` while the host tools were linked there)
+    // leaves it in a binary: Spack maps only the padded directory (`buildpath`) and the exported
+    // prefixes, so the consumer would get a dead path.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = fixture(tmp.path(), 160);
+    let store_dir = tmp.path().join("store");
+    f.graph.set_store_dir(&store_dir);
+    f.graph.set_sbang(store_dir.join("bin/sbang"));
+    let app = f.graph.node(f.app).prefix().unwrap().to_path_buf();
+    let sleep =
+        store_dir.join(".forge/build/1a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-app-1.0.build/hostbin/sleep");
+    write(
+        &app.join("sbin/appstepd"),
+        fake_elf(&sleep.display().to_string()),
+        true,
+    );
+    let log = store_dir.join(".forge/logs/1a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-app-1.0.log.zst");
+    fs_err::os::unix::fs::symlink(&log, app.join("share/app/build.log")).unwrap();
+    // The store's `sbang` lies beside the padded directory too, and stays allowed.
+    write(
+        &app.join("bin/tool.py"),
+        format!(
+            "#!/bin/sh {}/bin/sbang
+",
+            store_dir.display()
+        ),
+        true,
+    );
+    // A sibling whose name merely starts like the store is not the store.
+    write(
+        &app.join("etc/other.conf"),
+        format!(
+            "{}-elsewhere/x
+",
+            store_dir.display()
+        ),
+        false,
+    );
+
+    let cache = tmp.path().join("cache");
+    let v = violations(export(&f.graph, &[f.app], &cache, None, &opts()).unwrap_err());
+    assert_eq!(
+        v,
+        [
+            Violation::UnexportedStorePath {
+                file: "sbin/appstepd".into(),
+                path: sleep.display().to_string(),
+            },
+            Violation::UnexportedStorePath {
+                file: "share/app/build.log".into(),
+                path: log.display().to_string(),
+            },
+        ]
+    );
+    assert_nothing_published(&cache);
+
+    // Without those two files the same prefix exports, `sbang` listed.
+    fs_err::remove_file(app.join("sbin/appstepd")).unwrap();
+    fs_err::remove_file(app.join("share/app/build.log")).unwrap();
+    let r = export(&f.graph, &[f.app], &cache, None, &opts()).unwrap();
+    let members = members(&blob(&cache, &r.specs[1].tarball));
+    let info =
+        forge_spack::BuildInfo::from_yaml(std::str::from_utf8(&members.last().unwrap().4).unwrap())
+            .unwrap();
+    assert_eq!(
+        info.sbang_install_path,
+        Some(store_dir.join("bin/sbang").display().to_string())
+    );
+}
+
+#[test]
 fn refuses_references_spack_would_not_relocate() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture(tmp.path(), 160);

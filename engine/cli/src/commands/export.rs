@@ -113,6 +113,8 @@ pub(super) fn exportable(
     let glibc = forge_spack::host::glibc_version().map_err(|e| fail(ctx, e))?;
     let mut g = ExportGraph::new(store.paths_dir());
     g.set_sbang(store.sbang_path());
+    // Build directories and logs live beside the padded directory: no output may name them.
+    g.set_store_dir(store.root());
     let mut ids: HashMap<String, NodeId> = HashMap::new();
     let mut glibc_ids: HashMap<String, NodeId> = HashMap::new();
     let mut roots = Vec::new();
