@@ -397,17 +397,32 @@ pub(crate) fn readme(index: &Index) -> String {
         "# A Spack buildcache exported by forge\n\n\
          This directory is a Spack v1.0 binary mirror (layout v3). Install from it with Spack:\n\n```sh\n",
     );
-    for ns in &namespaces {
+    let mut step = 0;
+    let mut next = || {
+        step += 1;
+        step
+    };
+    if !namespaces.is_empty() {
         let _ = writeln!(
             s,
-            "# 1. the recipes of the packages that are not in Spack's builtin repository\nspack repo add <this directory>/{REPO_DIR}/spack_repo/{ns}"
+            "# {}. the recipes of the packages that are not in Spack's builtin repository",
+            next()
         );
+        for ns in &namespaces {
+            let _ = writeln!(
+                s,
+                "spack repo add <this directory>/{REPO_DIR}/spack_repo/{ns}"
+            );
+        }
     }
-    s.push_str(
-        "# 2. the mirror, and the public keys that signed it\n\
+    let _ = write!(
+        s,
+        "# {}. the mirror, and the public keys that signed it\n\
          spack mirror add forge <URL of this directory, e.g. file:///path/to/it>\n\
          spack buildcache keys --install --trust\n\
-         # 3. install without building anything\n",
+         # {}. install without building anything\n",
+        next(),
+        next()
     );
     if let Some(first) = roots.first() {
         let spec = first.split(' ').next().unwrap_or_default();
@@ -431,6 +446,71 @@ pub(crate) fn readme(index: &Index) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(name: &str, ns: &str, deps: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+        let deps: Vec<_> = deps
+            .iter()
+            .map(|h| serde_json::json!({"name": "x", "hash": h, "parameters": {}}))
+            .collect();
+        serde_json::json!({"name": name, "version": "1.0", "namespace": ns, "dependencies": deps})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn readme_numbers_the_steps_it_shows() {
+        // Only builtin packages: no recipes to add, so the mirror is the first step.
+        let mut index = Index::default();
+        index.insert(
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            record("zlib", "builtin", &[]),
+            true,
+        );
+        index.insert(
+            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            record("app", "builtin", &["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]),
+            true,
+        );
+        let text = readme(&index);
+        let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("# ")).collect();
+        assert_eq!(
+            steps,
+            [
+                "# A Spack buildcache exported by forge",
+                "# 1. the mirror, and the public keys that signed it",
+                "# 2. install without building anything",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("spack install --cache-only app@1.0\n"),
+            "{text}"
+        );
+        // Two other namespaces: one step adding both repositories.
+        index.insert(
+            "cccccccccccccccccccccccccccccccc",
+            record("tool", "forge", &[]),
+            true,
+        );
+        index.insert(
+            "dddddddddddddddddddddddddddddddd",
+            record("extra", "site", &[]),
+            true,
+        );
+        let text = readme(&index);
+        let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("# ")).collect();
+        assert_eq!(
+            steps[1..],
+            [
+                "# 1. the recipes of the packages that are not in Spack's builtin repository",
+                "# 2. the mirror, and the public keys that signed it",
+                "# 3. install without building anything",
+            ],
+            "{text}"
+        );
+        assert!(text.contains("spack_repo/forge\n") && text.contains("spack_repo/site\n"));
+    }
 
     #[test]
     fn names_follow_spack() {
