@@ -207,8 +207,66 @@ pub fn allowed_host_programs(dir: &Path, dep_bins: &[PathBuf]) -> Vec<String> {
             }
             cur = next;
         }
+        // A script needs its interpreter (`autoreconf` is perl, `gunzip` is sh), and the
+        // programs it names by absolute path (`aclocal` runs `/usr/bin/autom4te`).
+        let (interps, named) = script_needs(&cur, dir);
+        for interp in interps {
+            let interp = if interp.is_absolute() {
+                program_in(dir, &interp)
+            } else {
+                interp.to_str().map(str::to_owned)
+            };
+            wanted.extend(interp);
+        }
+        wanted.extend(named.iter().filter_map(|p| program_in(dir, p)));
     }
     seen.into_iter().collect()
+}
+
+/// What a script needs: the programs its `#!` line runs (the interpreter, and for
+/// `#!/usr/bin/env NAME` the name as well), and the host programs it names by absolute path
+/// in `dir` (or `/usr/bin`, `/bin`). Nothing for a file that is not a script.
+fn script_needs(path: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let read = fs_err::File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut text));
+    if read.is_err() || !text.starts_with(b"#!") {
+        return (Vec::new(), Vec::new());
+    }
+    let line = text[2..].split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let mut interps = Vec::new();
+    if let Some(first) = words.next() {
+        interps.push(PathBuf::from(first));
+        if first.ends_with("/env")
+            && let Some(name) = words.find(|w| !w.starts_with('-'))
+        {
+            interps.push(PathBuf::from(name));
+        }
+    }
+    let mut dirs: Vec<PathBuf> = vec![dir.to_path_buf(), "/usr/bin".into(), "/bin".into()];
+    dirs.extend(fs_err::canonicalize(dir));
+    dirs.sort();
+    dirs.dedup();
+    let mut named = Vec::new();
+    for d in &dirs {
+        let mut prefix = d.as_os_str().as_encoded_bytes().to_vec();
+        prefix.push(b'/');
+        for at in memchr::memmem::find_iter(&text, &prefix) {
+            let rest = &text[at + prefix.len()..];
+            let len = rest
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || b"._+-".contains(b))
+                .count();
+            if len > 0 {
+                named.push(d.join(&*String::from_utf8_lossy(&rest[..len])));
+            }
+        }
+    }
+    named.sort();
+    named.dedup();
+    (interps, named)
 }
 
 /// The name of `path` if it is a program directly in `dir` (through `dir`'s own symlinks: on a
@@ -243,5 +301,39 @@ pub(crate) fn push_existing(env: &mut BTreeMap<String, String>, var: &str, dir: 
             entry.push(':');
         }
         entry.push_str(&dir.to_string_lossy());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_bring_their_interpreters_and_links_their_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let w = |name: &str, text: &str| fs_err::write(d.join(name), text).unwrap();
+        w("tool", "#!/usr/bin/env -S perlish -w\nprint\n");
+        w("perlish", "binary");
+        w(
+            "runner",
+            &format!(
+                "#!{}/shell\nexec {}/helper \"$@\"\n",
+                d.display(),
+                d.display()
+            ),
+        );
+        w("helper", "binary");
+        w("shell", "binary");
+        w("unrelated", "binary");
+        fs_err::os::unix::fs::symlink("tool", d.join("tool-alias")).unwrap();
+        let deps = tempfile::tempdir().unwrap();
+        fs_err::os::unix::fs::symlink(d.join("tool-alias"), deps.path().join("tool")).unwrap();
+        fs_err::os::unix::fs::symlink(d.join("runner"), deps.path().join("runner")).unwrap();
+        let got = allowed_host_programs(d, &[deps.path().to_path_buf()]);
+        for name in ["tool-alias", "tool", "perlish", "runner", "shell", "helper"] {
+            assert!(got.contains(&name.to_owned()), "{name} in {got:?}");
+        }
+        assert!(!got.contains(&"unrelated".to_owned()), "{got:?}");
     }
 }
