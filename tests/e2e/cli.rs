@@ -101,7 +101,9 @@ impl Tree {
 
     fn forge(&self, args: &[&str]) -> Output {
         let mut c = self.world.forge();
+        // An unpadded store: printed paths must not depend on the temp dir's length.
         c.env("PATH", self.world.path().join("bin"))
+            .env("FORGE_PADDED_LENGTH", "0")
             .arg("--recipes")
             .arg(self.root())
             .args(args);

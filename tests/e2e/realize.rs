@@ -24,6 +24,21 @@ fn example_builds_runs_and_rebuilds_nothing() {
     let o = w.forge().args(["realize", "--example"]).output().unwrap();
     let out = store_path_from(&ok(&o));
     assert!(out.starts_with(w.store()), "{}", out.display());
+    // `forge plan` shows the same path (the store is padded by default).
+    let plan = ok(&w
+        .forge()
+        .args(["plan", "--example", "hello", "--json"])
+        .output()
+        .unwrap());
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let planned = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "hello")
+        .unwrap()["store_path"]
+        .clone();
+    assert_eq!(planned, serde_json::json!(out.display().to_string()));
     // The program runs from the store with an empty environment: RUNPATH finds libgreet.
     let run = Command::new(out.join("bin/hello"))
         .env_clear()

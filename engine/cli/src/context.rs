@@ -101,6 +101,12 @@ impl Ctx {
     }
 
     /// Opens (creating if needed) the store.
+    /// Where store paths are shown by commands that do not open the store (`plan`, `graph`,
+    /// `show-derivation`): the store's padded output directory.
+    pub fn paths_dir(&self) -> PathBuf {
+        forge_store::paths_dir_for(&self.store, self.padded_length)
+    }
+
     pub fn open_store(&self) -> Result<forge_store::Store, ExitStatus> {
         forge_store::Store::open(&self.store, self.padded_length).map_err(|e| {
             self.printer.error(&e.to_string());

@@ -151,6 +151,19 @@ pub fn padded_paths_dir(root: &Path, padded_length: usize) -> PathBuf {
     out
 }
 
+/// Where the outputs of the store at `root` are (or will be), without creating or opening it:
+/// the padding its configuration records, else `padded_length` (default
+/// [`DEFAULT_PADDED_LENGTH`]) as a new store would get. For commands that only print paths.
+pub fn paths_dir_for(root: &Path, padded_length: Option<usize>) -> PathBuf {
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let recorded = fs_err::read_to_string(root.join(META_DIR).join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<StoreConfig>(&t).ok())
+        .map(|c| c.padded_length);
+    let len = recorded.unwrap_or(padded_length.unwrap_or(DEFAULT_PADDED_LENGTH));
+    padded_paths_dir(&root, len)
+}
+
 impl Store {
     /// Opens the store at `root`, creating it with `padded_length` (default
     /// [`DEFAULT_PADDED_LENGTH`]) if it does not exist. An existing store keeps the padding it was
@@ -484,6 +497,20 @@ mod tests {
             "e is not in the alphabet"
         );
         assert!(parse_name("0123456789abcdfghijklmnpqrsvwxyz-noversion").is_none());
+    }
+
+    #[test]
+    fn paths_dir_without_opening_follows_the_recorded_padding() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("s");
+        // No store yet: what a new one would get, and nothing is created.
+        let fresh = paths_dir_for(&root, None);
+        assert_eq!(fresh, padded_paths_dir(&root, DEFAULT_PADDED_LENGTH));
+        assert!(!root.exists());
+        let store = Store::open(&root, Some(200)).unwrap();
+        // An existing store: its own padding, whatever is asked.
+        assert_eq!(paths_dir_for(&root, None), store.paths_dir());
+        assert_eq!(paths_dir_for(&root, Some(0)), store.paths_dir());
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub(super) fn run(ctx: &Ctx, a: &GraphArgs) -> Result<ExitStatus, ExitStatus> {
     let plan = ctx.plan(&set, &host, &a.request)?;
     if a.json || a.format == GraphFormat::Json {
         ctx.printer.data(
-            &serde_json::to_string_pretty(&super::plan::plan_json(&plan, &ctx.store))
+            &serde_json::to_string_pretty(&super::plan::plan_json(&plan, &ctx.paths_dir()))
                 .expect("serializes"),
         );
         return Ok(ExitStatus::Success);

@@ -26,10 +26,10 @@ pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, ExitStatus> {
     let plan = ctx.plan(&set, &host, request)?;
     if a.json {
         ctx.printer.data(
-            &serde_json::to_string_pretty(&plan_json(&plan, &ctx.store)).expect("serializes"),
+            &serde_json::to_string_pretty(&plan_json(&plan, &ctx.paths_dir())).expect("serializes"),
         );
     } else {
-        ctx.printer.data(&tree(&plan, &ctx.store));
+        ctx.printer.data(&tree(&plan, &ctx.paths_dir()));
     }
     Ok(ExitStatus::Success)
 }

@@ -15,7 +15,7 @@ pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, ExitStatus> {
     } else {
         let mut doc = d.to_document();
         doc["store_path"] =
-            serde_json::Value::String(d.store_path(&ctx.store).display().to_string());
+            serde_json::Value::String(d.store_path(&ctx.paths_dir()).display().to_string());
         ctx.printer
             .data(&serde_json::to_string_pretty(&doc).expect("serializes"));
     }
