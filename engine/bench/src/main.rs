@@ -68,8 +68,11 @@ enum Command {
 enum HostMode {
     /// One probe of the machine, shared by all runs (the first run pays for it)
     Cached,
-    /// A fresh probe of the machine in every run, as separate `forge` processes would
+    /// A fresh probe of the machine in every run, without the version cache
     Fresh,
+    /// A fresh probe in every run with a version cache kept between runs, as separate `forge`
+    /// processes do (the first run fills the cache)
+    Process,
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,10 +209,15 @@ fn tree(a: &PlanArgs) -> Result<(), String> {
         }
     }
     let mode = a.host;
+    let versions = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let versions_file = versions.path().join("host-versions.json");
     let mut host = move || -> Box<dyn HostProbe> {
         match mode {
             HostMode::Cached => Box::new(Shared(std::sync::Arc::clone(&shared))),
             HostMode::Fresh => Box::new(SystemHost::new()),
+            HostMode::Process => {
+                Box::new(SystemHost::new().with_version_cache(versions_file.clone()))
+            }
         }
     };
     let (first, rest) = repeat(&root, a.runs, !a.sequential, &mut host)?;
