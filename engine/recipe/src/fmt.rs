@@ -13,8 +13,12 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 const INDENT: &str = "    ";
 
 /// Formats KDL text canonically.
-pub fn format_kdl(text: &str) -> Result<String, kdl::KdlError> {
-    let doc: KdlDocument = text.parse()?;
+pub fn format_kdl(text: &str) -> Result<String, FormatError> {
+    // The linear check first: the KDL parser takes exponential time on some broken input.
+    if let Some(e) = crate::lex::check(text) {
+        return Err(FormatError::Lex(e));
+    }
+    let doc: KdlDocument = text.parse().map_err(FormatError::Kdl)?;
     let mut out = String::with_capacity(text.len());
     write_document(&doc, 0, &mut out);
     // Comments after the last node.
@@ -37,6 +41,26 @@ pub fn format_kdl(text: &str) -> Result<String, kdl::KdlError> {
     }
     Ok(out)
 }
+
+/// Why a file could not be formatted: it is not valid KDL.
+#[derive(Debug)]
+pub enum FormatError {
+    /// Unclosed strings, comments or blocks, or nesting too deep (found before parsing).
+    Lex(crate::lex::LexError),
+    /// The KDL parser's error.
+    Kdl(kdl::KdlError),
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormatError::Lex(e) => write!(f, "{} (at byte {})", e.message, e.range.start),
+            FormatError::Kdl(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
 
 /// The comment lines of a leading or trailing decoration, trimmed.
 fn comment_lines(decor: &str) -> Vec<String> {
@@ -252,6 +276,25 @@ fn ident(value: &str, repr: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_input_is_refused_quickly() {
+        // The shape that made the KDL parser take exponential time (malformed case 72).
+        let slow = "/-package \"x\" {\n".to_owned() + &"    version \"1 sha256=\"a\n".repeat(40);
+        let t = std::time::Instant::now();
+        assert!(matches!(format_kdl(&slow), Err(FormatError::Lex(_))));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        let deep = "a {".repeat(5000);
+        assert!(matches!(format_kdl(&deep), Err(FormatError::Lex(_))));
+        assert!(matches!(
+            format_kdl("a \"b\" c=#maybe\n"),
+            Err(FormatError::Kdl(_))
+        ));
+    }
 
     #[test]
     fn canonical_layout_keeps_comments_blank_lines_and_raw_strings() {

@@ -70,19 +70,15 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
         .filter(|n| !store.is_valid(n).unwrap_or(false))
         .collect();
     if !missing.is_empty() {
-        ctx.printer.error(&format!(
-            "{} path{} needed to check `{request}` {} not in the store",
-            missing.len(),
-            if missing.len() == 1 { "" } else { "s" },
-            if missing.len() == 1 { "is" } else { "are" }
-        ));
-        for m in missing.iter().take(5) {
-            ctx.printer
-                .info(&format!("  {}", store.path_of(m).display()));
-        }
-        ctx.printer.hint(&format!(
-            "`forge check` compares rebuilds with realized outputs: run `forge realize {request}` first"
-        ));
+        super::report_missing(
+            ctx,
+            &store,
+            &missing,
+            &format!("needed to check `{request}`"),
+            &format!(
+                "`forge check` compares rebuilds with realized outputs: run `forge realize {request}` first"
+            ),
+        );
         return Err(ExitStatus::Error);
     }
     let _pins = closure

@@ -147,18 +147,14 @@ pub(super) fn exportable(
             .filter(|n| needed.contains(&names.iter().position(|x| x == *n).unwrap_or(usize::MAX)))
             .collect();
         if !missing.is_empty() {
-            ctx.printer.error(&format!(
-                "{} path{} of `{request}` {} not in the store",
-                missing.len(),
-                if missing.len() == 1 { "" } else { "s" },
-                if missing.len() == 1 { "is" } else { "are" }
-            ));
-            for m in missing.iter().take(5) {
-                ctx.printer
-                    .info(&format!("  {}", store.path_of(m).display()));
-            }
-            ctx.printer
-                .hint(&format!("run `forge realize {request}` first"));
+            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            super::report_missing(
+                ctx,
+                store,
+                &missing,
+                &format!("of `{request}`"),
+                &format!("run `forge realize {request}` first"),
+            );
             return Err(ExitStatus::Failure);
         }
         for i in gr.topo() {

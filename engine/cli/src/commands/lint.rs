@@ -2,7 +2,7 @@
 
 use forge_plan::Planner;
 use forge_recipe::{Diag, Diagnostics, RecipeSet};
-use forge_resolve::{Request, Resolver};
+use forge_resolve::Request;
 
 use crate::ExitStatus;
 use crate::args::LintArgs;
@@ -16,13 +16,14 @@ pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
     if !diags.has_errors() {
         let set = &loaded.set;
         let host = ctx.host();
-        let planner = Planner::new(set);
-        for t in &set.targets {
-            let req = Request::for_target(set, t);
-            match Resolver::new(set, &host)
-                .resolve(&req)
-                .and_then(|g| planner.plan(g))
-            {
+        let requests: Vec<Request> = set
+            .targets
+            .iter()
+            .map(|t| Request::for_target(set, t))
+            .collect();
+        let results = Planner::new(set).resolve_and_plan_all(&host, &requests);
+        for (t, result) in set.targets.iter().zip(results) {
+            match result {
                 Ok(_) => {}
                 Err(d) if d.code_str() == "resolve::conflict" => {
                     conflicts.push((t.name.value.clone(), d.message().to_owned()))

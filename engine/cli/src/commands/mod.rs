@@ -87,3 +87,24 @@ pub(crate) fn pick_node(
         }
     }
 }
+
+/// Says which store paths a command needs but the store lacks (the first five), with a hint.
+pub(crate) fn report_missing(
+    ctx: &Ctx,
+    store: &forge_store::Store,
+    missing: &[&str],
+    what: &str,
+    hint: &str,
+) {
+    ctx.printer.error(&format!(
+        "{} path{} {what} {} not in the store",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        if missing.len() == 1 { "is" } else { "are" }
+    ));
+    for m in missing.iter().take(5) {
+        ctx.printer
+            .info(&format!("  {}", store.path_of(m).display()));
+    }
+    ctx.printer.hint(hint);
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use forge_plan::Plan;
 use forge_recipe::VariantValue;
-use forge_resolve::{EdgeRole, Origin, Request, Resolver, SystemHost};
+use forge_resolve::{EdgeRole, Origin, Request, SystemHost};
 use petgraph::graph::NodeIndex;
 
 use crate::ExitStatus;
@@ -42,12 +42,13 @@ fn all(
 ) -> Result<ExitStatus, ExitStatus> {
     let mut rows = Vec::new();
     let mut failed = 0;
-    let planner = forge_plan::Planner::new(set);
-    for t in &set.targets {
-        let req = Request::for_target(set, t);
-        let result = Resolver::new(set, host)
-            .resolve(&req)
-            .and_then(|g| planner.plan(g));
+    let requests: Vec<Request> = set
+        .targets
+        .iter()
+        .map(|t| Request::for_target(set, t))
+        .collect();
+    let results = forge_plan::Planner::new(set).resolve_and_plan_all(host, &requests);
+    for (t, result) in set.targets.iter().zip(results) {
         match result {
             Ok(plan) => rows.push(serde_json::json!({
                 "name": t.name.value,
