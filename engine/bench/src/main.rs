@@ -7,9 +7,6 @@
 //! ```
 
 use std::io::Write as _;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +14,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use forge_bench::measure::{self, Run, min_median, ms};
 use forge_bench::synthetic;
 use forge_resolve::{FixedHost, HostProbe, SystemHost};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "forge-bench", about = "Benchmarks of forge's pipeline")]
@@ -43,9 +43,9 @@ enum Command {
         /// Nodes in the graph
         #[arg(long, default_value_t = 60)]
         nodes: usize,
-        /// Concurrent builds
-        #[arg(long, default_value_t = 4)]
-        jobs: usize,
+        /// Concurrent builds; a comma-separated list measures each
+        #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+        jobs: Vec<usize>,
         /// Shortest build, seconds
         #[arg(long, default_value_t = 0.5)]
         min: f64,
@@ -114,7 +114,9 @@ fn main() -> ExitCode {
             min,
             max,
             seed,
-        } => print(forge_bench::realize::scheduler(nodes, jobs, min, max, seed)),
+        } => print(forge_bench::realize::scheduler(
+            nodes, &jobs, min, max, seed,
+        )),
         Command::Hash { mb, runs } => print(forge_bench::realize::hash(mb, runs)),
     };
     match result {
