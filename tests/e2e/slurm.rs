@@ -2,7 +2,10 @@
 //! byte for byte from Debian's source archive) with the host's gcc for x86-64-v3, then started
 //! on 127.0.0.1 and used to run a job.
 //!
-//! Needs the Debian archive reachable through apt (as CI has) and about 20 minutes on two cores.
+//! Also the toolchain's libraries: mpc 1.3.1 and mpfr 4.2.0 (upstream's tarballs, which Debian
+//! keeps byte for byte) on Debian's repack of gmp 6.2.1, declared as such.
+//!
+//! Needs the Debian archive reachable through apt (as CI has) and about 10 minutes on two cores.
 
 mod common;
 
@@ -23,6 +26,9 @@ const DEBIAN_SOURCES: &[&str] = &[
     "json-c@bookworm",
     "libyaml@bookworm",
     "libevent@bookworm",
+    "gmp@bookworm",
+    "mpfr4@bookworm",
+    "mpclib3@bookworm",
 ];
 
 fn repo() -> PathBuf {
@@ -36,8 +42,10 @@ fn repo() -> PathBuf {
 /// temporary files.
 fn mirror() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-mirror");
+    // The marker holds the list it was filled for, so adding a source refills the mirror.
     let marker = dir.join(".complete");
-    if !marker.exists() {
+    let want = DEBIAN_SOURCES.join("\n");
+    if fs_err::read_to_string(&marker).ok().as_deref() != Some(want.as_str()) {
         let status = Command::new(repo().join("tests/debian-sources.sh"))
             .arg(&dir)
             .args(DEBIAN_SOURCES)
@@ -47,7 +55,7 @@ fn mirror() -> PathBuf {
             status.success(),
             "filling the source mirror from Debian's archive failed"
         );
-        fs_err::write(&marker, "").unwrap();
+        fs_err::write(&marker, &want).unwrap();
     }
     dir
 }
@@ -353,5 +361,126 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
                 .file_name()
                 .to_string_lossy()
                 .starts_with("libevent-2.1.so"))
+    );
+}
+
+/// The same as `spec`'s realize, with the repository's recipes and the Debian mirror.
+fn realize_spec(w: &World, mirror: &Path, spec: &str) -> PathBuf {
+    let mut c = w.forge();
+    c.arg("--recipes")
+        .arg(repo())
+        .arg("--mirror")
+        .arg(format!("file://{}", mirror.display()))
+        .args(["realize", spec, "--jobs", "2", "--cores", "2"]);
+    PathBuf::from(ok(&c.output().unwrap()).lines().last().unwrap().trim())
+}
+
+#[test]
+fn toolchain_libraries_mpc_and_mpfr_build_on_the_gmp_repack_and_work() {
+    let mirror = mirror();
+    let w = World::new();
+    let spec = "mpc@1.3.1 %host-gcc target=x86-64-v3 ^mpfr@4.2.0 ^gmp@6.2.1-dfsg1";
+    let mpc = realize_spec(&w, &mirror, spec);
+    let plan = ok(&w.run_in(&repo(), &["plan", spec, "--json"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let path_of = |name: &str| -> PathBuf {
+        let n = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the plan"));
+        PathBuf::from(n["store_path"].as_str().unwrap())
+    };
+    let (mpfr, gmp) = (path_of("mpfr"), path_of("gmp"));
+    assert_eq!(mpc, path_of("mpc"));
+    assert!(
+        gmp.to_string_lossy().ends_with("-gmp-6.2.1-dfsg1"),
+        "{}",
+        gmp.display()
+    );
+
+    // libmpc finds mpfr and gmp in the store by its RUNPATH.
+    let dynamic = text(
+        &Command::new("readelf")
+            .arg("-d")
+            .arg(mpc.join("lib/libmpc.so"))
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let runpath = dynamic
+        .lines()
+        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
+        .unwrap_or_else(|| panic!("libmpc has a RUNPATH:\n{dynamic}"));
+    for dep in [&mpfr, &gmp] {
+        assert!(
+            runpath.contains(&format!("{}/lib", dep.display())),
+            "{runpath} names {}",
+            dep.display()
+        );
+    }
+
+    // ... and the dynamic loader follows it there, not to the host's copies.
+    let ldd = text(
+        &Command::new("/usr/bin/ldd")
+            .arg(mpc.join("lib/libmpc.so"))
+            .env_clear()
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for (lib, dep) in [("libmpfr.so.6", &mpfr), ("libgmp.so.10", &gmp)] {
+        let line = ldd
+            .lines()
+            .find(|l| l.contains(lib))
+            .unwrap_or_else(|| panic!("{lib} in\n{ldd}"));
+        assert!(
+            line.contains(&dep.display().to_string()),
+            "{line} resolves into {}",
+            dep.display()
+        );
+    }
+
+    // A program computing with all three runs with an empty environment and prints the right
+    // value: exp(i*pi) = -1.
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("t.c"),
+        r#"#include <stdio.h>
+#include <mpc.h>
+int main(void) {
+    mpc_t z;
+    mpc_init2(z, 128);
+    mpc_set_ui(z, 0, MPC_RNDNN);
+    mpfr_const_pi(mpc_imagref(z), MPFR_RNDN);
+    mpc_exp(z, z, MPC_RNDNN);
+    mpfr_abs(mpc_imagref(z), mpc_imagref(z), MPFR_RNDN);
+    mpfr_printf("%.6Rf %s %s %s\n", mpc_realref(z),
+                mpfr_cmp_d(mpc_imagref(z), 1e-30) < 0 ? "real" : "complex",
+                mpc_get_version(), gmp_version);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let mut cc = Command::new("gcc");
+    cc.current_dir(dir.path()).args(["-O2", "t.c", "-o", "t"]);
+    for p in [&mpc, &mpfr, &gmp] {
+        cc.arg(format!("-I{}/include", p.display()))
+            .arg(format!("-L{}/lib", p.display()))
+            .arg(format!("-Wl,-rpath,{}/lib", p.display()));
+    }
+    let o = cc.args(["-lmpc", "-lmpfr", "-lgmp"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = Command::new(dir.path().join("t"))
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&o.stdout).trim(),
+        "-1.000000 real 1.3.1 6.2.1",
+        "{}",
+        text(&o.stderr)
     );
 }

@@ -328,7 +328,10 @@ impl SourceCache {
             }
         }
         if candidates.is_empty() {
-            attempts.push("no mirror or URL to try".into());
+            attempts.push(
+                "no URL and no mirror to try: this source is only served by mirrors; pass `--mirror URL` (a directory laid out as `sha256/<digest>` or by file name)"
+                    .into(),
+            );
         }
         Err(FetchError::Unavailable {
             name: name.to_owned(),

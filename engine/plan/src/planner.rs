@@ -300,6 +300,23 @@ impl<'a> Planner<'a> {
                     });
                     fetch.push(Fetch { urls, path: None });
                 }
+                SourceDecl::Mirrored {
+                    file,
+                    sha256,
+                    expand,
+                } => {
+                    sources.push(DrvSource {
+                        unpack: *expand && is_archive(&file.value),
+                        name: file.value.clone(),
+                        sha256: Some(sha256.value.to_hex()),
+                        tree: None,
+                    });
+                    // No URL: the configured mirrors are searched by digest and by this name.
+                    fetch.push(Fetch {
+                        urls: Vec::new(),
+                        path: None,
+                    });
+                }
                 SourceDecl::Local { path } => {
                     let full = recipe.dir.join(&path.value);
                     let (hash, is_dir) = self.local_hash(&full).map_err(|e| {

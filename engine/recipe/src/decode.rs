@@ -745,7 +745,15 @@ fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionDecl> {
     let (args, props) = cx.entries(
         node,
         Args::Exactly(1, "the version"),
-        &["sha256", "url", "path", "expand", "deprecated", "note"],
+        &[
+            "sha256",
+            "url",
+            "file",
+            "path",
+            "expand",
+            "deprecated",
+            "note",
+        ],
     )?;
     let version = cx.version(args[0])?;
     let span = cx.span(node.span());
@@ -758,7 +766,7 @@ fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionDecl> {
         None => None,
     };
     let source = if let Some(path) = props.get("path") {
-        for key in ["sha256", "url", "expand"] {
+        for key in ["sha256", "url", "file", "expand"] {
             if let Some(e) = props.get(key) {
                 let s = cx.span(e.span());
                 cx.err(
@@ -786,18 +794,52 @@ fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionDecl> {
             return None;
         };
         let sha256 = cx.sha256(sha)?;
-        let url = match props.get("url") {
-            Some(e) => Some(cx.template(e, "`url`")?),
-            None => None,
-        };
         let expand = match props.get("expand") {
             Some(e) => cx.boolean(e, "`expand`")?,
             None => true,
         };
-        SourceDecl::Remote {
-            url,
-            sha256,
-            expand,
+        match (props.get("file"), props.get("url")) {
+            (Some(_), Some(u)) => {
+                let s = cx.span(u.span());
+                cx.err(
+                    "recipe::conflicting-properties",
+                    "`url` cannot be combined with `file`",
+                    s,
+                    "not allowed with `file`",
+                    "`file=` names a source that only mirrors hold; remove it to download from `url`, or remove `url`",
+                );
+                return None;
+            }
+            (Some(f), None) => {
+                let file = cx.string(f, "`file`")?;
+                if file.value.is_empty()
+                    || file.value.contains('/')
+                    || file.value == "."
+                    || file.value == ".."
+                {
+                    cx.err(
+                        "recipe::bad-file-name",
+                        format!("`{}` is not a file name", file.value),
+                        file.span,
+                        "not a plain file name",
+                        "give the file's name as mirrors hold it, without a directory (`gmp_6.2.1+dfsg1.orig.tar.xz`)",
+                    );
+                    return None;
+                }
+                SourceDecl::Mirrored {
+                    file,
+                    sha256,
+                    expand,
+                }
+            }
+            (None, url) => SourceDecl::Remote {
+                url: match url {
+                    Some(e) => Some(cx.template(e, "`url`")?),
+                    None => None,
+                },
+                sha256,
+                expand,
+            },
         }
     };
     Some(VersionDecl {

@@ -266,6 +266,16 @@ pub enum SourceDecl {
         /// `.run` installer or a `.pem`).
         expand: bool,
     },
+    /// A file that no public URL serves under this name (a distribution's repack of an
+    /// upstream release, say): fetched only from the configured mirrors, by its sha256.
+    Mirrored {
+        /// The file's name (its format is recognised from it).
+        file: Spanned<String>,
+        /// The digest of the file.
+        sha256: Spanned<Sha256>,
+        /// Whether the file is an archive to unpack.
+        expand: bool,
+    },
     /// A file or directory beside the recipe, hashed by content.
     Local {
         /// Path relative to the recipe's directory.

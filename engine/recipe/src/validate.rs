@@ -437,6 +437,7 @@ impl V<'_> {
                     };
                     let _ = t;
                 }
+                SourceDecl::Mirrored { .. } => {}
                 SourceDecl::Local { path } => {
                     let Some(p) = self.local_path(r, path, "local source") else {
                         continue;

@@ -94,6 +94,16 @@ impl Printer<'_> {
                         .unwrap_or_default(),
                     if *expand { "" } else { " packed" }
                 ),
+                SourceDecl::Mirrored {
+                    file,
+                    sha256,
+                    expand,
+                } => format!(
+                    "mirrored {} sha256={}{}",
+                    file.value,
+                    &sha256.value.to_hex()[..12],
+                    if *expand { "" } else { " packed" }
+                ),
                 SourceDecl::Local { path } => format!("local {}", path.value),
             };
             let mut s = format!("version {}: {source}", v.version.value);

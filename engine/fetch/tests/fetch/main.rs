@@ -142,7 +142,10 @@ fn not_found_is_not_retried() {
     assert_eq!(server.paths(), ["/missing.tar.gz"]);
     // Nowhere to look at all says so.
     let err = cache.fetch("orphan.tar.gz", &sha(b"y"), &[]).unwrap_err();
-    assert!(err.to_string().contains("no mirror or URL to try"), "{err}");
+    assert!(
+        err.to_string().contains("no URL and no mirror to try"),
+        "{err}"
+    );
 }
 
 #[test]
