@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -687,4 +688,131 @@ fn kill_9_during_a_download_then_rerun_resumes() {
         .args(["verify", "--check-contents"])
         .output()
         .unwrap());
+}
+
+/// The scratch directories under the store's `.forge/build/`.
+fn scratch_dirs(w: &World) -> Vec<String> {
+    fs_err::read_dir(w.store().join(".forge/build"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether any process on the machine runs with `needle` in its command line.
+fn process_running(needle: &str) -> bool {
+    fs_err::read_dir("/proc").unwrap().flatten().any(|e| {
+        fs_err::read(e.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn ctrl_c_stops_builds_and_removes_their_scratch_but_keep_failed_keeps_a_failure() {
+    let w = World::new();
+    // A sleep whose length no other process on the machine uses, to find it in /proc.
+    let marker = format!("{}.{}", 600 + std::process::id() % 100, std::process::id());
+    let pkgs = [
+        Pkg {
+            name: "slow",
+            deps: &[],
+            script: format!("echo slow-started; sleep {marker}; mkdir -p \"$out\""),
+        },
+        Pkg {
+            name: "broken",
+            deps: &[],
+            script: "echo partial > left-behind; exit 4".into(),
+        },
+    ];
+    write_tree(
+        &w.recipes(),
+        &pkgs,
+        &[("slow", "slow"), ("broken", "broken")],
+    );
+
+    // Ctrl-C (SIGINT to forge) while `slow` is sleeping.
+    let child = w
+        .forge()
+        .arg("--recipes")
+        .arg(w.recipes())
+        .args(["realize", "slow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| process_running(&marker), "the build to start sleeping");
+    assert_eq!(scratch_dirs(&w).len(), 1, "one build, one scratch dir");
+    let s = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success());
+    let started = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "forge stopped promptly"
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("interrupted"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!process_running(&marker), "the build's sleep was killed");
+    assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));
+    assert!(
+        !valid_names(&w).iter().any(|n| n.ends_with("-slow-1.0")),
+        "nothing valid"
+    );
+
+    // A failure under --keep-failed keeps its scratch dir, with what the build wrote, and says
+    // where it is; without it, the scratch dir goes.
+    let o = w.run(&["realize", "broken", "--keep-failed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let kept = scratch_dirs(&w);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let dir = w.store().join(".forge/build").join(&kept[0]);
+    let left: Vec<_> = walk(&dir)
+        .into_iter()
+        .filter(|p| p.ends_with("left-behind"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "the build's files are kept in {}",
+        dir.display()
+    );
+    assert!(
+        text(&o.stderr).contains(&kept[0]),
+        "the error names the kept dir: {}",
+        text(&o.stderr)
+    );
+    fs_err::remove_dir_all(&dir).unwrap();
+    let o = w.run(&["realize", "broken"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
