@@ -816,3 +816,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn scripts_with_shebangs_past_the_kernel_limit_still_run_from_the_padded_store() {
+    let w = World::new();
+    let pkgs = [
+        Pkg {
+            name: "interp",
+            deps: &[],
+            // An interpreter of its own in the store: a copy of the host's sh.
+            script: "mkdir -p \"$out/bin\"; cp /bin/sh \"$out/bin/mysh\"".into(),
+        },
+        Pkg {
+            name: "tool",
+            deps: &["interp"],
+            script: "mkdir -p \"$out/bin\"; \
+                     printf '#!%s/bin/mysh\\necho \"hello from $0 with $# args: $*\"\\n' \"$FORGE_DEP_INTERP\" > \"$out/bin/hello\"; \
+                     chmod +x \"$out/bin/hello\""
+                .into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[("tool", "tool")]);
+    let tool = PathBuf::from(
+        ok(&w.run(&["realize", "tool"]))
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    );
+    let script = tool.join("bin/hello");
+    let body = fs_err::read_to_string(&script).unwrap();
+    let mut lines = body.lines();
+    let first = lines.next().unwrap();
+    let second = lines.next().unwrap();
+    // The interpreter line the build wrote is longer than the kernel reads...
+    assert!(second.starts_with("#!") && second.len() > 127, "{body}");
+    assert!(second.ends_with("/bin/mysh"), "{body}");
+    // ... so the store put its sbang trampoline, outside the padded directory, in front.
+    assert_eq!(
+        first,
+        format!("#!/bin/sh {}", w.store().join("bin/sbang").display())
+    );
+    assert!(first.len() <= 127);
+    // Run directly, with an empty environment: the kernel runs sbang, sbang the real interpreter.
+    let o = Command::new(&script)
+        .args(["a", "b"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&o.stdout).trim(),
+        format!("hello from {} with 2 args: a b", script.display()),
+        "{}",
+        text(&o.stderr)
+    );
+}
