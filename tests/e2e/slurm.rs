@@ -60,6 +60,39 @@ fn mirror() -> PathBuf {
     dir
 }
 
+/// `forge plan SPEC --json` over the repository's recipes.
+fn plan_json(w: &World, spec: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&w.run_in(&repo(), &["plan", spec, "--json"]))).unwrap()
+}
+
+/// The planned store path of package `name` in `plan`.
+fn store_path(plan: &serde_json::Value, name: &str) -> PathBuf {
+    let n = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in the plan"));
+    PathBuf::from(n["store_path"].as_str().unwrap())
+}
+
+/// The RUNPATH (or RPATH) line `readelf -d` prints for `file`.
+fn runpath(file: &Path) -> String {
+    let dynamic = text(
+        &Command::new("readelf")
+            .arg("-d")
+            .arg(file)
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    dynamic
+        .lines()
+        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
+        .unwrap_or_else(|| panic!("{} has a RUNPATH:\n{dynamic}", file.display()))
+        .to_owned()
+}
+
 struct Daemons(Vec<Child>);
 
 impl Drop for Daemons {
@@ -123,17 +156,8 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
         );
     }
     let slurm = PathBuf::from(stdout.lines().last().unwrap().trim());
-    let plan = ok(&w.run_in(&repo(), &["plan", "slurm-22.05-host", "--json"]));
-    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
-    let path_of = |name: &str| -> PathBuf {
-        let n = plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in the plan"));
-        PathBuf::from(n["store_path"].as_str().unwrap())
-    };
+    let plan = plan_json(&w, "slurm-22.05-host");
+    let path_of = |name: &str| store_path(&plan, name);
     let munge = path_of("munge");
 
     // The binaries run from the store with an empty environment: RUNPATH finds every library.
@@ -163,18 +187,7 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
         "{out}"
     );
     // RUNPATH points into the store.
-    let dynamic = text(
-        &Command::new("readelf")
-            .arg("-d")
-            .arg(slurm.join("sbin/slurmctld"))
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    let runpath = dynamic
-        .lines()
-        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
-        .expect("slurmctld has a RUNPATH");
+    let runpath = runpath(&slurm.join("sbin/slurmctld"));
     assert!(
         runpath.contains(&w.store().display().to_string()),
         "{runpath}"
@@ -381,17 +394,8 @@ fn toolchain_libraries_mpc_and_mpfr_build_on_the_gmp_repack_and_work() {
     let w = World::new();
     let spec = "mpc@1.3.1 %host-gcc target=x86-64-v3 ^mpfr@4.2.0 ^gmp@6.2.1-dfsg1";
     let mpc = realize_spec(&w, &mirror, spec);
-    let plan = ok(&w.run_in(&repo(), &["plan", spec, "--json"]));
-    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
-    let path_of = |name: &str| -> PathBuf {
-        let n = plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in the plan"));
-        PathBuf::from(n["store_path"].as_str().unwrap())
-    };
+    let plan = plan_json(&w, spec);
+    let path_of = |name: &str| store_path(&plan, name);
     let (mpfr, gmp) = (path_of("mpfr"), path_of("gmp"));
     assert_eq!(mpc, path_of("mpc"));
     assert!(
@@ -401,18 +405,7 @@ fn toolchain_libraries_mpc_and_mpfr_build_on_the_gmp_repack_and_work() {
     );
 
     // libmpc finds mpfr and gmp in the store by its RUNPATH.
-    let dynamic = text(
-        &Command::new("readelf")
-            .arg("-d")
-            .arg(mpc.join("lib/libmpc.so"))
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    let runpath = dynamic
-        .lines()
-        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
-        .unwrap_or_else(|| panic!("libmpc has a RUNPATH:\n{dynamic}"));
+    let runpath = runpath(&mpc.join("lib/libmpc.so"));
     for dep in [&mpfr, &gmp] {
         assert!(
             runpath.contains(&format!("{}/lib", dep.display())),

@@ -462,25 +462,20 @@ pub type Timings = BTreeMap<String, Duration>;
 mod tests {
     use super::*;
 
+    fn node(deps: &[usize], seconds: f64) -> Node {
+        Node {
+            deps: deps.to_vec(),
+            seconds,
+        }
+    }
+
     #[test]
     fn critical_path_follows_the_longest_chain() {
         let nodes = vec![
-            Node {
-                deps: vec![],
-                seconds: 1.0,
-            },
-            Node {
-                deps: vec![],
-                seconds: 5.0,
-            },
-            Node {
-                deps: vec![0],
-                seconds: 1.0,
-            },
-            Node {
-                deps: vec![1, 2],
-                seconds: 2.0,
-            },
+            node(&[], 1.0),
+            node(&[], 5.0),
+            node(&[0], 1.0),
+            node(&[1, 2], 2.0),
         ];
         assert_eq!(critical_path(&nodes), 7.0);
     }
@@ -490,22 +485,10 @@ mod tests {
         // Two slots; a 3 s chain (0 -> 2) and two independent 2 s builds (1, 3). Starting
         // the chain first finishes at 4 s; starting the two short builds first would need 5 s.
         let nodes = vec![
-            Node {
-                deps: vec![],
-                seconds: 1.0,
-            },
-            Node {
-                deps: vec![],
-                seconds: 2.0,
-            },
-            Node {
-                deps: vec![0],
-                seconds: 2.0,
-            },
-            Node {
-                deps: vec![],
-                seconds: 2.0,
-            },
+            node(&[], 1.0),
+            node(&[], 2.0),
+            node(&[0], 2.0),
+            node(&[], 2.0),
         ];
         assert_eq!(list_schedule(&nodes, 2), 4.0);
         assert_eq!(list_schedule(&nodes, 1), 7.0);
