@@ -871,3 +871,122 @@ fn scripts_with_shebangs_past_the_kernel_limit_still_run_from_the_padded_store()
         text(&o.stderr)
     );
 }
+
+#[test]
+fn builds_see_a_fixed_environment_and_no_network() {
+    let w = World::new();
+    // A server on the machine's loopback that a build must not reach.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pkgs = [Pkg {
+        name: "probe",
+        deps: &[],
+        script: format!(
+            "mkdir -p \"$out\"; {{ \
+             echo \"TZ=$TZ\"; echo \"LC_ALL=$LC_ALL\"; echo \"SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH\"; \
+             echo \"ZERO_AR_DATE=$ZERO_AR_DATE\"; echo \"USER=$USER\"; echo \"umask=$(umask)\"; \
+             echo \"HOME=$HOME\"; echo \"PATH=$PATH\"; echo \"host=$(cat /proc/sys/kernel/hostname)\"; \
+             if bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null; then echo net=reached; else echo net=refused; fi; \
+             if [ -e /usr/bin/python3 ]; then echo python3=visible; else echo python3=hidden; fi; \
+             }} > \"$out/facts\""
+        ),
+    }];
+    write_tree(&w.recipes(), &pkgs, &[("probe", "probe")]);
+    let o = w.run(&["realize", "probe"]);
+    let out = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    let facts = fs_err::read_to_string(out.join("facts")).unwrap();
+    let fact = |k: &str| -> String {
+        facts
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {facts}"))
+            .to_owned()
+    };
+    assert_eq!(fact("TZ"), "UTC");
+    assert_eq!(fact("LC_ALL"), "C");
+    assert_eq!(fact("SOURCE_DATE_EPOCH"), "315532800");
+    assert_eq!(fact("ZERO_AR_DATE"), "1");
+    assert_eq!(fact("USER"), "forge");
+    assert_eq!(fact("umask"), "0022");
+    // HOME is in the build's scratch dir; PATH holds no host directory but /usr/bin and /bin.
+    assert!(
+        fact("HOME").starts_with(&w.store().join(".forge/build").display().to_string()),
+        "{facts}"
+    );
+    let path = fact("PATH");
+    for dir in path.split(':') {
+        assert!(
+            dir == "/usr/bin" || dir == "/bin" || dir.starts_with(&w.store().display().to_string()),
+            "{dir} in PATH {path}"
+        );
+    }
+    let warned = text(&o.stderr).contains("builds can reach the network");
+    if warned {
+        // A kernel without user namespaces: forge said so, and the build did reach the server.
+        assert_eq!(fact("net"), "reached", "{facts}");
+    } else {
+        assert_eq!(fact("net"), "refused", "{facts}");
+        // In the sandbox the machine's name is hidden and /usr/bin shows only allowed tools.
+        assert_eq!(fact("host"), "forge", "{facts}");
+        if !text(&o.stderr).contains("could write outside their output") {
+            assert_eq!(fact("python3"), "hidden", "{facts}");
+        }
+    }
+    drop(listener);
+}
+
+#[test]
+fn patches_are_applied_in_order_and_only_when_their_condition_holds() {
+    use sha2::Digest as _;
+    let w = World::new();
+    let root = w.recipes();
+    write_tree(&root, &[], &[("plain", "greet"), ("extra", "greet +extra")]);
+    fs_err::create_dir_all(root.join("src/greet")).unwrap();
+    fs_err::write(root.join("src/greet/greeting.txt"), "hello\nworld\n").unwrap();
+    fs_err::create_dir_all(root.join("recipes/patches")).unwrap();
+    let patches = [
+        (
+            "fix.patch",
+            "--- a/greeting.txt\n+++ b/greeting.txt\n@@ -1,2 +1,2 @@\n hello\n-world\n+patched world\n",
+        ),
+        (
+            "extra.patch",
+            "--- a/greeting.txt\n+++ b/greeting.txt\n@@ -1,2 +1,3 @@\n hello\n patched world\n+and more\n",
+        ),
+    ];
+    let mut lines = String::new();
+    for (i, (name, body)) in patches.iter().enumerate() {
+        fs_err::write(root.join("recipes/patches").join(name), body).unwrap();
+        let sha = format!("{:x}", sha2::Sha256::digest(body.as_bytes()));
+        let when = if i == 1 { " when=\"+extra\"" } else { "" };
+        lines.push_str(&format!(
+            "    patch \"patches/{name}\" sha256=\"{sha}\"{when}\n"
+        ));
+    }
+    fs_err::write(
+        root.join("recipes/greet.kdl"),
+        format!(
+            "package \"greet\" {{\n    version \"1.0\" path=\"../src/greet\"\n    languages\n    \
+             variant \"extra\" default=#false\n{lines}    build \"custom\" {{\n        \
+             phase \"install\" {{ sh \"mkdir -p $out && cp greeting.txt $out/\" }}\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let built = |target: &str| {
+        let out = PathBuf::from(
+            ok(&w.run(&["realize", target]))
+                .lines()
+                .last()
+                .unwrap()
+                .trim(),
+        );
+        fs_err::read_to_string(out.join("greeting.txt")).unwrap()
+    };
+    assert_eq!(built("plain"), "hello\npatched world\n");
+    assert_eq!(built("extra"), "hello\npatched world\nand more\n");
+    // The source beside the recipe is untouched: patches apply to the build's copy.
+    assert_eq!(
+        fs_err::read_to_string(root.join("src/greet/greeting.txt")).unwrap(),
+        "hello\nworld\n"
+    );
+}
