@@ -285,6 +285,50 @@ fn failing_build_keeps_nothing_and_keep_going_builds_the_rest() {
         "{}",
         text(&log.stderr)
     );
+
+    // The same run for programs: `--json` events with durations, the failure's phase,
+    // command, log and tail.
+    let w2 = World::new();
+    write_tree(&w2.recipes(), &pkgs, &[("top", "top")]);
+    let o = w2.run(&["realize", "top", "--keep-going", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let ev = events(&o.stdout);
+    let of = |kind: &str, pkg: &str| {
+        ev.iter()
+            .find(|e| {
+                e["event"] == kind
+                    && e["node"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with(&format!("-{pkg}-1.0")))
+            })
+            .unwrap_or_else(|| panic!("a `{kind}` event for {pkg} in {ev:?}"))
+    };
+    let good = of("finished", "good");
+    assert_eq!(good["how"], "built");
+    assert!(good["seconds"].as_f64().unwrap() > 0.0, "{good}");
+    let failed = of("failed", "bad");
+    assert_eq!(failed["phase"], "install", "{failed}");
+    assert!(
+        failed["command"].as_str().unwrap().starts_with("sh -ec"),
+        "{failed}"
+    );
+    assert!(
+        failed["tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("boom-from-bad")),
+        "{failed}"
+    );
+    assert!(
+        failed["log"].as_str().is_some_and(|l| !l.is_empty()),
+        "{failed}"
+    );
+    assert!(
+        !ev.iter().any(|e| e["event"] == "started"
+            && e["node"].as_str().unwrap().contains("-above-bad-")),
+        "a node above a failure does not start"
+    );
 }
 
 #[test]
