@@ -506,7 +506,7 @@ fn the_gpu_target_adds_cuda_and_rocm_smi_and_old_gccs_get_their_own_mpfr() {
             .collect()
     };
     let added: Vec<String> = names(&gpu).difference(&names(&plain)).cloned().collect();
-    for pkg in ["cuda", "rocm-smi-lib", "rocm-core"] {
+    for pkg in ["cuda", "rocm-smi-lib", "rocm-core", "libdrm"] {
         assert!(
             added.iter().any(|a| a == pkg),
             "{pkg} added by -gpu: {added:?}"
@@ -526,5 +526,16 @@ fn the_gpu_target_adds_cuda_and_rocm_smi_and_old_gccs_get_their_own_mpfr() {
     assert!(
         old.iter()
             .any(|n| n["name"] == "gcc-runtime" && n["version"] == "7.5.0")
+    );
+    // A CUDA that rejects the host compiler is refused when planning, with NVIDIA's reason.
+    let o = w.run_in(
+        &repo(),
+        &["plan", "cuda@11.8.0 %gcc@13.4.0 target=x86-64-v3"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("CUDA 11.8 supports gcc up to 11 as host compiler"),
+        "{}",
+        text(&o.stderr)
     );
 }
