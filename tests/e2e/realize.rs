@@ -1034,3 +1034,53 @@ fn patches_are_applied_in_order_and_only_when_their_condition_holds() {
         "hello\nworld\n"
     );
 }
+
+#[test]
+fn gc_spares_a_path_a_running_process_uses_and_its_closure() {
+    let w = World::new();
+    let pkgs = [
+        Pkg {
+            name: "lib",
+            deps: &[],
+            script: "mkdir -p \"$out\"; echo lib > \"$out/data\"".into(),
+        },
+        Pkg {
+            name: "app",
+            deps: &["lib"],
+            // Refers to lib at run time.
+            script: "mkdir -p \"$out\"; echo \"$FORGE_DEP_LIB/data\" > \"$out/uses\"".into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[("app", "app")]);
+    let app = PathBuf::from(
+        ok(&w.run(&["realize", "app"]))
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    );
+    // No root points at app, but a process works in it.
+    let mut holder = Command::new("sleep")
+        .arg("60")
+        .current_dir(&app)
+        .spawn()
+        .unwrap();
+    let gc = |w: &World| -> serde_json::Value {
+        serde_json::from_str(&ok(&w.forge().args(["gc", "--json"]).output().unwrap())).unwrap()
+    };
+    let kept = gc(&w);
+    let deleted = |r: &serde_json::Value, pkg: &str| {
+        r["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().ends_with(&format!("-{pkg}-1.0")))
+    };
+    assert!(!deleted(&kept, "app") && !deleted(&kept, "lib"), "{kept}");
+    assert!(app.exists());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let after = gc(&w);
+    assert!(deleted(&after, "app") && deleted(&after, "lib"), "{after}");
+    assert!(!app.exists());
+}
