@@ -539,3 +539,34 @@ fn the_gpu_target_adds_cuda_and_rocm_smi_and_old_gccs_get_their_own_mpfr() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn openmpi_5_launches_under_slurm_with_pmix_and_ucx_on_rdma_core() {
+    let w = World::new();
+    let nodes = repo_plan(&w, "openmpi@5.0 ^slurm@25.11 %gcc@13.4.0 target=x86-64-v3");
+    let version = |name: &str| -> String {
+        nodes
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the openmpi graph"))["version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(version("openmpi").starts_with("5.0."));
+    assert!(version("slurm").starts_with("25.11."));
+    for pkg in ["pmix", "ucx", "rdma-core", "hwloc"] {
+        version(pkg);
+    }
+    let ompi = nodes.iter().find(|n| n["name"] == "openmpi").unwrap();
+    assert_eq!(
+        ompi["variants"]["schedulers"],
+        serde_json::json!(["slurm"]),
+        "{ompi}"
+    );
+    assert_eq!(
+        ompi["variants"]["fabrics"],
+        serde_json::json!(["ucx"]),
+        "{ompi}"
+    );
+}
