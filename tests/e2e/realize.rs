@@ -1084,3 +1084,79 @@ fn gc_spares_a_path_a_running_process_uses_and_its_closure() {
     assert!(deleted(&after, "app") && deleted(&after, "lib"), "{after}");
     assert!(!app.exists());
 }
+
+#[test]
+fn jobs_bound_the_concurrent_builds_and_the_longest_chain_starts_first() {
+    let w = World::new();
+    let log = w.path().join("concurrency.log");
+    let script = |n: &str| {
+        format!(
+            "echo \"+ {n}\" >> {log}; sleep 0.4; echo \"- {n}\" >> {log}; mkdir -p \"$out\"; echo {n} > \"$out/{n}\"",
+            log = log.display()
+        )
+    };
+    // A chain z1 <- z2 <- z3 and four independent builds, all under one top; the names sort
+    // the chain last, so only its priority can start it first.
+    let pkgs = [
+        Pkg {
+            name: "z1",
+            deps: &[],
+            script: script("z1"),
+        },
+        Pkg {
+            name: "z2",
+            deps: &["z1"],
+            script: script("z2"),
+        },
+        Pkg {
+            name: "z3",
+            deps: &["z2"],
+            script: script("z3"),
+        },
+        Pkg {
+            name: "a1",
+            deps: &[],
+            script: script("a1"),
+        },
+        Pkg {
+            name: "a2",
+            deps: &[],
+            script: script("a2"),
+        },
+        Pkg {
+            name: "a3",
+            deps: &[],
+            script: script("a3"),
+        },
+        Pkg {
+            name: "a4",
+            deps: &[],
+            script: script("a4"),
+        },
+        Pkg {
+            name: "top",
+            deps: &["z3", "a1", "a2", "a3", "a4"],
+            script: "mkdir -p \"$out\"; echo top > \"$out/top\"".into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[("top", "top")]);
+    let o = w.run(&["realize", "top", "--jobs", "2", "--json"]);
+    ok(&o);
+    let mut running = 0;
+    let mut most = 0;
+    for line in fs_err::read_to_string(&log).unwrap().lines() {
+        running += if line.starts_with('+') { 1 } else { -1 };
+        most = most.max(running);
+    }
+    assert_eq!(most, 2, "two job slots are used, and never more");
+    // The start of the longest chain is among the first builds started.
+    let started: Vec<String> = events(&o.stdout)
+        .iter()
+        .filter(|e| e["event"] == "started")
+        .map(|e| e["node"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        started[..2].iter().any(|n| n.ends_with("-z1-1.0")),
+        "{started:?}"
+    );
+}
