@@ -570,3 +570,88 @@ fn openmpi_5_launches_under_slurm_with_pmix_and_ucx_on_rdma_core() {
         "{ompi}"
     );
 }
+
+#[test]
+fn a_target_with_extra_roots_shares_equal_nodes_and_refuses_disagreeing_ones() {
+    let w = World::new();
+    let pkgs = [
+        Pkg {
+            name: "base",
+            deps: &[],
+            script: "mkdir -p \"$out\"; echo base > \"$out/base\"".into(),
+        },
+        Pkg {
+            name: "app",
+            deps: &["base"],
+            script: "mkdir -p \"$out\"; echo app > \"$out/app\"".into(),
+        },
+        Pkg {
+            name: "tool",
+            deps: &["base"],
+            script: "mkdir -p \"$out\"; echo tool > \"$out/tool\"".into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[]);
+    let targets = w.recipes().join("recipes/targets.kdl");
+    let mut t = fs_err::read_to_string(&targets).unwrap();
+    t.push_str("target \"both\" {\n    spec \"app\"\n    extra-root \"tool\"\n}\n");
+    fs_err::write(&targets, &t).unwrap();
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(&w.run(&["plan", "both", "--json"]))).unwrap();
+    let names: Vec<&str> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    // base once, shared by both roots.
+    assert_eq!(
+        names.iter().filter(|n| **n == "base").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"app") && names.contains(&"tool"),
+        "{names:?}"
+    );
+    let tool = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "tool")
+        .unwrap();
+    assert_eq!(plan["extra_roots"], serde_json::json!([tool["hash"]]));
+    let tree = text(&w.run(&["plan", "both"]).stdout);
+    assert!(tree.lines().any(|l| l.starts_with("tool@1.0")), "{tree}");
+
+    // Realize builds both roots and prints the root's path.
+    let o = w.run(&["realize", "both"]);
+    let root = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    assert!(root.join("app").exists());
+    assert!(
+        PathBuf::from(tool["store_path"].as_str().unwrap())
+            .join("tool")
+            .exists()
+    );
+
+    // A root that needs a node the other way is refused, naming the node.
+    let libs = w.recipes().join("recipes/base.kdl");
+    let mut b = fs_err::read_to_string(&libs).unwrap();
+    b = b.replace(
+        "    languages\n",
+        "    languages\n    variant \"fast\" default=#false\n",
+    );
+    fs_err::write(&libs, b).unwrap();
+    t.push_str(
+        "target \"split\" {\n    spec \"app ^base~fast\"\n    extra-root \"tool ^base+fast\"\n}\n",
+    );
+    fs_err::write(&targets, &t).unwrap();
+    let o = w.run(&["plan", "split"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("resolve::roots-disagree") && err.contains("base"),
+        "{err}"
+    );
+}

@@ -1925,8 +1925,9 @@ fn decode_settings(cx: &mut Cx<'_>, node: &KdlNode, extra: &[&str]) -> TargetSet
 fn decode_target(cx: &mut Cx<'_>, node: &KdlNode) -> Option<TargetDecl> {
     let (args, _) = cx.entries(node, Args::Exactly(1, "the target name"), &[])?;
     let name = cx.string(args[0], "the target name")?;
-    let settings = decode_settings(cx, node, &["spec", "description"]);
+    let settings = decode_settings(cx, node, &["spec", "extra-root", "description"]);
     let mut spec = None;
+    let mut extra_roots = Vec::new();
     let mut description = None;
     if let Some(doc) = node.children() {
         for c in doc.nodes() {
@@ -1935,6 +1936,15 @@ fn decode_target(cx: &mut Cx<'_>, node: &KdlNode) -> Option<TargetDecl> {
                     cx.no_children(c);
                     if let Some((args, _)) = cx.entries(c, Args::Exactly(1, "the root spec"), &[]) {
                         spec = cx.spec_lit(args[0], "the root spec");
+                    }
+                }
+                "extra-root" => {
+                    cx.no_children(c);
+                    if let Some((args, _)) =
+                        cx.entries(c, Args::Exactly(1, "a further root spec"), &[])
+                        && let Some(s) = cx.spec_lit(args[0], "a further root spec")
+                    {
+                        extra_roots.push(s);
                     }
                 }
                 "description" => {
@@ -1960,6 +1970,7 @@ fn decode_target(cx: &mut Cx<'_>, node: &KdlNode) -> Option<TargetDecl> {
     Some(TargetDecl {
         name,
         spec,
+        extra_roots,
         settings,
         description,
         matrix: None,
@@ -2234,6 +2245,7 @@ fn decode_matrix(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<TargetDecl> {
                             ..lit
                         },
                     },
+                    extra_roots: Vec::new(),
                     settings: settings.clone(),
                     description: description.clone(),
                     matrix: Some(name_tpl.value.clone()),

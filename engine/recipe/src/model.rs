@@ -727,6 +727,9 @@ pub struct TargetDecl {
     pub name: Spanned<String>,
     /// Root spec.
     pub spec: SpecLit,
+    /// Further roots realized with it (`extra-root "libevent@2.1.12"`): their graphs are
+    /// resolved with the target's settings and joined to the root's, sharing equal nodes.
+    pub extra_roots: Vec<SpecLit>,
     /// Settings (merged with the file's `defaults` by the resolver).
     pub settings: TargetSettings,
     /// One line about it.

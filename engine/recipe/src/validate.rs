@@ -1050,81 +1050,81 @@ impl V<'_> {
             {
                 self.settings(&t.settings);
             }
-            let spec = &t.spec.spec;
-            let name = spec.name().unwrap_or_default();
-            let name_span = t
-                .spec
-                .lit
-                .at(spec.name.as_ref().map_or(0..0, |n| n.span.clone()));
-            match set.packages.get(name) {
-                None if self.missing_is_explained(name) => {}
+            self.check_target_spec(&t.name.value, &t.spec);
+            for extra in &t.extra_roots {
+                self.check_target_spec(&t.name.value, extra);
+            }
+        }
+    }
+
+    /// A target's root spec (or a further root): its package, variants, version, toolchain and
+    /// the packages it constrains exist.
+    fn check_target_spec(&mut self, target: &str, lit: &SpecLit) {
+        let set = self.set;
+        let spec = &lit.spec;
+        let name = spec.name().unwrap_or_default();
+        let name_span = lit
+            .lit
+            .at(spec.name.as_ref().map_or(0..0, |n| n.span.clone()));
+        match set.packages.get(name) {
+            None if self.missing_is_explained(name) => {}
+            None => {
+                let help = Self::suggest(name, set.packages.keys().map(String::as_str), || {
+                    "add its recipe under `recipes/`".into()
+                });
+                self.err(
+                    "recipe::unknown-package",
+                    format!(
+                        "target `{}` names package `{name}`, which does not exist",
+                        target
+                    ),
+                    name_span,
+                    "no such package",
+                    help,
+                );
+            }
+            Some(r) => {
+                self.check_variants(spec, &lit.lit, r, &format!("in target `{}`", target));
+                if let Some(v) = &spec.version
+                    && r.host.is_none()
+                    && !r.incomplete.contains("version")
+                    && !r.versions.iter().any(|x| v.value.matches(&x.version.value))
+                {
+                    self.err(
+                        "recipe::no-matching-version",
+                        format!(
+                            "target `{}`: `{name}@{}` matches no version",
+                            target, v.value
+                        ),
+                        lit.lit.at(v.span.clone()),
+                        "no such version",
+                        format!("versions of `{name}`: {}", versions_list(r)),
+                    );
+                }
+            }
+        }
+        self.check_toolchain_and_target(spec, &lit.lit);
+        for dep in &spec.deps {
+            let dn = dep.name().unwrap_or_default();
+            match set.packages.get(dn) {
+                Some(r) => {
+                    self.check_variants(dep, &lit.lit, r, &format!("in target `{}`", target))
+                }
+                None if self.missing_is_explained(dn) => {}
                 None => {
-                    let help = Self::suggest(name, set.packages.keys().map(String::as_str), || {
+                    let help = Self::suggest(dn, set.packages.keys().map(String::as_str), || {
                         "add its recipe under `recipes/`".into()
                     });
                     self.err(
                         "recipe::unknown-package",
                         format!(
-                            "target `{}` names package `{name}`, which does not exist",
-                            t.name.value
+                            "target `{}` constrains `{dn}`, which does not exist",
+                            target
                         ),
-                        name_span,
+                        lit.lit.at(dep.span.clone()),
                         "no such package",
                         help,
                     );
-                }
-                Some(r) => {
-                    self.check_variants(
-                        spec,
-                        &t.spec.lit,
-                        r,
-                        &format!("in target `{}`", t.name.value),
-                    );
-                    if let Some(v) = &spec.version
-                        && r.host.is_none()
-                        && !r.incomplete.contains("version")
-                        && !r.versions.iter().any(|x| v.value.matches(&x.version.value))
-                    {
-                        self.err(
-                            "recipe::no-matching-version",
-                            format!(
-                                "target `{}`: `{name}@{}` matches no version",
-                                t.name.value, v.value
-                            ),
-                            t.spec.lit.at(v.span.clone()),
-                            "no such version",
-                            format!("versions of `{name}`: {}", versions_list(r)),
-                        );
-                    }
-                }
-            }
-            self.check_toolchain_and_target(spec, &t.spec.lit);
-            for dep in &spec.deps {
-                let dn = dep.name().unwrap_or_default();
-                match set.packages.get(dn) {
-                    Some(r) => self.check_variants(
-                        dep,
-                        &t.spec.lit,
-                        r,
-                        &format!("in target `{}`", t.name.value),
-                    ),
-                    None if self.missing_is_explained(dn) => {}
-                    None => {
-                        let help =
-                            Self::suggest(dn, set.packages.keys().map(String::as_str), || {
-                                "add its recipe under `recipes/`".into()
-                            });
-                        self.err(
-                            "recipe::unknown-package",
-                            format!(
-                                "target `{}` constrains `{dn}`, which does not exist",
-                                t.name.value
-                            ),
-                            t.spec.lit.at(dep.span.clone()),
-                            "no such package",
-                            help,
-                        );
-                    }
                 }
             }
         }

@@ -147,11 +147,65 @@ pub struct Graph {
     pub graph: DiGraph<Node, Edge>,
     /// The root node.
     pub root: NodeIndex,
+    /// Further roots (a target's `extra-root`s), in the order written.
+    pub extra_roots: Vec<NodeIndex>,
     /// Target architecture.
     pub arch: String,
 }
 
 impl Graph {
+    /// Adds `other`'s nodes that this graph lacks (in `other`'s order, so dependencies still
+    /// come first) and makes its root one of the extra roots. Nodes are the same when their
+    /// package and context are; if such a pair differs in version, variants, origin or toolchain,
+    /// nothing is joined and the key is returned.
+    pub fn join(&mut self, other: Graph) -> Result<(), NodeKey> {
+        let here: BTreeMap<&NodeKey, NodeIndex> = self
+            .graph
+            .node_indices()
+            .map(|i| (&self.graph[i].key, i))
+            .collect();
+        let mut map: BTreeMap<NodeIndex, Option<NodeIndex>> = BTreeMap::new();
+        for i in other.graph.node_indices() {
+            let n = &other.graph[i];
+            match here.get(&n.key) {
+                Some(&j) if self.graph[j] == *n => {
+                    map.insert(i, Some(j));
+                }
+                Some(_) => return Err(n.key.clone()),
+                None => {
+                    map.insert(i, None);
+                }
+            }
+        }
+        let mut to_new: BTreeMap<NodeIndex, NodeIndex> = BTreeMap::new();
+        for i in other.graph.node_indices() {
+            let j = match map[&i] {
+                Some(j) => j,
+                None => self.graph.add_node(other.graph[i].clone()),
+            };
+            to_new.insert(i, j);
+        }
+        for e in other.graph.edge_references() {
+            // Edges among shared nodes are already there.
+            if map[&e.source()].is_none() {
+                self.graph
+                    .add_edge(to_new[&e.source()], to_new[&e.target()], e.weight().clone());
+            }
+        }
+        let root = to_new[&other.root];
+        if root != self.root && !self.extra_roots.contains(&root) {
+            self.extra_roots.push(root);
+        }
+        Ok(())
+    }
+
+    /// The root and the extra roots.
+    pub fn roots(&self) -> Vec<NodeIndex> {
+        std::iter::once(self.root)
+            .chain(self.extra_roots.iter().copied())
+            .collect()
+    }
+
     /// Node indices, dependencies before dependents.
     pub fn topo(&self) -> impl Iterator<Item = NodeIndex> + '_ {
         self.graph.node_indices()

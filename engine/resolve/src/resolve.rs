@@ -32,6 +32,9 @@ pub struct Request {
     pub origin: SpecOrigin,
     /// Target settings merged over the defaults.
     pub settings: TargetSettings,
+    /// Further roots of a target (`extra-root`), resolved with the same settings and joined to
+    /// the root's graph.
+    pub extra_roots: Vec<(Spec, SpecOrigin)>,
 }
 
 /// Where a root spec comes from.
@@ -64,6 +67,11 @@ impl Request {
             spec: t.spec.spec.clone(),
             origin: SpecOrigin::Target(t.spec.lit),
             settings,
+            extra_roots: t
+                .extra_roots
+                .iter()
+                .map(|e| (e.spec.clone(), SpecOrigin::Target(e.lit)))
+                .collect(),
         }
     }
 
@@ -127,6 +135,7 @@ impl Request {
             spec,
             origin: SpecOrigin::CommandLine(text.to_owned()),
             settings: set.defaults.clone(),
+            extra_roots: Vec::new(),
         })
     }
 }
@@ -348,6 +357,32 @@ impl<'a> Resolver<'a> {
     /// Resolves a request into a graph. Every error points somewhere: into the recipes when it
     /// can, else at the request's spec.
     pub fn resolve(&self, req: &Request) -> Result<Graph, Box<Diag>> {
+        let mut graph = self.resolve_located(req)?;
+        for (spec, origin) in &req.extra_roots {
+            let extra = Request {
+                name: req.name.clone(),
+                spec: spec.clone(),
+                origin: origin.clone(),
+                settings: req.settings.clone(),
+                extra_roots: Vec::new(),
+            };
+            let other = self.resolve_located(&extra)?;
+            if let Err(key) = graph.join(other) {
+                let d = Diag::error(
+                    "resolve::roots-disagree",
+                    format!(
+                        "the roots of `{}` resolve `{key}` differently",
+                        req.name
+                    ),
+                )
+                .help("constrain it the same way in both specs (`^name@version +variant`) so that they share one node");
+                return Err(Box::new(self.diag_for(&extra, d, None, "this root")));
+            }
+        }
+        Ok(graph)
+    }
+
+    fn resolve_located(&self, req: &Request) -> Result<Graph, Box<Diag>> {
         self.resolve_unlocated(req).map_err(|d| {
             if d.location().is_some() {
                 d
@@ -726,6 +761,7 @@ impl<'a> Resolver<'a> {
         Ok(Graph {
             name: req.name.clone(),
             root: index[root_key],
+            extra_roots: Vec::new(),
             graph,
             arch: arch.name.value.clone(),
         })

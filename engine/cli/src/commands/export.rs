@@ -120,7 +120,7 @@ pub(super) fn exportable(
     let mut roots = Vec::new();
     let mut meta: BTreeMap<String, PackageMeta> = BTreeMap::new();
     for request in requests {
-        let (plan, root) = plan_request(ctx, &set, &host, store, request)?;
+        let (plan, request_roots) = plan_request(ctx, &set, &host, store, request)?;
         let gr = &plan.graph;
         let spack_arch = set
             .arches
@@ -140,8 +140,10 @@ pub(super) fn exportable(
             .map(|(n, _)| n)
             .collect();
         // Build-only nodes need not be valid unless they are exported.
-        let needed: std::collections::BTreeSet<usize> =
-            runtime_closure(&plan, root, with_build_deps);
+        let needed: std::collections::BTreeSet<usize> = request_roots
+            .iter()
+            .flat_map(|r| runtime_closure(&plan, *r, with_build_deps))
+            .collect();
         let missing: Vec<&String> = missing
             .into_iter()
             .filter(|n| needed.contains(&names.iter().position(|x| x == *n).unwrap_or(usize::MAX)))
@@ -223,7 +225,7 @@ pub(super) fn exportable(
                 g.depend(id, libc, forge_spack::DepTypes::LINK, &["libc"]);
             }
         }
-        roots.push(ids[&names[root.index()]]);
+        roots.extend(request_roots.iter().map(|r| ids[&names[r.index()]]));
     }
     Ok(Exportable {
         graph: g,
@@ -232,20 +234,20 @@ pub(super) fn exportable(
     })
 }
 
-/// The plan a request stands for and the node to export: a target or spec's root, or, for a
-/// store path (or an out-link to one; anything holding a `/`), the node of the first target whose
-/// graph produces that path.
+/// The plan a request stands for and the nodes to export: a target's roots (its root and extra
+/// roots) or a spec's root, or, for a store path (or an out-link to one; anything holding a `/`),
+/// the node of the first target whose graph produces that path.
 fn plan_request(
     ctx: &Ctx,
     set: &forge_recipe::RecipeSet,
     host: &forge_resolve::SystemHost,
     store: &forge_store::Store,
     request: &str,
-) -> Result<(forge_plan::Plan, petgraph::graph::NodeIndex), ExitStatus> {
+) -> Result<(forge_plan::Plan, Vec<petgraph::graph::NodeIndex>), ExitStatus> {
     if !request.contains('/') {
         let plan = ctx.plan(set, host, request)?;
-        let root = plan.graph.root;
-        return Ok((plan, root));
+        let roots = plan.graph.roots();
+        return Ok((plan, roots));
     }
     let path = fs_err::canonicalize(request).map_err(|e| fail(ctx, e))?;
     let Some(name) = store.name_of(&path) else {
@@ -266,7 +268,7 @@ fn plan_request(
         };
         let names = forge_realize::store_names(&plan);
         if let Some(i) = names.iter().position(|n| *n == name) {
-            return Ok((plan, petgraph::graph::NodeIndex::new(i)));
+            return Ok((plan, vec![petgraph::graph::NodeIndex::new(i)]));
         }
     }
     ctx.printer.error(&format!(

@@ -134,11 +134,12 @@ fn variants_text(v: &std::collections::BTreeMap<String, VariantValue>) -> String
 pub(super) fn tree(plan: &Plan, store: &Path) -> String {
     let g = &plan.graph;
     let mut out = String::new();
-    let root = g.node(g.root);
     let _ = writeln!(out, "{}  ({} nodes, target {})", g.name, g.len(), g.arch);
     let mut seen = BTreeSet::new();
-    line(plan, store, g.root, "", "", None, &mut seen, &mut out);
-    let _ = root;
+    // The root, then each extra root as a tree of its own (shared nodes refer back).
+    for r in g.roots() {
+        line(plan, store, r, "", "", None, &mut seen, &mut out);
+    }
     out
 }
 
@@ -240,6 +241,7 @@ pub(super) fn plan_json(plan: &Plan, store: &Path) -> serde_json::Value {
         "name": g.name,
         "arch": g.arch,
         "root": plan.root().hash.to_string(),
+        "extra_roots": g.extra_roots.iter().map(|r| plan.drv(*r).hash.to_string()).collect::<Vec<_>>(),
         "nodes": nodes,
     })
 }
