@@ -8,6 +8,27 @@ use std::process::Command;
 
 use common::*;
 
+/// The spec document a signed spec manifest points at (its gzip'd spec blob).
+fn spec_of(cache: &Path, manifest: &Path) -> serde_json::Value {
+    let body = fs_err::read_to_string(manifest).unwrap();
+    let start = body.find("\n{").unwrap();
+    let end = body.find("-----BEGIN PGP SIGNATURE-----").unwrap();
+    let m: serde_json::Value = serde_json::from_str(&body[start..end]).unwrap();
+    let sum = m["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["mediaType"] == "application/vnd.spack.spec.v5+json")
+        .unwrap()["checksum"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blob = cache.join("blobs/sha256").join(&sum[..2]).join(&sum);
+    let o = Command::new("gzip").arg("-dc").arg(&blob).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -107,6 +128,60 @@ fn signed_export_verifies_with_gnupg_and_forge_and_catches_tampering() {
             "{body}"
         );
     }
+
+    // The spec of `hello` as the CLI built it from the store: the host gcc as an external
+    // build dependency at /usr with its compilers, gcc-runtime as a real node, glibc as an
+    // external at /usr with the version this machine links, the target as x86_64_v3.
+    let hello = manifests
+        .iter()
+        .find(|m| m.parent().unwrap().ends_with("hello"))
+        .expect("a manifest for hello");
+    let spec = spec_of(&cache, hello);
+    let nodes = spec["spec"]["nodes"].as_array().unwrap();
+    let node = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {spec}"))
+    };
+    let dep_types = |of: &serde_json::Value, name: &str| -> Vec<String> {
+        of["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} among the dependencies of {of}"))["parameters"]
+            ["deptypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let root = &nodes[0];
+    assert_eq!(root["name"], "hello");
+    assert_eq!(root["arch"]["target"], "x86_64_v3");
+    assert_eq!(dep_types(root, "gcc"), ["build"]);
+    assert_eq!(dep_types(root, "gcc-runtime"), ["link"]);
+    assert_eq!(dep_types(root, "glibc"), ["link"]);
+    let gcc = node("gcc");
+    assert_eq!(gcc["external"]["path"], "/usr", "{gcc}");
+    assert_eq!(
+        gcc["external"]["extra_attributes"]["compilers"]["c"], "/usr/bin/gcc",
+        "{gcc}"
+    );
+    assert!(node("gcc-runtime")["external"].is_null());
+    let glibc = node("glibc");
+    assert_eq!(glibc["external"]["path"], "/usr", "{glibc}");
+    let ldd = text(
+        &Command::new("ldd")
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let linked = ldd.lines().next().unwrap().rsplit(' ').next().unwrap();
+    assert_eq!(glibc["version"], linked, "{ldd}");
 
     // Exporting again writes nothing new and keeps the blobs byte for byte.
     let blobs_before: Vec<(PathBuf, Vec<u8>)> = files_under(&cache.join("blobs"))
