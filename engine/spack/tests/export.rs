@@ -485,3 +485,35 @@ fn build_logs_may_be_zstd_or_gzip() {
         assert_eq!(gunzip(log), text, "{}", s.name);
     }
 }
+
+#[test]
+fn packages_mapped_to_spacks_builtin_get_no_stub_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = fixture(tmp.path(), 160);
+    f.graph.node_mut(f.libdep).namespace = "builtin".into();
+    let cache = tmp.path().join("cache");
+    export(&f.graph, &[f.app], &cache, None, &opts()).unwrap();
+    let packages = cache.join("spack-repo/spack_repo/forge/packages");
+    assert!(packages.join("app/package.py").exists());
+    assert!(
+        !packages.join("libdep").exists(),
+        "libdep is Spack's own recipe: no stub"
+    );
+    assert!(!cache.join("spack-repo/spack_repo/builtin").exists());
+    // The stub still declares the dependency on the builtin package.
+    let stub = fs_err::read_to_string(packages.join("app/package.py")).unwrap();
+    assert!(
+        stub.contains("depends_on(\"libdep\", type=(\"build\", \"link\"))"),
+        "{stub}"
+    );
+    // The spec says which repository each package comes from.
+    let idx = index_of(&cache);
+    let ns: Vec<(String, String)> = idx
+        .records
+        .values()
+        .filter(|r| r.in_buildcache)
+        .map(|r| (r.field("name").to_owned(), r.field("namespace").to_owned()))
+        .collect();
+    assert!(ns.contains(&("libdep".into(), "builtin".into())), "{ns:?}");
+    assert!(ns.contains(&("app".into(), "forge".into())), "{ns:?}");
+}
