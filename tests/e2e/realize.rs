@@ -1160,3 +1160,50 @@ fn jobs_bound_the_concurrent_builds_and_the_longest_chain_starts_first() {
         "{started:?}"
     );
 }
+
+#[test]
+fn commit_normalizes_modes_and_times() {
+    use std::os::unix::fs::MetadataExt as _;
+    let w = World::new();
+    let pkgs = [Pkg {
+        name: "odd",
+        deps: &[],
+        script: "mkdir -p \"$out/bin\" \"$out/share/private\"; \
+                 echo data > \"$out/share/private/secret\"; chmod 600 \"$out/share/private/secret\"; \
+                 printf '#!/bin/sh\\necho hi\\n' > \"$out/bin/tool\"; chmod 4777 \"$out/bin/tool\"; \
+                 echo plain > \"$out/share/plain\"; chmod 666 \"$out/share/plain\"; \
+                 chmod 700 \"$out/share/private\"; \
+                 touch -d '2001-02-03 04:05:06' \"$out/share/plain\""
+            .into(),
+    }];
+    write_tree(&w.recipes(), &pkgs, &[("odd", "odd")]);
+    let out = PathBuf::from(
+        ok(&w.run(&["realize", "odd"]))
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    );
+    let mode = |p: &str| fs_err::symlink_metadata(out.join(p)).unwrap().mode() & 0o7777;
+    // Files read-only, executable only when the owner could execute; no setuid; dirs 0555.
+    assert_eq!(mode("share/private/secret"), 0o444);
+    assert_eq!(mode("share/plain"), 0o444);
+    assert_eq!(mode("bin/tool"), 0o555);
+    assert_eq!(mode("share/private"), 0o555);
+    assert_eq!(mode(""), 0o555);
+    // Every entry's mtime is 1 (as in Nix), whatever the build set.
+    for p in [
+        "",
+        "bin",
+        "bin/tool",
+        "share",
+        "share/plain",
+        "share/private/secret",
+    ] {
+        assert_eq!(
+            fs_err::symlink_metadata(out.join(p)).unwrap().mtime(),
+            1,
+            "{p}"
+        );
+    }
+}
