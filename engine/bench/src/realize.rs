@@ -333,13 +333,7 @@ pub fn install_like_tree(root: &Path, total_mb: u64, seed: u64) -> std::io::Resu
     let mut bytes = 0u64;
     let target = total_mb << 20;
     let mut buf = vec![0u8; 1 << 20];
-    let fill = |rng: &mut Rng, buf: &mut [u8]| {
-        for chunk in buf.chunks_mut(8) {
-            let v = rng.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    };
-    fill(&mut rng, &mut buf);
+    rng.fill(&mut buf);
     // 70% in a few big files, the rest in small ones.
     let big = target * 7 / 10;
     let mut big_done = 0;
@@ -359,7 +353,7 @@ pub fn install_like_tree(root: &Path, total_mb: u64, seed: u64) -> std::io::Resu
         bytes += size;
         files += 1;
         k += 1;
-        fill(&mut rng, &mut buf);
+        rng.fill(&mut buf);
     }
     while bytes < target {
         let dir = root.join(format!(

@@ -24,58 +24,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use forge_bench::content::text_chunk;
+use forge_bench::synthetic::Rng;
 use forge_check::{CompareContext, compare};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-const WORDS: &[&str] = &[
-    "template",
-    "typename",
-    "const",
-    "return",
-    "namespace",
-    "operator",
-    "size_t",
-    "static",
-    "inline",
-    "struct",
-    "#include",
-    "#define",
-    "#ifdef",
-    "#endif",
-    "(",
-    ")",
-    "{",
-    "}",
-    ";",
-];
-
 fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        out.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
-        out.push(if rng.below(8) == 0 { b'\n' } else { b' ' });
-    }
-    out.truncate(len);
+    let mut out = Vec::with_capacity(len + 64);
+    text_chunk(rng, len, &mut out);
     out
 }
 
@@ -120,7 +75,7 @@ fn write(path: &Path, data: &[u8]) {
 /// Generates the stored tree: ~35 % of the bytes in 4 large files, ~25 % in mid-sized files
 /// (64 KiB – 4 MiB), ~40 % in small files (256 B – 32 KiB, 200 per directory).
 fn generate(root: &Path, size: u64) -> (u64, u64) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let (mut files, mut bytes) = (0u64, 0u64);
     let large = size * 35 / 100 / 4;
     for i in 0..4 {
@@ -132,7 +87,7 @@ fn generate(root: &Path, size: u64) -> (u64, u64) {
     let mut mid_total = 0;
     let mut n = 0;
     while mid_total < size * 25 / 100 {
-        let len = 65_536 + rng.below(4 << 20) as usize;
+        let len = 65_536 + rng.below(4 << 20);
         let data = binary(&mut rng, len);
         write(&root.join(format!("lib/lib{n}.so")), &data);
         mid_total += len as u64;
@@ -143,7 +98,7 @@ fn generate(root: &Path, size: u64) -> (u64, u64) {
     let mut small_total = 0;
     let mut n = 0u64;
     while small_total < size * 40 / 100 {
-        let len = 256 + rng.below(32 * 1024 - 256) as usize;
+        let len = 256 + rng.below(32 * 1024 - 256);
         let data = if n.is_multiple_of(3) {
             binary(&mut rng, len)
         } else {

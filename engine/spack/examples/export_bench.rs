@@ -17,108 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use forge_bench::content::{binary_chunk, text_chunk};
+use forge_bench::synthetic::Rng;
 use forge_spack::{Arch, DepTypes, ExportGraph, ExportOptions, Node, export, host};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const WORDS: &[&str] = &[
-    "template",
-    "typename",
-    "const",
-    "std::",
-    "return",
-    "namespace",
-    "__glibcxx",
-    "operator",
-    "size_t",
-    "noexcept",
-    "constexpr",
-    "static",
-    "inline",
-    "struct",
-    "class",
-    "public:",
-    "private:",
-    "void",
-    "bool",
-    "char",
-    "int",
-    "unsigned",
-    "long",
-    "_Tp",
-    "_Alloc",
-    "iterator",
-    "#include",
-    "#define",
-    "#ifdef",
-    "#endif",
-    "(",
-    ")",
-    "{",
-    "}",
-    ";",
-    "&&",
-    "::",
-    "<",
-    ">",
-];
-
-/// Text like C++ headers (gzip -6 ≈ 4:1).
-fn text_chunk(rng: &mut Rng, len: usize, out: &mut Vec<u8>) {
-    while out.len() < len {
-        let w = WORDS[rng.below(WORDS.len() as u64) as usize];
-        out.extend_from_slice(w.as_bytes());
-        out.push(if rng.below(9) == 0 { b'\n' } else { b' ' });
-        if rng.below(23) == 0 {
-            out.extend_from_slice(format!("{:x}", rng.next() & 0xffff).as_bytes());
-        }
-    }
-    out.truncate(len);
-}
-
-/// Bytes like machine code and data (gzip -6 ≈ 2.5–3:1): instruction-like records with
-/// repeated opcodes and random operands, runs of zeros, and strings.
-fn binary_chunk(rng: &mut Rng, len: usize, out: &mut Vec<u8>) {
-    const OPS: &[&[u8]] = &[
-        b"\x48\x89\xe5",
-        b"\x48\x83\xec",
-        b"\xe8",
-        b"\x48\x8b\x45",
-        b"\x0f\x1f\x44\x00\x00",
-        b"\xc3",
-        b"\x55",
-        b"\x41\x57",
-        b"\x48\x8d\x3d",
-        b"\x74",
-        b"\x75",
-        b"\xeb",
-    ];
-    while out.len() < len {
-        match rng.below(16) {
-            0 => out.extend(std::iter::repeat_n(0u8, rng.below(48) as usize)),
-            1 => text_chunk(rng, out.len() + 24, out),
-            _ => {
-                out.extend_from_slice(OPS[rng.below(OPS.len() as u64) as usize]);
-                let r = rng.next().to_le_bytes();
-                out.extend_from_slice(&r[..rng.below(5) as usize]);
-            }
-        }
-    }
-    out.truncate(len);
-}
 
 fn write_file(path: &Path, size: usize, binary: bool, rng: &mut Rng, embed: Option<&str>) {
     fs_err::create_dir_all(path.parent().unwrap()).unwrap();
@@ -140,7 +41,7 @@ fn write_file(path: &Path, size: usize, binary: bool, rng: &mut Rng, embed: Opti
         if let Some(p) = embed
             && buf.len() > p.len() + 64
         {
-            let at = rng.below((buf.len() - p.len() - 1) as u64) as usize;
+            let at = rng.below(buf.len() - p.len() - 1);
             buf[at..at + p.len()].copy_from_slice(p.as_bytes());
             // A C string in binaries, a path (`<prefix>/…`) in text.
             buf[at + p.len()] = if binary { 0 } else { b'/' };
@@ -158,7 +59,7 @@ fn generate(prefix: &Path, total: usize) -> (u64, u64) {
     let p = prefix.display().to_string();
     if !marker.exists() {
         let _ = fs_err::remove_dir_all(prefix);
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let libexec = prefix.join("libexec/gcc/x86_64-pc-linux-gnu/12.2.0");
         // ~55 % in three compiler binaries.
         for (name, share) in [("cc1plus", 22), ("cc1", 19), ("lto1", 14)] {
@@ -185,7 +86,7 @@ fn generate(prefix: &Path, total: usize) -> (u64, u64) {
         let mut left = total / 4;
         let mut i = 0;
         while left > 0 {
-            let size = (1024 + rng.below(14 * 1024) as usize).min(left);
+            let size = (1024 + rng.below(14 * 1024)).min(left);
             let dir = format!("include/c++/12/bits{}/sub{}", i % 37, i % 11);
             let embed = (i % 97 == 0).then_some(p.as_str());
             write_file(
