@@ -11,37 +11,12 @@ use std::path::{Path, PathBuf};
 
 use forge_plan::{Plan, Planner};
 use forge_recipe::RecipeSet;
-use forge_resolve::{FixedHost, Request, Resolver};
+use forge_resolve::{Request, Resolver};
 use serde_json::Value;
 
-fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/full")
-}
-
-fn host() -> FixedHost {
-    FixedHost::new([
-        ("gcc", "12.2.0"),
-        ("m4", "1.4.19"),
-        ("cmake", "3.25.1"),
-        ("perl", "5.36.0"),
-    ])
-}
-
-fn texts(root: &Path) -> Vec<(String, PathBuf, String)> {
-    forge_recipe::set::kdl_files(root)
-        .expect("fixture is listable")
-        .into_iter()
-        .map(|p| {
-            let name = p
-                .strip_prefix(root)
-                .expect("under root")
-                .display()
-                .to_string();
-            let text = fs_err::read_to_string(&p).expect("readable");
-            (name, p, text)
-        })
-        .collect()
-}
+#[path = "../../../tests/fixtures/support.rs"]
+mod support;
+use support::{fixture_root, host, texts};
 
 fn load_with(files: Vec<(String, PathBuf, String)>) -> RecipeSet {
     let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());

@@ -9,49 +9,23 @@
 //! processes by the CLI tests.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+
 use std::sync::OnceLock;
 
 use forge_plan::{DrvHash, Planner};
 use forge_recipe::{ArgDecl, CommandDecl, Condition, Facts, RecipeSet, Span, Spanned, Template};
-use forge_resolve::{FixedHost, Graph, NodeKey, Origin, Request, Resolver};
+use forge_resolve::{Graph, NodeKey, Origin, Request, Resolver};
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use proptest::prelude::*;
 
-type File = (String, PathBuf, String);
-
-fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/full")
-}
-
-fn host() -> FixedHost {
-    FixedHost::new([
-        ("gcc", "12.2.0"),
-        ("m4", "1.4.19"),
-        ("cmake", "3.25.1"),
-        ("perl", "5.36.0"),
-    ])
-}
+#[path = "../../../tests/fixtures/support.rs"]
+mod support;
+use support::{File, fixture_root, host, texts};
 
 fn fixture_files() -> &'static [File] {
     static FILES: OnceLock<Vec<File>> = OnceLock::new();
-    FILES.get_or_init(|| {
-        let root = fixture_root();
-        forge_recipe::set::kdl_files(&root)
-            .expect("fixture is listable")
-            .into_iter()
-            .map(|p| {
-                let name = p
-                    .strip_prefix(&root)
-                    .expect("under root")
-                    .display()
-                    .to_string();
-                let text = fs_err::read_to_string(&p).expect("readable");
-                (name, p, text)
-            })
-            .collect()
-    })
+    FILES.get_or_init(|| texts(&fixture_root()))
 }
 
 fn load(files: Vec<File>) -> RecipeSet {

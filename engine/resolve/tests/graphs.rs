@@ -7,24 +7,14 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use forge_recipe::{RecipeSet, VariantValue};
 use forge_resolve::{Context, EdgeRole, FixedHost, Graph, Origin, Request, Resolver};
 
-fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/full")
-}
-
-/// The machine the fixture graphs are resolved for: an older m4 than the recipe's, no ninja.
-fn host() -> FixedHost {
-    FixedHost::new([
-        ("gcc", "12.2.0"),
-        ("m4", "1.4.19"),
-        ("cmake", "3.25.1"),
-        ("perl", "5.36.0"),
-    ])
-}
+#[path = "../../../tests/fixtures/support.rs"]
+mod support;
+use support::{fixture_root, host};
 
 fn load() -> RecipeSet {
     let loaded = RecipeSet::load(&fixture_root());
