@@ -307,26 +307,20 @@ mod tests {
         let a: KdlDocument = input.parse().unwrap();
         let b: KdlDocument = got.parse().unwrap();
         assert_eq!(a.nodes().len(), b.nodes().len());
-        let sh_a = a.nodes()[0].children().unwrap().nodes()[2]
-            .children()
-            .unwrap()
-            .nodes()[0]
-            .children()
-            .unwrap()
-            .nodes()[0]
-            .entries()[0]
-            .value()
-            .clone();
-        let sh_b = b.nodes()[0].children().unwrap().nodes()[2]
-            .children()
-            .unwrap()
-            .nodes()[0]
-            .children()
-            .unwrap()
-            .nodes()[0]
-            .entries()[0]
-            .value()
-            .clone();
+        // The `sh` script of package > build > phase.
+        let script = |d: &KdlDocument| {
+            d.nodes()[0].children().unwrap().nodes()[2]
+                .children()
+                .unwrap()
+                .nodes()[0]
+                .children()
+                .unwrap()
+                .nodes()[0]
+                .entries()[0]
+                .value()
+                .clone()
+        };
+        let (sh_a, sh_b) = (script(&a), script(&b));
         assert_eq!(sh_a, sh_b);
     }
 
