@@ -29,6 +29,15 @@ fn spec_of(cache: &Path, manifest: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// A refused export leaves no spec manifest in the cache.
+#[track_caller]
+fn assert_nothing_published(cache: &Path) {
+    assert!(
+        !cache.join("v3/manifests").exists() || files_under(&cache.join("v3/manifests")).is_empty(),
+        "nothing may be published"
+    );
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -249,10 +258,7 @@ fn export_from_an_unpadded_store_is_refused_with_the_reason() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
     let err = text(&o.stderr);
     assert!(err.contains("--padded-length"), "{err}");
-    assert!(
-        !cache.join("v3/manifests").exists() || files_under(&cache.join("v3/manifests")).is_empty(),
-        "nothing may be published"
-    );
+    assert_nothing_published(&cache);
 }
 
 #[test]
@@ -279,10 +285,7 @@ echo "BuildDir=$PWD" > "$out/etc/stepd.conf""#
         err.contains("etc/stepd.conf") && err.contains("/.forge/build/"),
         "{err}"
     );
-    assert!(
-        !cache.join("v3/manifests").exists() || files_under(&cache.join("v3/manifests")).is_empty(),
-        "nothing may be published"
-    );
+    assert_nothing_published(&cache);
 }
 
 #[test]

@@ -8,7 +8,6 @@
 //! - output tree hashing: `forge-treehash` over a tree shaped like a compiler install, next to
 //!   `b3sum` over the same files.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -448,9 +447,6 @@ pub fn hash(total_mb: u64, runs: usize) -> Result<String, String> {
     );
     Ok(out)
 }
-
-/// Durations by label, for summaries.
-pub type Timings = BTreeMap<String, Duration>;
 
 #[cfg(test)]
 mod tests {
