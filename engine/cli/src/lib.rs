@@ -45,17 +45,17 @@ pub fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_owned();
-    if forge_build::wrapper::TOOLS.iter().any(|(n, _)| *n == base)
-        && std::env::var_os(forge_build::wrapper::CONFIG_ENV).is_some()
+    if forge_builder::wrapper::TOOLS.iter().any(|(n, _)| *n == base)
+        && std::env::var_os(forge_builder::wrapper::CONFIG_ENV).is_some()
     {
-        forge_build::wrapper::main(&base, argv.collect());
+        forge_builder::wrapper::main(&base, argv.collect());
     }
     let rest: Vec<std::ffi::OsString> = argv.collect();
     if rest
         .first()
-        .is_some_and(|a| a == forge_build::sandbox::SHIM_ARG)
+        .is_some_and(|a| a == forge_builder::sandbox::SHIM_ARG)
     {
-        forge_build::sandbox::shim_main(&rest[1..]);
+        forge_builder::sandbox::shim_main(&rest[1..]);
     }
     let cli = args::Cli::parse();
     commands::run(cli).into()

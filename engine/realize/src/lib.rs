@@ -3,7 +3,7 @@
 //! The fourth stage of forge's pipeline. A scheduler on tokio runs ready nodes in parallel within
 //! `jobs` (concurrent builds), giving each `cores` for its `{jobs}`, longest critical path first.
 //! For each node: take the path's lock (another forge process may be building it: wait, then use
-//! its result), fetch sources into the cache, build with `forge-build`, keep the log, and commit
+//! its result), fetch sources into the cache, build with `forge-builder`, keep the log, and commit
 //! the output to the store. Failures stop the run unless `keep_going`; Ctrl-C (a `true` on the
 //! cancel channel) stops running builds and cleans their scratch directories.
 //!
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use forge_build::{BuildError, BuildEvent, BuildRequest, DepPath};
+use forge_builder::{BuildError, BuildEvent, BuildRequest, DepPath};
 use forge_fetch::{FetchOptions, SourceCache};
 use forge_plan::{DrvKind, Plan};
 use forge_store::{CommitRequest, Store};
@@ -512,7 +512,7 @@ async fn prepare(
     })
 }
 
-fn event_sink(reporter: &Arc<dyn Reporter>, name: &str) -> forge_build::EventSink {
+fn event_sink(reporter: &Arc<dyn Reporter>, name: &str) -> forge_builder::EventSink {
     let reporter = Arc::clone(reporter);
     let node_name = name.to_owned();
     Arc::new(move |e: BuildEvent| match e {
@@ -532,7 +532,7 @@ fn event_sink(reporter: &Arc<dyn Reporter>, name: &str) -> forge_build::EventSin
 pub struct RebuildAt {
     /// The output path the build sees (`{out}`).
     pub out: PathBuf,
-    /// Where its bytes land instead, if not at `out` (see [`forge_build::BuildRequest::out_dir`]).
+    /// Where its bytes land instead, if not at `out` (see [`forge_builder::BuildRequest::out_dir`]).
     pub out_dir: Option<PathBuf>,
     /// Its scratch directory.
     pub scratch: PathBuf,
@@ -548,7 +548,7 @@ pub async fn rebuild(
     reporter: Arc<dyn Reporter>,
     cancel: tokio::sync::watch::Receiver<bool>,
     at: RebuildAt,
-) -> Result<forge_build::BuildResult, Box<Event>> {
+) -> Result<forge_builder::BuildResult, Box<Event>> {
     let names = store_names(&plan);
     let name = names[i.index()].clone();
     let cache = SourceCache::new(opts.source_cache.clone(), opts.fetch.clone());
@@ -574,7 +574,7 @@ pub async fn rebuild(
     let mut req = prepare(&ctx, i, at.out, at.scratch).await.map_err(fail)?;
     req.out_dir = at.out_dir;
     let sink = event_sink(&ctx.reporter, &name);
-    forge_build::build(&req, sink, ctx.cancel.clone())
+    forge_builder::build(&req, sink, ctx.cancel.clone())
         .await
         .map_err(|e| match e {
             BuildError::Command {
@@ -610,7 +610,7 @@ async fn build_node(ctx: Arc<Ctx>, i: NodeIndex) -> Outcome {
     }
     if drv.inputs.kind == DrvKind::Host {
         let start = Instant::now();
-        let r = forge_build::realize_host(&drv, &out);
+        let r = forge_builder::realize_host(&drv, &out);
         if let Err(e) = r {
             return failure(&name, e.to_string(), None);
         }
@@ -661,10 +661,10 @@ async fn build_node(ctx: Arc<Ctx>, i: NodeIndex) -> Outcome {
         Err(e) => return failure(&name, e, None),
     };
     let sink = event_sink(&ctx.reporter, &name);
-    let result = forge_build::build(&req, sink, ctx.cancel.clone()).await;
+    let result = forge_builder::build(&req, sink, ctx.cancel.clone()).await;
     let keep_scratch = |failed: bool| {
         if !(failed && ctx.opts.keep_failed) {
-            let _ = forge_build::remove_dir_all_forced(&scratch);
+            let _ = forge_builder::remove_dir_all_forced(&scratch);
         }
     };
     let built = match result {

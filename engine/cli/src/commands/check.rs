@@ -501,7 +501,7 @@ fn remove(p: &Path) -> Result<(), String> {
     if fs_err::symlink_metadata(p).is_err() {
         return Ok(());
     }
-    forge_build::remove_dir_all_forced(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+    forge_builder::remove_dir_all_forced(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
 }
 
 fn error(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {

@@ -129,13 +129,13 @@ pub(super) fn build_options(
     keep_going: bool,
     keep_failed: bool,
 ) -> Options {
-    let isolation = forge_build::probe(&forge_exe, probe_dir);
+    let isolation = forge_builder::probe(&forge_exe, probe_dir);
     match &isolation {
-        forge_build::Isolation::Sealed => {}
-        forge_build::Isolation::NetworkOnly(why) => ctx.printer.warn(&format!(
+        forge_builder::Isolation::Sealed => {}
+        forge_builder::Isolation::NetworkOnly(why) => ctx.printer.warn(&format!(
             "builds run without network but could write outside their output: this kernel refuses forge a mount namespace ({why})"
         )),
-        forge_build::Isolation::Unavailable(why) => ctx.printer.warn(&format!(
+        forge_builder::Isolation::Unavailable(why) => ctx.printer.warn(&format!(
             "builds can reach the network and write outside their output: this kernel does not let forge isolate them ({why})"
         )),
     }
