@@ -221,7 +221,7 @@ fn show_derivation_prints_what_the_hash_covers() {
     // The canonical form is the hashed inputs, compact with sorted keys.
     let reparsed: serde_json::Value = serde_json::from_str(canonical).unwrap();
     assert_eq!(reparsed, doc["inputs"]);
-    assert_eq!(forge_plan::canonical::to_canonical(&reparsed), canonical);
+    assert_eq!(forge_core::json::canonical(&reparsed), canonical);
     let hash = forge_plan::derivation::hash_canonical(canonical);
     assert_eq!(doc["hash"], hash.to_string());
 }

@@ -408,13 +408,13 @@ pub fn hash(total_mb: u64, runs: usize) -> Result<String, String> {
     let root = work.path().join("tree");
     let (files, bytes) = install_like_tree(&root, total_mb, 11).map_err(|e| e.to_string())?;
     // Warm the page cache for both, then alternate.
-    forge_treehash::hash_tree(&root).map_err(|e| e.to_string())?;
+    forge_core::treehash::hash_tree(&root).map_err(|e| e.to_string())?;
     b3sum_tree(&root)?;
     let mut forge = Vec::new();
     let mut b3 = Vec::new();
     for _ in 0..runs.max(3) {
         let t = Instant::now();
-        forge_treehash::hash_tree(&root).map_err(|e| e.to_string())?;
+        forge_core::treehash::hash_tree(&root).map_err(|e| e.to_string())?;
         forge.push(t.elapsed());
         b3.push(b3sum_tree(&root)?);
     }

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use forge_treehash::{Entry, Kind, hash_tree_entries};
+use forge_core::treehash::{Entry, Kind, hash_tree_entries};
 use rayon::prelude::*;
 
 use crate::context::CompareContext;
@@ -39,7 +39,7 @@ pub fn compare(
     let (ha, ea) = a.map_err(CheckError::HashStored)?;
     let (hb, eb) = b.map_err(CheckError::HashRebuilt)?;
     let hashing = start.elapsed();
-    let summary = |h: &forge_treehash::TreeHash| TreeSummary {
+    let summary = |h: &forge_core::treehash::TreeHash| TreeSummary {
         hash: h.hex(),
         files: h.files,
         bytes: h.bytes,

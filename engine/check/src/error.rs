@@ -8,10 +8,10 @@ use std::path::PathBuf;
 pub enum CheckError {
     /// The stored output could not be hashed.
     #[error("cannot hash the stored output: {0}")]
-    HashStored(#[source] forge_treehash::TreeError),
+    HashStored(#[source] forge_core::treehash::TreeError),
     /// The rebuilt output could not be hashed.
     #[error("cannot hash the rebuilt output: {0}")]
-    HashRebuilt(#[source] forge_treehash::TreeError),
+    HashRebuilt(#[source] forge_core::treehash::TreeError),
     /// A file could not be read while explaining a difference.
     #[error("{path}: {source}")]
     Io {

@@ -345,7 +345,7 @@ fn follow_debug_strings(a: &[u8], regions: &[Region], whys: &mut [(usize, Why)])
     if !whys.iter().any(|(_, w)| *w == Why::Unexplained) {
         return;
     }
-    let sections = regions::elf_sections(a);
+    let sections = forge_core::elf::sections(a);
     let section_of = |r: &Range<usize>| {
         sections
             .iter()
@@ -379,7 +379,7 @@ fn explain_regions(a: &[u8], b: &[u8], text: bool, clues: &Clues) -> Explanation
     let found = regions::regions(a, b, text);
     let (pa, pb) = (occurrences(a, &clues.paths), occurrences(b, &clues.paths));
     let (ha, hb) = (occurrences(a, &clues.hosts), occurrences(b, &clues.hosts));
-    let (ida, idb) = (regions::elf_build_ids(a), regions::elf_build_ids(b));
+    let (ida, idb) = (forge_core::elf::build_ids(a), forge_core::elf::build_ids(b));
     let inside = |ids: &[Range<usize>], r: &Range<usize>| {
         ids.iter().any(|i| i.start <= r.start && r.end <= i.end)
     };

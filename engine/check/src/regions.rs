@@ -195,78 +195,6 @@ fn same_words(x: &[u8], y: &[u8]) -> bool {
     wx.len() >= 2 && wx == wy
 }
 
-/// The ranges of the description of every GNU build ID note in an ELF file: a hash of the
-/// rest of the file, so it differs whenever anything else does.
-pub(crate) fn elf_build_ids(data: &[u8]) -> Vec<Range<usize>> {
-    if !data.starts_with(b"\x7fELF") || data.get(5) != Some(&1) {
-        // Not ELF, or big-endian.
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    // namesz = 4, then descsz, then type NT_GNU_BUILD_ID = 3, then "GNU\0".
-    for pos in memchr::memmem::find_iter(data, b"\x03\x00\x00\x00GNU\x00") {
-        if pos < 8 || data[pos - 8..pos - 4] != [4, 0, 0, 0] {
-            continue;
-        }
-        let descsz = u32::from_le_bytes(data[pos - 4..pos].try_into().expect("4 bytes")) as usize;
-        let start = pos + 8;
-        if (8..=64).contains(&descsz) && start + descsz <= data.len() {
-            out.push(start..start + descsz);
-        }
-    }
-    out
-}
-
-/// The sections of a 64-bit little-endian ELF file: name and file range (sections without file
-/// contents left out). Empty for anything else or anything malformed.
-pub(crate) fn elf_sections(data: &[u8]) -> Vec<(Vec<u8>, Range<usize>)> {
-    const SHT_NOBITS: u32 = 8;
-    if !data.starts_with(b"\x7fELF") || data.get(4) != Some(&2) || data.get(5) != Some(&1) {
-        return Vec::new();
-    }
-    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
-    let read = || -> Option<Vec<(Vec<u8>, Range<usize>)>> {
-        let shoff = usize::try_from(u64_at(0x28)?).ok()?;
-        let entsize = usize::from(u16_at(0x3a)?);
-        let count = usize::from(u16_at(0x3c)?);
-        let strndx = usize::from(u16_at(0x3e)?);
-        if entsize < 0x40 || count == 0 || strndx >= count {
-            return None;
-        }
-        let header = |i: usize| -> Option<(u32, u32, Range<usize>)> {
-            let h = shoff.checked_add(i.checked_mul(entsize)?)?;
-            let name = u32_at(h)?;
-            let kind = u32_at(h + 4)?;
-            let off = usize::try_from(u64_at(h + 0x18)?).ok()?;
-            let size = usize::try_from(u64_at(h + 0x20)?).ok()?;
-            let end = off.checked_add(size)?;
-            (end <= data.len()).then_some((name, kind, off..end))
-        };
-        let (_, _, names) = header(strndx)?;
-        let names = &data[names];
-        let mut out = Vec::new();
-        for i in 1..count {
-            let (name, kind, range) = header(i)?;
-            if kind == SHT_NOBITS {
-                continue;
-            }
-            let n = names.get(name as usize..)?;
-            let n = &n[..memchr::memchr(0, n)?];
-            out.push((n.to_vec(), range));
-        }
-        Some(out)
-    };
-    read().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,18 +267,5 @@ mod tests {
         let other = big.clone();
         big[9_000] = 6;
         assert_eq!(first_difference(&big, &other), Some(9_000));
-    }
-
-    #[test]
-    fn build_id_notes_are_found() {
-        let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
-        elf.resize(64, 0);
-        elf.extend_from_slice(&[4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0]);
-        elf.extend_from_slice(b"GNU\0");
-        let start = elf.len();
-        elf.extend_from_slice(&[0xab; 20]);
-        elf.extend_from_slice(&[0; 16]);
-        assert_eq!(elf_build_ids(&elf), vec![start..start + 20]);
-        assert!(elf_build_ids(&elf[4..]).is_empty());
     }
 }

@@ -138,11 +138,7 @@ impl Ctx {
         if forge_store::parse_name(arg).is_some() {
             return Ok(arg.to_owned());
         }
-        if arg.len() >= 6
-            && arg
-                .bytes()
-                .all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
-        {
+        if arg.len() >= 6 && forge_core::nixbase32::is_valid(arg) {
             let all = store.all_valid().map_err(|e| {
                 self.printer.error(&e.to_string());
                 ExitStatus::Error

@@ -45,7 +45,9 @@ pub fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_owned();
-    if forge_builder::wrapper::TOOLS.iter().any(|(n, _)| *n == base)
+    if forge_builder::wrapper::TOOLS
+        .iter()
+        .any(|(n, _)| *n == base)
         && std::env::var_os(forge_builder::wrapper::CONFIG_ENV).is_some()
     {
         forge_builder::wrapper::main(&base, argv.collect());

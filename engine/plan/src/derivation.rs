@@ -7,14 +7,10 @@
 //! come from, never which bytes. `store-layout/derivation.md` specifies the format.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use forge_recipe::{BuildSystem, VariantValue};
 use serde::{Deserialize, Serialize};
-
-use crate::canonical::to_canonical;
-use crate::nixbase32;
 
 /// Version of the contract between derivations and the builder. Bump it whenever the builder
 /// changes in a way that can change outputs (wrappers, environment, install handling): every
@@ -196,32 +192,8 @@ pub struct Fetch {
     pub path: Option<PathBuf>,
 }
 
-/// A derivation hash: blake3 of the canonical form, first 160 bits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DrvHash(pub [u8; 20]);
-
-impl DrvHash {
-    /// Parses the 32-character Nix-base32 form.
-    pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 32 || !nixbase32::is_valid(s) {
-            return None;
-        }
-        let bytes = nixbase32::decode(s)?;
-        Some(Self(bytes.try_into().ok()?))
-    }
-}
-
-impl fmt::Display for DrvHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&nixbase32::encode(&self.0))
-    }
-}
-
-impl fmt::Debug for DrvHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DrvHash({self})")
-    }
-}
+/// A derivation hash: blake3 of the canonical form, first 160 bits. It names the store path.
+pub type DrvHash = forge_core::StoreHash;
 
 /// A planned node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +214,7 @@ impl Derivation {
     /// Builds a derivation from its inputs.
     pub fn new(inputs: DrvInputs, fetch: Vec<Fetch>, patch_files: Vec<PathBuf>) -> Self {
         let value = serde_json::to_value(&inputs).expect("derivation inputs serialize");
-        let canonical = to_canonical(&value);
+        let canonical = forge_core::json::canonical(&value);
         let hash = hash_canonical(&canonical);
         Self {
             inputs,
@@ -279,8 +251,5 @@ pub fn hash_canonical(canonical: &str) -> DrvHash {
     let mut h = blake3::Hasher::new();
     h.update(DOMAIN);
     h.update(canonical.as_bytes());
-    let full = h.finalize();
-    let mut out = [0u8; 20];
-    out.copy_from_slice(&full.as_bytes()[..20]);
-    DrvHash(out)
+    DrvHash::from_digest(h.finalize().as_bytes())
 }

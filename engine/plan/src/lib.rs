@@ -7,10 +7,8 @@
 //! them) and nothing else: no network, no store.
 
 mod buildsys;
-pub mod canonical;
 pub mod derivation;
 pub mod diff;
-pub mod nixbase32;
 pub mod planner;
 
 pub use derivation::{BUILD_PROTOCOL, Derivation, DrvHash, DrvInputs, DrvKind, Fetch};

@@ -100,7 +100,7 @@ impl<'a> Planner<'a> {
         }
         let h = if meta.is_dir() {
             (
-                forge_treehash::hash_tree(path)
+                forge_core::treehash::hash_tree(path)
                     .map_err(|e| e.to_string())?
                     .hex(),
                 true,

@@ -31,7 +31,6 @@ use crate::manifest::{
     BlobRecord, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL, Manifest,
 };
 use crate::package::{PackageFiles, ScanSummary, write_package};
-use crate::pyjson;
 use crate::relocate::{CSTRING_TAIL_MARGIN, DEFAULT_MAX_CONSUMER_ROOT, FileClass, Ref, RefMatcher};
 use crate::repo::{self, PackageMeta, REPO_DIR};
 
@@ -308,7 +307,7 @@ pub fn spec_blob_json(hashed: &HashedGraph<'_>, id: NodeId) -> String {
             json!(SPEC_BLOB_LAYOUT_VERSION),
         );
     }
-    pyjson::compact(&doc)
+    forge_core::json::python_compact(&doc)
 }
 
 fn gzip_log(
@@ -362,7 +361,7 @@ fn archive(
         unreachable!("only built nodes are archived")
     };
     let doc = hashed.spec_document(id);
-    let prefix_spec = pyjson::compact(&doc);
+    let prefix_spec = forge_core::json::python_compact(&doc);
     let spec_gz = gzip_bytes(spec_blob_json(hashed, id).as_bytes(), 6)?;
     let log_gz = gzip_log(cache, build_log.as_deref(), opts.gzip)?;
 
@@ -598,7 +597,7 @@ fn publish_key(cache: &CacheWriter, signer: &Signer) -> Result<(), ExportError> 
     for f in fprs {
         keys.insert(f, json!({}));
     }
-    let blob = pyjson::compact(&json!({"keys": Value::Object(keys)}));
+    let blob = forge_core::json::python_compact(&json!({"keys": Value::Object(keys)}));
     let (rec, _) = cache.put_blob(blob.as_bytes(), MEDIA_KEY_INDEX, "none")?;
     cache.write_atomic(
         Path::new(KEYS_MANIFEST),

@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::pyjson;
-
 /// The database version written and read.
 pub const DB_VERSION: &str = "8";
 
@@ -126,7 +124,7 @@ impl Index {
             );
         }
         let db = json!({"database": {"version": DB_VERSION, "installs": Value::Object(installs)}});
-        pyjson::compact(&db).into_bytes()
+        forge_core::json::python_compact(&db).into_bytes()
     }
 }
 

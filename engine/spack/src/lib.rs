@@ -38,7 +38,6 @@
 mod base32;
 mod buildinfo;
 mod cache;
-mod elf;
 mod error;
 mod export;
 mod graph;
@@ -49,7 +48,6 @@ mod index;
 mod keys;
 mod manifest;
 mod package;
-mod pyjson;
 pub mod relocate;
 mod repo;
 mod spec;
@@ -76,9 +74,3 @@ pub use spec::{
     VariantValue, dag_hash_of_json, package_hash_of, spec_document,
 };
 pub use verify::{Problem, VerifyOptions, VerifyReport, verify_cache};
-
-/// Python-compatible JSON text (`json.dumps` with Spack's separators), for tools that must
-/// reproduce Spack's bytes.
-pub mod json {
-    pub use crate::pyjson::{compact, indent0};
-}

@@ -2,8 +2,6 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::pyjson;
-
 /// Media type of an install tarball.
 pub const MEDIA_TARBALL: &str = "application/vnd.spack.install.v2.tar+gzip";
 /// Media type of a spec blob (spec file format 5).
@@ -114,7 +112,7 @@ impl Manifest {
             "data".into(),
             Value::Array(self.data.iter().map(BlobRecord::to_json).collect()),
         );
-        pyjson::indent0(&Value::Object(m))
+        forge_core::json::python_indent0(&Value::Object(m))
     }
 
     /// Parses a manifest, plain or clearsigned (the signature is not checked here).

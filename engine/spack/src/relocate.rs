@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use memchr::memmem;
 
 use crate::buildinfo::BuildInfo;
-use crate::elf;
 use crate::graph::NodeId;
+use forge_core::elf;
 
 /// The longest consumer install-tree root (`config:install_tree:root`, after padding) an export
 /// is checked to support by default.
@@ -472,7 +472,7 @@ fn relocate_elf(
     data: &mut [u8],
     map: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<(), RelocateError> {
-    let strings = elf::parse(data).ok_or_else(|| RelocateError::NotElf {
+    let strings = elf::relocatable_strings(data).ok_or_else(|| RelocateError::NotElf {
         file: file.to_path_buf(),
     })?;
     let mut edits = Vec::new();

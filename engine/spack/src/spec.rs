@@ -13,7 +13,6 @@ use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
 
 use crate::base32;
-use crate::pyjson;
 
 /// The spec file format this crate writes (`"_meta": {"version": 5}`).
 pub const SPEC_FORMAT_VERSION: u64 = 5;
@@ -340,7 +339,7 @@ impl SpecNode {
 }
 
 fn hash_unhashed_node(node: &Map<String, Value>) -> String {
-    let text = pyjson::compact(&Value::Object(node.clone()));
+    let text = forge_core::json::python_compact(&Value::Object(node.clone()));
     base32::encode(&Sha1::digest(text.as_bytes()))
 }
 
@@ -395,7 +394,7 @@ mod tests {
         // The glibc node of spack-v1.0-examples/synthetic/spec-blob.forge-demo.json, which real
         // Spack v1.0 accepted.
         let want = r#"{"name":"glibc","version":"2.36","arch":{"platform":"linux","platform_os":"debian12","target":"x86_64"},"namespace":"builtin","parameters":{"build_system":"autotools","cflags":[],"cppflags":[],"cxxflags":[],"fflags":[],"ldflags":[],"ldlibs":[]},"external":{"path":"/usr","module":null,"extra_attributes":{}},"package_hash":"forgeexportnopackagehashforgeexportnopackagehash====","annotations":{"original_specfile_version":5},"hash":"hd4jpbybdrkblcgvostnfq5m3lyng4dw"}"#;
-        assert_eq!(pyjson::compact(&glibc().to_json()), want);
+        assert_eq!(forge_core::json::python_compact(&glibc().to_json()), want);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use forge_spack::{
     ExportOptions, ExportReport, Keyring, MEDIA_SPEC, MEDIA_TARBALL, Manifest, Problem, Signer,
-    TrustedKeys, VerifyError, VerifyOptions, export, json, verify_cache,
+    TrustedKeys, VerifyError, VerifyOptions, export, verify_cache,
 };
 use serde_json::Value;
 
@@ -179,7 +179,8 @@ fn a_spec_whose_hash_lies_is_caught_even_when_signed() {
     let data = fs_err::read(s.cache.join(spec.relative_path().unwrap())).unwrap();
     let mut doc: Value = serde_json::from_slice(&gunzip(&data)).unwrap();
     doc["spec"]["nodes"][0]["version"] = "2.0".into();
-    let gz = forge_spack::gzip::gzip_bytes(json::compact(&doc).as_bytes(), 6).unwrap();
+    let gz = forge_spack::gzip::gzip_bytes(forge_core::json::python_compact(&doc).as_bytes(), 6)
+        .unwrap();
     let sha = {
         use sha2::Digest as _;
         sha2::Sha256::digest(&gz)

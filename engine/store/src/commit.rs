@@ -277,7 +277,7 @@ pub(crate) fn prepare(store: &Store, req: &crate::CommitRequest<'_>) -> Result<P
     let references: Vec<String> = crate::refs::scan_references(req.staged, &candidates)?
         .into_iter()
         .collect();
-    let tree = forge_treehash::hash_tree(req.staged)?;
+    let tree = forge_core::treehash::hash_tree(req.staged)?;
     // Everything written so far reaches the disk before the path appears under its name.
     let dir = fs_err::File::open(store.paths_dir()).map_err(|e| fs_err_at(store.paths_dir(), e))?;
     rustix::fs::syncfs(dir.file()).map_err(|e| StoreError::Io {

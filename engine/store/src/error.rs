@@ -54,5 +54,5 @@ pub enum StoreError {
     BadName(String),
     /// Hashing an output failed.
     #[error(transparent)]
-    Tree(#[from] forge_treehash::TreeError),
+    Tree(#[from] forge_core::treehash::TreeError),
 }

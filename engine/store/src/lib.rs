@@ -34,8 +34,7 @@ pub use verify::{Problem, VerifyReport};
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Length of the hash part of a store name.
-pub const HASH_LEN: usize = 32;
+pub use forge_core::HASH_LEN;
 
 /// Suffix of a rebuilt output kept beside its store path by `forge check --keep`
 /// (`<path>.check`). Not registered; removed by `forge gc` together with its path.
@@ -84,27 +83,7 @@ pub struct PathInfo {
     pub references: Vec<String>,
 }
 
-/// Splits a store name into hash, package name and version (`<hash>-<name>-<version>`; the
-/// version is the part after the last `-` that starts with a digit).
-pub fn parse_name(name: &str) -> Option<(&str, &str, &str)> {
-    if name.len() < HASH_LEN + 2 || name.as_bytes()[HASH_LEN] != b'-' {
-        return None;
-    }
-    let hash = &name[..HASH_LEN];
-    if !hash
-        .bytes()
-        .all(|c| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&c))
-    {
-        return None;
-    }
-    let rest = &name[HASH_LEN + 1..];
-    // Package names may contain `-` (gcc-runtime); versions start with a digit.
-    let split = rest
-        .match_indices('-')
-        .map(|(i, _)| i)
-        .find(|i| rest[i + 1..].starts_with(|c: char| c.is_ascii_digit()))?;
-    Some((hash, &rest[..split], &rest[split + 1..]))
-}
+pub use forge_core::name::split as parse_name;
 
 /// The content-addressed store.
 #[derive(Debug)]

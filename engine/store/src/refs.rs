@@ -12,11 +12,7 @@ use rayon::prelude::*;
 
 use crate::{HASH_LEN, Result, StoreError};
 
-const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
-
-fn is_b32(c: u8) -> bool {
-    ALPHABET.contains(&c)
-}
+use forge_core::nixbase32::is_char as is_b32;
 
 /// Every 32-byte window of a base32 run that is a candidate hash.
 fn scan_bytes(

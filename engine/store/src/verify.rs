@@ -79,7 +79,7 @@ impl Store {
             }
             if check_contents {
                 let info = self.query(n)?.expect("valid paths have info");
-                match forge_treehash::hash_tree(&p) {
+                match forge_core::treehash::hash_tree(&p) {
                     Ok(h) if h.hex() == info.content_hash => {}
                     Ok(h) => report.problems.push(Problem::Modified {
                         name: n.clone(),

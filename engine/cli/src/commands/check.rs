@@ -28,9 +28,6 @@ use crate::ExitStatus;
 use crate::args::CheckArgs;
 use crate::context::Ctx;
 
-/// The alphabet of store hashes (Nix's base-32).
-const HASH_ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
-
 pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
     let request = match (&a.request, ctx.example()) {
         (Some(r), _) => r.clone(),
@@ -459,7 +456,7 @@ fn other_hash(hash: &str, round: u32) -> String {
         xof.fill(&mut bytes);
         let s: String = bytes
             .iter()
-            .map(|b| HASH_ALPHABET[usize::from(*b) % 32] as char)
+            .map(|b| forge_core::nixbase32::ALPHABET[usize::from(*b) % 32] as char)
             .collect();
         if s != hash {
             return s;
@@ -501,7 +498,8 @@ fn remove(p: &Path) -> Result<(), String> {
     if fs_err::symlink_metadata(p).is_err() {
         return Ok(());
     }
-    forge_builder::remove_dir_all_forced(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+    forge_builder::remove_dir_all_forced(p)
+        .map_err(|e| format!("cannot remove {}: {e}", p.display()))
 }
 
 fn error(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
@@ -620,7 +618,10 @@ mod tests {
         let a = other_hash(h, 1);
         let b = other_hash(h, 2);
         assert_eq!(a.len(), h.len());
-        assert!(a.bytes().all(|c| HASH_ALPHABET.contains(&c)));
+        assert!(
+            a.bytes()
+                .all(|c| forge_core::nixbase32::ALPHABET.contains(&c))
+        );
         assert_ne!(a, h);
         assert_ne!(a, b);
         assert_eq!(a, other_hash(h, 1));

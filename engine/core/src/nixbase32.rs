@@ -1,6 +1,24 @@
 //! Nix's base32: the alphabet and bit order Nix uses for store path hashes.
 
-const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+/// The 32 characters, in digit order (no `e`, `o`, `t`, `u`).
+pub const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+
+/// `MEMBER[c]` says whether byte `c` is in [`ALPHABET`].
+const MEMBER: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        t[ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether byte `c` is a Nix base32 character.
+#[inline]
+pub fn is_char(c: u8) -> bool {
+    MEMBER[usize::from(c)]
+}
 
 /// Encodes bytes the way Nix prints store path hashes: 5-bit groups taken from the end of the
 /// input, written first to last (so `nixbase32(20 bytes)` is 32 characters).
@@ -46,7 +64,7 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
 
 /// Whether `s` uses only Nix's base32 alphabet.
 pub fn is_valid(s: &str) -> bool {
-    s.bytes().all(|c| ALPHABET.contains(&c))
+    s.bytes().all(is_char)
 }
 
 #[cfg(test)]
@@ -74,5 +92,12 @@ mod tests {
         }
         assert_eq!(encode(&[0u8; 20]).len(), 32);
         assert!(decode("e").is_none() || decode("e").unwrap().is_empty());
+    }
+
+    #[test]
+    fn membership_matches_the_alphabet() {
+        for c in 0..=255u8 {
+            assert_eq!(is_char(c), ALPHABET.contains(&c), "{c}");
+        }
     }
 }
