@@ -25,6 +25,28 @@ where
     seen
 }
 
+/// The nodes reachable from `roots` by one or more edges, in the order they are first reached
+/// (depth first, each node's edges in the order `edges` gives them); a root is listed only when
+/// an edge reaches it. The order is stable, so it can decide search paths (RUNPATH, `PATH`).
+pub fn reachable<N, I>(roots: impl IntoIterator<Item = N>, mut edges: impl FnMut(&N) -> I) -> Vec<N>
+where
+    N: Ord + Clone,
+    I: IntoIterator<Item = N>,
+{
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut stack: Vec<N> = roots.into_iter().collect();
+    while let Some(x) = stack.pop() {
+        for y in edges(&x) {
+            if seen.insert(y.clone()) {
+                out.push(y.clone());
+                stack.push(y);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +71,20 @@ mod tests {
         assert_eq!(asked, vec![0, 1, 2, 3]);
         assert_eq!(closure([4, 4], edges).len(), 1);
         assert!(closure(Vec::<u32>::new(), edges).is_empty());
+    }
+
+    #[test]
+    fn reachable_lists_nodes_in_discovery_order_without_unreached_roots() {
+        // 5 → [2, 1], 2 → [3], 1 → [3, 4]: depth first from the last edge pushed.
+        let edges = |n: &u32| match n {
+            5 => vec![2, 1],
+            2 => vec![3],
+            1 => vec![3, 4],
+            _ => vec![],
+        };
+        assert_eq!(reachable([5], edges), vec![2, 1, 3, 4]);
+        assert_eq!(reachable([1, 2], edges), vec![3, 4]);
+        // A root reached from another root is listed.
+        assert_eq!(reachable([2, 5], edges), vec![2, 1, 3, 4]);
     }
 }

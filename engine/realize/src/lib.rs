@@ -322,23 +322,19 @@ pub async fn realize(
                 reporter.event(&ev);
                 report.failed.push(names[i].clone());
                 failed_nodes.insert(i);
-                // Everything above a failed node is skipped.
-                let mut stack = vec![NodeIndex::new(i)];
-                let mut seen = BTreeSet::new();
-                while let Some(x) = stack.pop() {
-                    for d in plan.graph.dependents(x) {
-                        if pending.contains(&d.index())
-                            && seen.insert(d.index())
-                            && failed_nodes.insert(d.index())
-                        {
-                            report.skipped.push(names[d.index()].clone());
-                            reporter.event(&Event::Skipped {
-                                node: names[d.index()].clone(),
-                                because: names[i].clone(),
-                            });
-                            stack.push(d);
-                        }
-                    }
+                // Everything above a failed node that has not run is skipped.
+                let above = forge_core::graph::reachable([NodeIndex::new(i)], |x| {
+                    plan.graph.dependents(*x).into_iter().filter(|d| {
+                        pending.contains(&d.index()) && !failed_nodes.contains(&d.index())
+                    })
+                });
+                for d in above {
+                    failed_nodes.insert(d.index());
+                    report.skipped.push(names[d.index()].clone());
+                    reporter.event(&Event::Skipped {
+                        node: names[d.index()].clone(),
+                        because: names[i].clone(),
+                    });
                 }
                 ready.retain(|r| !failed_nodes.contains(r));
                 if !ctx.opts.keep_going {
@@ -403,45 +399,30 @@ fn deps_of(plan: &Plan, i: NodeIndex, names: &[String], store: &Store) -> Vec<De
 
 /// `bin` dirs of the run-time closure of a node's build tools.
 fn tool_paths(plan: &Plan, i: NodeIndex, names: &[String], store: &Store) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut stack: Vec<NodeIndex> = plan
-        .graph
+    let g = &plan.graph;
+    let tools = g
         .deps(i)
         .into_iter()
         .filter(|(_, e)| e.types.contains(forge_recipe::DepType::Build))
-        .map(|(d, _)| d)
-        .collect();
-    while let Some(x) = stack.pop() {
-        for (d, e) in plan.graph.deps(x) {
-            if e.types.contains(forge_recipe::DepType::Run) && seen.insert(d) {
-                out.push(store.path_of(&names[d.index()]).join("bin"));
-                stack.push(d);
-            }
-        }
-    }
-    out
+        .map(|(d, _)| d);
+    g.reachable(tools, |_, e| e.types.contains(forge_recipe::DepType::Run))
+        .into_iter()
+        .map(|d| store.path_of(&names[d.index()]).join("bin"))
+        .collect()
 }
 
 /// `lib` dirs of the link closure: RUNPATH entries for everything the node links.
 fn rpaths(plan: &Plan, i: NodeIndex, names: &[String], store: &Store) -> Vec<PathBuf> {
+    let linked = plan.graph.reachable([i], |d, e| {
+        e.types.contains(forge_recipe::DepType::Link) && plan.drv(d).inputs.kind == DrvKind::Build
+    });
     let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![i];
-    while let Some(x) = stack.pop() {
-        for (d, e) in plan.graph.deps(x) {
-            if e.types.contains(forge_recipe::DepType::Link)
-                && plan.drv(d).inputs.kind == DrvKind::Build
-                && seen.insert(d)
-            {
-                let p = store.path_of(&names[d.index()]);
-                // Dependencies are complete: only directories that exist go on the RUNPATH.
-                for sub in ["lib", "lib64"] {
-                    if p.join(sub).is_dir() {
-                        out.push(p.join(sub));
-                    }
-                }
-                stack.push(d);
+    for d in linked {
+        let p = store.path_of(&names[d.index()]);
+        // Dependencies are complete: only directories that exist go on the RUNPATH.
+        for sub in ["lib", "lib64"] {
+            if p.join(sub).is_dir() {
+                out.push(p.join(sub));
             }
         }
     }
@@ -451,15 +432,8 @@ fn rpaths(plan: &Plan, i: NodeIndex, names: &[String], store: &Store) -> Vec<Pat
 /// Every store name the node's build can see (its whole dependency closure): the candidates for
 /// runtime references.
 fn input_closure(plan: &Plan, i: NodeIndex, names: &[String]) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![i];
-    while let Some(x) = stack.pop() {
-        for (d, _) in plan.graph.deps(x) {
-            if seen.insert(d) {
-                stack.push(d);
-            }
-        }
-    }
+    let mut seen = plan.graph.reachable([i], |_, _| true);
+    seen.sort_unstable();
     seen.into_iter().map(|d| names[d.index()].clone()).collect()
 }
 

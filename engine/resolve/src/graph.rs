@@ -1,6 +1,6 @@
 //! The concrete DAG: one version and one value per variant for every node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use forge_recipe::{DepTypes, Language, VariantValue, Version};
@@ -236,6 +236,33 @@ impl Graph {
         v.sort_by(|a, b| self.graph[*a].key.cmp(&self.graph[*b].key));
         v.dedup();
         v
+    }
+
+    /// The nodes `roots` need through edges that `follow` accepts, the roots included.
+    pub fn closure(
+        &self,
+        roots: impl IntoIterator<Item = NodeIndex>,
+        follow: impl Fn(NodeIndex, &Edge) -> bool,
+    ) -> BTreeSet<NodeIndex> {
+        forge_core::graph::closure(roots, |x| self.followed(*x, &follow))
+    }
+
+    /// The nodes reachable from `roots` through edges that `follow` accepts, in the order they
+    /// are first reached ([`forge_core::graph::reachable`]); a root only when an edge reaches it.
+    pub fn reachable(
+        &self,
+        roots: impl IntoIterator<Item = NodeIndex>,
+        follow: impl Fn(NodeIndex, &Edge) -> bool,
+    ) -> Vec<NodeIndex> {
+        forge_core::graph::reachable(roots, |x| self.followed(*x, &follow))
+    }
+
+    fn followed(&self, x: NodeIndex, follow: &impl Fn(NodeIndex, &Edge) -> bool) -> Vec<NodeIndex> {
+        self.deps(x)
+            .into_iter()
+            .filter(|(d, e)| follow(*d, e))
+            .map(|(d, _)| d)
+            .collect()
     }
 
     /// Finds nodes by package name.

@@ -534,36 +534,29 @@ impl<'g> HashedGraph<'g> {
         } else {
             DepTypes::RUNTIME
         };
-        let mut seen = BTreeSet::new();
-        let mut stack: Vec<NodeId> = roots.to_vec();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            for d in &self.graph.deps[id.0] {
-                if d.deptypes.intersects(follow) {
-                    stack.push(d.node);
-                }
-            }
-        }
-        seen.into_iter()
-            .filter(|i| self.graph.node(*i).is_built())
-            .collect()
+        forge_core::graph::closure(roots.iter().copied(), |id| {
+            self.graph.deps[id.0]
+                .iter()
+                .filter(|d| d.deptypes.intersects(follow))
+                .map(|d| d.node)
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .filter(|i| self.graph.node(*i).is_built())
+        .collect()
     }
 
     /// The built nodes whose prefixes Spack relocates when it installs `id`: the node itself,
     /// everything reached through chains of `link` edges, and its direct `run` dependencies.
     /// Sorted by id.
     pub fn relocation_set(&self, id: NodeId) -> Vec<NodeId> {
-        let mut seen = BTreeSet::from([id]);
-        let mut stack = vec![id];
-        while let Some(i) = stack.pop() {
-            for d in &self.graph.deps[i.0] {
-                if d.deptypes.contains(DepTypes::LINK) && seen.insert(d.node) {
-                    stack.push(d.node);
-                }
-            }
-        }
+        let mut seen = forge_core::graph::closure([id], |i| {
+            self.graph.deps[i.0]
+                .iter()
+                .filter(|d| d.deptypes.contains(DepTypes::LINK))
+                .map(|d| d.node)
+                .collect::<Vec<_>>()
+        });
         for d in &self.graph.deps[id.0] {
             if d.deptypes.contains(DepTypes::RUN) {
                 seen.insert(d.node);

@@ -133,21 +133,23 @@ pub(crate) fn all_valid(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 }
 
 pub(crate) fn closure(conn: &Connection, names: &[String]) -> rusqlite::Result<Vec<String>> {
-    let mut out: BTreeSet<String> = BTreeSet::new();
-    let mut todo: Vec<String> = Vec::new();
+    let mut roots = Vec::new();
     for n in names {
-        if is_valid(conn, n)? && out.insert(n.clone()) {
-            todo.push(n.clone());
+        if is_valid(conn, n)? {
+            roots.push(n.clone());
         }
     }
-    while let Some(n) = todo.pop() {
-        for r in references(conn, &n)? {
-            if out.insert(r.clone()) {
-                todo.push(r);
-            }
-        }
+    let mut failure = None;
+    let all = forge_core::graph::closure(roots, |n| {
+        references(conn, n).unwrap_or_else(|e| {
+            failure.get_or_insert(e);
+            Vec::new()
+        })
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(all.into_iter().collect()),
     }
-    Ok(out.into_iter().collect())
 }
 
 pub(crate) fn build_estimate(conn: &Connection, package: &str) -> rusqlite::Result<Option<f64>> {

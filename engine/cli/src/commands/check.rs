@@ -229,14 +229,7 @@ fn select(ctx: &Ctx, plan: &Plan, wanted: &[String]) -> Result<Vec<NodeIndex>, E
 
 /// The nodes and everything their builds can see.
 fn closure(plan: &Plan, roots: &[NodeIndex]) -> BTreeSet<NodeIndex> {
-    let mut seen = BTreeSet::new();
-    let mut stack = roots.to_vec();
-    while let Some(x) = stack.pop() {
-        if seen.insert(x) {
-            stack.extend(plan.graph.deps(x).into_iter().map(|(d, _)| d));
-        }
-    }
-    seen
+    plan.graph.closure(roots.iter().copied(), |_, _| true)
 }
 
 /// One node's rebuilds and comparisons.

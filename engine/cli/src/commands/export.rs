@@ -287,23 +287,15 @@ fn runtime_closure(
     root: petgraph::graph::NodeIndex,
     with_build: bool,
 ) -> std::collections::BTreeSet<usize> {
-    let g = &plan.graph;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut stack = vec![root];
-    while let Some(x) = stack.pop() {
-        if !seen.insert(x.index()) {
-            continue;
-        }
-        for (d, e) in g.deps(x) {
-            let keep = with_build
+    plan.graph
+        .closure([root], |_, e| {
+            with_build
                 || e.types.contains(forge_recipe::DepType::Link)
-                || e.types.contains(forge_recipe::DepType::Run);
-            if keep {
-                stack.push(d);
-            }
-        }
-    }
-    seen
+                || e.types.contains(forge_recipe::DepType::Run)
+        })
+        .into_iter()
+        .map(|i| i.index())
+        .collect()
 }
 
 pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus> {
