@@ -107,15 +107,6 @@ impl Printer {
         self.diagnostics(&ds);
     }
 
-    /// Dims text when colour is on.
-    pub fn dim(self, s: &str) -> String {
-        if self.color {
-            format!("\x1b[2m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    }
-
     /// Bold text when colour is on.
     pub fn bold(self, s: &str) -> String {
         if self.color {

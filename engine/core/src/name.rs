@@ -86,11 +86,6 @@ impl StoreName {
         &self.0
     }
 
-    /// The 32-character hash part.
-    pub fn hash_part(&self) -> &str {
-        &self.0[..HASH_LEN]
-    }
-
     /// `<name>-<version>`: the name without its hash, as logs and progress show it.
     pub fn label(&self) -> &str {
         &self.0[HASH_LEN + 1..]
@@ -194,7 +189,6 @@ mod tests {
     #[test]
     fn names_split_into_hash_package_and_version() {
         let n = StoreName::parse("0123456789abcdfghijklmnpqrsvwxyz-gcc-runtime-12.2.0").unwrap();
-        assert_eq!(n.hash_part(), "0123456789abcdfghijklmnpqrsvwxyz");
         assert_eq!(n.package(), "gcc-runtime");
         assert_eq!(n.version(), "12.2.0");
         assert_eq!(n.label(), "gcc-runtime-12.2.0");

@@ -35,13 +35,6 @@ impl Plan {
         self.drv(self.graph.root)
     }
 
-    /// Finds a node by derivation hash.
-    pub fn by_hash(&self, h: &DrvHash) -> Option<NodeIndex> {
-        self.drvs
-            .iter()
-            .position(|d| &d.hash == h)
-            .map(NodeIndex::new)
-    }
 }
 
 /// Turns graphs into plans. Keeps a cache of local-source hashes, so planning many targets

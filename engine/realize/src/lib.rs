@@ -10,7 +10,7 @@
 //! "Obtain a valid path" is one step ([`obtain`]) with, for now, one way to do it: build. A
 //! substituter (fetching from a forge-exported cache) will be the second.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -738,21 +738,3 @@ async fn build_node(ctx: Arc<Ctx>, i: NodeIndex) -> Outcome {
     }
 }
 
-/// Groups events per node for summaries.
-pub fn by_node(events: &[Event]) -> BTreeMap<String, Vec<Event>> {
-    let mut m: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-    for e in events {
-        let node = match e {
-            Event::Started { node }
-            | Event::Phase { node, .. }
-            | Event::Line { node, .. }
-            | Event::Finished { node, .. }
-            | Event::Note { node, .. }
-            | Event::Failed { node, .. }
-            | Event::Skipped { node, .. } => node.clone(),
-            Event::Planned { .. } => continue,
-        };
-        m.entry(node).or_default().push(e.clone());
-    }
-    m
-}

@@ -481,13 +481,8 @@ impl<'g> HashedGraph<'g> {
         &self.hashes[id.0]
     }
 
-    /// A node's spec node.
-    pub fn spec_node(&self, id: NodeId) -> &SpecNode {
-        &self.specs[id.0]
-    }
-
     /// A node's JSON object with its hash, as in spec files and the index.
-    pub fn node_json(&self, id: NodeId) -> Value {
+    fn node_json(&self, id: NodeId) -> Value {
         let mut m = self.specs[id.0].to_json_unhashed();
         m.insert("hash".into(), Value::String(self.hashes[id.0].clone()));
         Value::Object(m)

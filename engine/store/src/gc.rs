@@ -78,13 +78,6 @@ impl Store {
         replace_symlink(&link, &reg)
     }
 
-    /// Registers a direct root called `root_name` for `name`.
-    pub fn add_root(&self, name: &str, root_name: &str) -> Result<PathBuf> {
-        let reg = self.meta.join("roots").join(root_name);
-        replace_symlink(&self.path_of(name), &reg)?;
-        Ok(reg)
-    }
-
     /// Every live root; dangling indirect roots (their out-link was deleted or repointed outside
     /// the store) are unregistered on the way.
     pub fn roots(&self) -> Result<Vec<Root>> {
