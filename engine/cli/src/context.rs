@@ -192,7 +192,7 @@ impl Ctx {
         let set = self.load()?;
         let host = self.host();
         let plan = self.plan(&set, &host, arg)?;
-        Ok(plan.root().store_name())
+        Ok(plan.root().store_name().into())
     }
 
     /// The recipe root for this run.

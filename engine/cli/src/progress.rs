@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use forge_realize::{Event, Reporter};
+use forge_realize::{Event, How, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::printer::Printer;
@@ -76,8 +76,8 @@ impl Reporter for Plain {
                 }
             }
             Event::Started { node } => self.printer.info(&format!("building {}", short(node))),
-            Event::Finished { node, seconds, how } => match how.as_str() {
-                "by-other-process" => self.printer.info(&format!(
+            Event::Finished { node, seconds, how } => match how {
+                How::ByOtherProcess => self.printer.info(&format!(
                     "{} was built by another forge process",
                     short(node)
                 )),
@@ -140,7 +140,7 @@ pub struct Live {
     printer: Printer,
     multi: MultiProgress,
     header: ProgressBar,
-    state: Mutex<BTreeMap<String, Running>>,
+    state: Mutex<BTreeMap<forge_core::StoreName, Running>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -231,8 +231,8 @@ impl Reporter for Live {
                     self.multi.remove(&r.bar);
                 }
                 self.header.inc(1);
-                let text = match how.as_str() {
-                    "by-other-process" => {
+                let text = match how {
+                    How::ByOtherProcess => {
                         format!("{} was built by another forge process", short(node))
                     }
                     _ => format!("built {} in {seconds:.1}s", short(node)),

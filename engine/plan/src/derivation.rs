@@ -226,8 +226,8 @@ impl Derivation {
     }
 
     /// `<hash>-<name>-<version>`: the store path's last component.
-    pub fn store_name(&self) -> String {
-        format!("{}-{}-{}", self.hash, self.inputs.name, self.inputs.version)
+    pub fn store_name(&self) -> forge_core::StoreName {
+        forge_core::StoreName::new(self.hash, &self.inputs.name, &self.inputs.version)
     }
 
     /// The output path in the store at `store`.

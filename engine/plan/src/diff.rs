@@ -143,7 +143,7 @@ fn walk(
             (Some(x), None) => out.push(Difference {
                 node: label.to_owned(),
                 input: format!("deps.{}", k.0),
-                old: Some(a.drv(*x).store_name()),
+                old: Some(a.drv(*x).store_name().into()),
                 new: None,
                 added: Vec::new(),
                 removed: Vec::new(),
@@ -152,7 +152,7 @@ fn walk(
                 node: label.to_owned(),
                 input: format!("deps.{}", k.0),
                 old: None,
-                new: Some(b.drv(*y).store_name()),
+                new: Some(b.drv(*y).store_name().into()),
                 added: Vec::new(),
                 removed: Vec::new(),
             }),

@@ -34,7 +34,6 @@ impl Plan {
     pub fn root(&self) -> &Derivation {
         self.drv(self.graph.root)
     }
-
 }
 
 /// Turns graphs into plans. Keeps a cache of local-source hashes, so planning many targets

@@ -335,22 +335,25 @@ impl NodeCheck<'_> {
                 self.keep_log(&b.log, round)?;
                 Ok(())
             }
-            Err(event) => Err(match *event {
-                forge_realize::Event::Failed {
-                    message, log, tail, ..
-                } => {
-                    if let Some(l) = &log {
-                        self.keep_log(l, round)?;
-                    }
-                    let mut m = format!("the rebuild failed: {message}");
-                    for line in tail.iter().rev().take(10).rev() {
-                        m.push_str("\n    ");
-                        m.push_str(line);
-                    }
-                    m
+            Err(e) => {
+                let log = e.command_log().map(Path::to_path_buf);
+                if let Some(l) = &log {
+                    self.keep_log(l, round)?;
                 }
-                other => format!("the rebuild failed: {other:?}"),
-            }),
+                let tail = match &e {
+                    forge_realize::NodeError::Build(forge_builder::BuildError::Command {
+                        tail,
+                        ..
+                    }) => tail.clone(),
+                    _ => Vec::new(),
+                };
+                let mut m = format!("the rebuild failed: {}", rebuild_message(e));
+                for line in tail.iter().rev().take(10).rev() {
+                    m.push_str("\n    ");
+                    m.push_str(line);
+                }
+                Err(m)
+            }
         };
         remove(&scratch)?;
         if let Err(e) = result {
@@ -454,6 +457,18 @@ fn other_hash(hash: &str, round: u32) -> String {
         if s != hash {
             return s;
         }
+    }
+}
+
+/// What a failed rebuild says: the message its `failed` event would carry.
+fn rebuild_message(e: forge_realize::NodeError) -> String {
+    match &e {
+        forge_realize::NodeError::Build(forge_builder::BuildError::Command {
+            phase,
+            status,
+            ..
+        }) => format!("phase `{phase}` failed: the command {status}"),
+        _ => e.to_string(),
     }
 }
 

@@ -115,7 +115,7 @@ pub(super) fn exportable(
     g.set_sbang(store.sbang_path());
     // Build directories and logs live beside the padded directory: no output may name them.
     g.set_store_dir(store.root());
-    let mut ids: HashMap<String, NodeId> = HashMap::new();
+    let mut ids: HashMap<forge_core::StoreName, NodeId> = HashMap::new();
     let mut glibc_ids: HashMap<String, NodeId> = HashMap::new();
     let mut roots = Vec::new();
     let mut meta: BTreeMap<String, PackageMeta> = BTreeMap::new();
@@ -131,7 +131,7 @@ pub(super) fn exportable(
             .entry(spack_arch)
             .or_insert_with(|| g.add(forge_spack::host::glibc_node(&glibc, arch.clone())));
         let names = forge_realize::store_names(&plan);
-        let missing: Vec<&String> = names
+        let missing: Vec<&forge_core::StoreName> = names
             .iter()
             .zip(plan.drvs.iter())
             .filter(|(n, d)| {
@@ -144,7 +144,7 @@ pub(super) fn exportable(
             .iter()
             .flat_map(|r| runtime_closure(&plan, *r, with_build_deps))
             .collect();
-        let missing: Vec<&String> = missing
+        let missing: Vec<&forge_core::StoreName> = missing
             .into_iter()
             .filter(|n| needed.contains(&names.iter().position(|x| x == *n).unwrap_or(usize::MAX)))
             .collect();

@@ -39,7 +39,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
     // Probe isolation only when something is to be built: a no-op realize stays instant.
     let names = forge_realize::store_names(&plan);
     let all_valid = store
-        .valid_subset(names.iter().map(String::as_str))
+        .valid_subset(names.iter().map(|n| n.as_str()))
         .map(|v| v.len() == names.len())
         .unwrap_or(false);
     if timings {

@@ -1,0 +1,120 @@
+//! What a realization tells its reporter, and what it returns.
+
+use std::path::PathBuf;
+
+use forge_core::StoreName;
+use serde::Serialize;
+
+/// How a node became valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum How {
+    /// Built from its sources by this process.
+    Built,
+    /// A host tool, linked into the store.
+    Host,
+    /// Another forge process built it while this one waited for its lock.
+    ByOtherProcess,
+}
+
+/// Something a reporter is told.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The plan: how many nodes, how many already valid.
+    Planned {
+        /// Nodes in the graph.
+        total: usize,
+        /// Already valid.
+        valid: usize,
+        /// To build.
+        to_build: usize,
+    },
+    /// A node's build started.
+    Started {
+        /// Store name.
+        node: StoreName,
+    },
+    /// A node entered a phase.
+    Phase {
+        /// Store name.
+        node: StoreName,
+        /// Phase name.
+        phase: String,
+    },
+    /// A line of a node's build output.
+    Line {
+        /// Store name.
+        node: StoreName,
+        /// The line.
+        line: String,
+    },
+    /// A node became valid.
+    Finished {
+        /// Store name.
+        node: StoreName,
+        /// Seconds spent.
+        seconds: f64,
+        /// How.
+        how: How,
+    },
+    /// Something worth noting about a node.
+    Note {
+        /// Store name.
+        node: StoreName,
+        /// The note.
+        message: String,
+    },
+    /// A node failed.
+    Failed {
+        /// Store name.
+        node: StoreName,
+        /// Phase it failed in, if a command failed.
+        phase: Option<String>,
+        /// The command, if a command failed.
+        command: Option<String>,
+        /// What went wrong.
+        message: String,
+        /// The build log.
+        log: Option<PathBuf>,
+        /// The log's last lines.
+        tail: Vec<String>,
+    },
+    /// A node was not built because a dependency failed.
+    Skipped {
+        /// Store name.
+        node: StoreName,
+        /// The failed dependency.
+        because: StoreName,
+    },
+}
+
+/// Receives events; implementations render them (progress bars, plain lines, JSON).
+pub trait Reporter: Send + Sync {
+    /// One event.
+    fn event(&self, e: &Event);
+}
+
+/// The outcome of a realization.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Nodes built in this run.
+    pub built: Vec<StoreName>,
+    /// Nodes that were already valid.
+    pub already_valid: usize,
+    /// Nodes that failed.
+    pub failed: Vec<StoreName>,
+    /// Nodes skipped because a dependency failed.
+    pub skipped: Vec<StoreName>,
+    /// Whether the run was interrupted.
+    pub cancelled: bool,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// Whether every node is valid.
+    pub fn success(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && !self.cancelled
+    }
+}
