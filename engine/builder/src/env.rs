@@ -3,6 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use forge_plan::{DepType, EdgeRole};
+
+use crate::phases::{fill, write_views};
+use crate::request::{BuildError, BuildRequest, setup};
+use crate::wrapper::{self, WrapperConfig};
+
 /// `SOURCE_DATE_EPOCH` for every build: 1980-01-01, the earliest date zip can store.
 pub const SOURCE_DATE_EPOCH: &str = "315532800";
 
@@ -302,6 +308,160 @@ pub(crate) fn push_existing(env: &mut BTreeMap<String, String>, var: &str, dir: 
         }
         entry.push_str(&dir.to_string_lossy());
     }
+}
+
+/// The environment every command of `req` runs with: compiler wrappers, `PATH`, the search paths
+/// of its dependencies, the fixed variables, and the derivation's own.
+pub(crate) fn environment(
+    req: &BuildRequest,
+    src_root: &Path,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let mut env = BTreeMap::new();
+    if req.drv.inputs.toolchain.is_some() {
+        compiler_wrappers(req, &mut env)?;
+    }
+    search_paths(req, &mut env)?;
+    let inputs = &req.drv.inputs;
+    let scratch = &req.scratch;
+    let fixed = [
+        ("HOME", scratch.join("home").to_string_lossy().into_owned()),
+        ("TMPDIR", scratch.join("tmp").to_string_lossy().into_owned()),
+        ("TZ", "UTC".into()),
+        ("LC_ALL", "C".into()),
+        ("LANG", "C".into()),
+        ("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.into()),
+        ("ZERO_AR_DATE", "1".into()),
+        ("TERM", "dumb".into()),
+        ("SHELL", "/bin/sh".into()),
+        ("USER", "forge".into()),
+        ("LOGNAME", "forge".into()),
+        ("out", req.out.to_string_lossy().into_owned()),
+        ("src", src_root.to_string_lossy().into_owned()),
+        ("FORGE_JOBS", req.jobs.to_string()),
+        ("FORGE_NAME", inputs.name.clone()),
+        ("FORGE_VERSION", inputs.version.clone()),
+    ];
+    for (k, v) in fixed {
+        env.insert(k.to_owned(), v);
+    }
+    if let Some(b) = &inputs.build {
+        for (k, v) in &b.env {
+            let v = fill(v, req, src_root)
+                .map_err(|e| setup(format!("environment variable `{k}`"), e))?;
+            env.insert(k.clone(), v);
+        }
+    }
+    Ok(env)
+}
+
+/// The compiler wrappers (forge itself under the compilers' names) in the scratch `bin`, their
+/// configuration, and `CC`, `CXX`, `FC`, `F77`.
+fn compiler_wrappers(
+    req: &BuildRequest,
+    env: &mut BTreeMap<String, String>,
+) -> Result<(), BuildError> {
+    let Some(tc) = &req.drv.inputs.toolchain else {
+        return Ok(());
+    };
+    let scratch = &req.scratch;
+    let compiler = req
+        .deps
+        .iter()
+        .find(|d| d.role == EdgeRole::Compiler)
+        .ok_or_else(|| {
+            setup(
+                "setting up the compiler",
+                "the derivation has a toolchain but no compiler dependency",
+            )
+        })?;
+    let mut tools = BTreeMap::new();
+    for t in ["gcc", "g++", "cpp", "gfortran"] {
+        let p = compiler.path.join("bin").join(t);
+        if fs_err::symlink_metadata(&p).is_ok() {
+            tools.insert(t.to_owned(), p);
+        }
+    }
+    let mut rpaths: Vec<PathBuf> = vec![req.out.join("lib"), req.out.join("lib64")];
+    rpaths.extend(req.rpaths.iter().cloned());
+    let config = WrapperConfig {
+        tools,
+        arch_flags: tc.flags.clone(),
+        prefix_map: vec![format!(
+            "-ffile-prefix-map={}=/forge-build",
+            scratch.display()
+        )],
+        rpaths,
+        log: scratch.join("wrapper.log"),
+    };
+    let cfg_path = scratch.join("wrapper.json");
+    fs_err::write(
+        &cfg_path,
+        serde_json::to_vec_pretty(&config).expect("serializes"),
+    )
+    .map_err(|e| setup("writing the wrapper configuration", e))?;
+    let bin = scratch.join("bin");
+    for (name, _) in wrapper::TOOLS {
+        fs_err::os::unix::fs::symlink(&req.forge_exe, bin.join(name))
+            .map_err(|e| setup("creating compiler wrappers", e))?;
+    }
+    env.insert(
+        wrapper::CONFIG_ENV.into(),
+        cfg_path.to_string_lossy().into_owned(),
+    );
+    env.insert("CC".into(), "cc".into());
+    env.insert("CXX".into(), "c++".into());
+    env.insert("FC".into(), "gfortran".into());
+    env.insert("F77".into(), "gfortran".into());
+    Ok(())
+}
+
+/// `PATH` (wrappers, dependencies' `bin` dirs, build tools' run closures, host tools) and the
+/// search paths of the dependencies a build compiles and links against, with a
+/// `FORGE_DEP_<NAME>` variable for each.
+fn search_paths(req: &BuildRequest, env: &mut BTreeMap<String, String>) -> Result<(), BuildError> {
+    let mut path: Vec<PathBuf> = vec![req.scratch.join("bin")];
+    for d in &req.deps {
+        if d.has(DepType::Build) || d.has(DepType::Run) {
+            path.push(d.path.join("bin"));
+        }
+    }
+    path.extend(req.tool_paths.iter().cloned());
+    if req.seal {
+        write_views(req, &path[1..]).map_err(|e| setup("listing the host tools", e))?;
+    }
+    path.extend(HOST_PROGRAM_DIRS.iter().map(PathBuf::from));
+    path.dedup();
+    env.insert(
+        "PATH".into(),
+        std::env::join_paths(&path)
+            .map_err(|e| setup("composing PATH", e))?
+            .to_string_lossy()
+            .into_owned(),
+    );
+    for d in &req.deps {
+        if d.role == EdgeRole::Compiler {
+            continue;
+        }
+        if d.has(DepType::Build) || d.has(DepType::Link) {
+            push_existing(env, "CPATH", &d.path.join("include"));
+            push_existing(env, "LIBRARY_PATH", &d.path.join("lib"));
+            push_existing(env, "LIBRARY_PATH", &d.path.join("lib64"));
+            push_existing(env, "PKG_CONFIG_PATH", &d.path.join("lib/pkgconfig"));
+            push_existing(env, "PKG_CONFIG_PATH", &d.path.join("lib64/pkgconfig"));
+            push_existing(env, "PKG_CONFIG_PATH", &d.path.join("share/pkgconfig"));
+            push_existing(env, "ACLOCAL_PATH", &d.path.join("share/aclocal"));
+            let entry = env.entry("CMAKE_PREFIX_PATH".into()).or_default();
+            if !entry.is_empty() {
+                entry.push(':');
+            }
+            entry.push_str(&d.path.to_string_lossy());
+        }
+        env.insert(dep_var(&d.name), d.path.to_string_lossy().into_owned());
+        for v in &d.virtuals {
+            env.insert(dep_var(v), d.path.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,6 +47,20 @@ impl fmt::Debug for StoreHash {
     }
 }
 
+impl Serialize for StoreHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a store hash")))
+    }
+}
+
 /// Splits a store name into hash, package name and version; `None` when it is not one. The
 /// version is what follows the first `-` after the hash that is followed by a digit: package
 /// names may contain `-` (`gcc-runtime`), versions start with a digit.

@@ -10,10 +10,11 @@ use forge_recipe::{
     Template,
 };
 
+use crate::arg::{Arg, Piece};
 use crate::derivation::{DrvBuild, DrvCommand, DrvPhase};
 
 /// Renders a template of the recipe for this node.
-pub(crate) type Render<'a> = dyn FnMut(&Spanned<Template>) -> Result<String, Box<Diag>> + 'a;
+pub(crate) type Render<'a> = dyn FnMut(&Spanned<Template>) -> Result<Arg, Box<Diag>> + 'a;
 
 fn join_rel(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
@@ -23,8 +24,22 @@ fn join_rel(a: &str, b: &str) -> String {
     }
 }
 
-fn argv(cmd: &[&str], rest: Vec<String>, cwd: &str) -> DrvCommand {
-    let mut v: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
+/// `{src}/REL`, or `{src}` for an empty `rel`.
+fn in_src(rel: &str) -> Arg {
+    if rel.is_empty() {
+        Arg::of([Piece::Src])
+    } else {
+        Arg::of([Piece::Src, Piece::Lit(format!("/{rel}"))])
+    }
+}
+
+/// `--flag={out}`-style arguments.
+fn with_out(flag: &str) -> Arg {
+    Arg::of([Piece::Lit(flag.to_owned()), Piece::Out])
+}
+
+fn argv(cmd: &[&str], rest: Vec<Arg>, cwd: &str) -> DrvCommand {
+    let mut v: Vec<Arg> = cmd.iter().map(|s| Arg::lit(*s)).collect();
     v.extend(rest);
     DrvCommand {
         argv: Some(v),
@@ -43,8 +58,8 @@ pub(crate) fn build(
     let mut configure = Vec::new();
     let mut build_args = Vec::new();
     let mut install_args = Vec::new();
-    let mut defines: Vec<(String, String)> = Vec::new();
-    let mut options: Vec<(String, String)> = Vec::new();
+    let mut defines: Vec<(String, Arg)> = Vec::new();
+    let mut options: Vec<(String, Arg)> = Vec::new();
     for a in &b.args {
         if !holds(&a.when) {
             continue;
@@ -57,8 +72,8 @@ pub(crate) fn build(
             ArgSlot::Configure => configure.extend(values),
             ArgSlot::Build => build_args.extend(values),
             ArgSlot::Install => install_args.extend(values),
-            ArgSlot::Define(n) => defines.push((n.clone(), values.concat())),
-            ArgSlot::Option(n) => options.push((n.clone(), values.concat())),
+            ArgSlot::Define(n) => defines.push((n.clone(), Arg::concat(values))),
+            ArgSlot::Option(n) => options.push((n.clone(), Arg::concat(values))),
         }
     }
     let mut env = BTreeMap::new();
@@ -71,8 +86,8 @@ pub(crate) fn build(
         .source_dir
         .as_ref()
         .map_or(String::new(), |s| s.value.clone());
-    let jobs: Vec<String> = if b.parallel {
-        vec!["-j{jobs}".into()]
+    let jobs: Vec<Arg> = if b.parallel {
+        vec![Arg::of([Piece::Lit("-j".into()), Piece::Jobs])]
     } else {
         Vec::new()
     };
@@ -90,26 +105,23 @@ pub(crate) fn build(
                         .configure_script
                         .as_ref()
                         .map_or("configure", |s| s.value.as_str());
-                    (
-                        join_rel(&src, &d.value),
-                        format!("{{src}}/{}", join_rel(&src, script)),
-                    )
+                    (join_rel(&src, &d.value), in_src(&join_rel(&src, script)))
                 }
                 None => {
                     let script = b
                         .configure_script
                         .as_ref()
                         .map_or("configure", |s| s.value.as_str());
-                    (src.clone(), format!("./{script}"))
+                    (src.clone(), Arg::lit(format!("./{script}")))
                 }
             };
-            let mut conf = vec![script, "--prefix={out}".to_owned()];
+            let mut conf = vec![script, with_out("--prefix=")];
             conf.extend(configure);
             standard.push(phase("configure", vec![argv(&[], conf, &cwd)], false));
             let mut bargs = jobs.clone();
             bargs.extend(build_args);
             standard.push(phase("build", vec![argv(&["make"], bargs, &cwd)], false));
-            let mut iargs = vec!["install".to_owned()];
+            let mut iargs = vec![Arg::lit("install")];
             iargs.extend(install_args);
             standard.push(phase(
                 "install",
@@ -118,94 +130,86 @@ pub(crate) fn build(
             ));
         }
         BuildSystem::Cmake => {
-            let bdir = format!(
-                "{{src}}/{}",
-                join_rel(
-                    &src,
-                    b.build_dir
-                        .as_ref()
-                        .map_or("forge-build", |d| d.value.as_str())
-                )
-            );
-            let sdir = if src.is_empty() {
-                "{src}".to_owned()
-            } else {
-                format!("{{src}}/{src}")
-            };
+            let bdir = in_src(&join_rel(
+                &src,
+                b.build_dir
+                    .as_ref()
+                    .map_or("forge-build", |d| d.value.as_str()),
+            ));
             let build_type = b
                 .build_type
                 .as_ref()
                 .map_or("Release", |t| t.value.as_str());
             let mut conf = vec![
-                "-S".to_owned(),
-                sdir,
-                "-B".to_owned(),
+                Arg::lit("-S"),
+                in_src(&src),
+                Arg::lit("-B"),
                 bdir.clone(),
-                "-DCMAKE_INSTALL_PREFIX={out}".to_owned(),
-                format!("-DCMAKE_BUILD_TYPE={build_type}"),
+                with_out("-DCMAKE_INSTALL_PREFIX="),
+                Arg::lit(format!("-DCMAKE_BUILD_TYPE={build_type}")),
             ];
             if let Some(g) = &b.generator {
-                conf.push("-G".to_owned());
-                conf.push(g.value.clone());
+                conf.push(Arg::lit("-G"));
+                conf.push(Arg::lit(g.value.clone()));
             }
-            conf.extend(defines.into_iter().map(|(k, v)| format!("-D{k}={v}")));
+            conf.extend(
+                defines
+                    .into_iter()
+                    .map(|(k, v)| Arg::lit(format!("-D{k}=")).then(v)),
+            );
             conf.extend(configure);
             standard.push(phase(
                 "configure",
                 vec![argv(&["cmake"], conf, &src)],
                 false,
             ));
-            let mut bargs = vec!["--build".to_owned(), bdir.clone()];
+            let mut bargs = vec![Arg::lit("--build"), bdir.clone()];
             if b.parallel {
-                bargs.extend(["--parallel".to_owned(), "{jobs}".to_owned()]);
+                bargs.extend([Arg::lit("--parallel"), Arg::of([Piece::Jobs])]);
             }
             bargs.extend(build_args);
             standard.push(phase("build", vec![argv(&["cmake"], bargs, &src)], false));
-            let mut iargs = vec!["--install".to_owned(), bdir];
+            let mut iargs = vec![Arg::lit("--install"), bdir];
             iargs.extend(install_args);
             standard.push(phase("install", vec![argv(&["cmake"], iargs, &src)], true));
         }
         BuildSystem::Meson => {
-            let bdir = format!(
-                "{{src}}/{}",
-                join_rel(
-                    &src,
-                    b.build_dir
-                        .as_ref()
-                        .map_or("forge-build", |d| d.value.as_str())
-                )
-            );
-            let sdir = if src.is_empty() {
-                "{src}".to_owned()
-            } else {
-                format!("{{src}}/{src}")
-            };
+            let bdir = in_src(&join_rel(
+                &src,
+                b.build_dir
+                    .as_ref()
+                    .map_or("forge-build", |d| d.value.as_str()),
+            ));
             let build_type = b
                 .build_type
                 .as_ref()
                 .map_or("release", |t| t.value.as_str());
             let mut conf = vec![
-                "setup".to_owned(),
+                Arg::lit("setup"),
                 bdir.clone(),
-                sdir,
-                "--prefix={out}".to_owned(),
-                "--libdir=lib".to_owned(),
-                format!("--buildtype={build_type}"),
+                in_src(&src),
+                with_out("--prefix="),
+                Arg::lit("--libdir=lib"),
+                Arg::lit(format!("--buildtype={build_type}")),
             ];
-            conf.extend(options.into_iter().map(|(k, v)| format!("-D{k}={v}")));
+            conf.extend(
+                options
+                    .into_iter()
+                    .map(|(k, v)| Arg::lit(format!("-D{k}=")).then(v)),
+            );
             conf.extend(configure);
             standard.push(phase(
                 "configure",
                 vec![argv(&["meson"], conf, &src)],
                 false,
             ));
-            let mut bargs = vec!["compile".to_owned(), "-C".to_owned(), bdir.clone()];
+            let mut bargs = vec![Arg::lit("compile"), Arg::lit("-C"), bdir.clone()];
             if b.parallel {
-                bargs.extend(["-j".to_owned(), "{jobs}".to_owned()]);
+                bargs.extend([Arg::lit("-j"), Arg::of([Piece::Jobs])]);
             }
             bargs.extend(build_args);
             standard.push(phase("build", vec![argv(&["meson"], bargs, &src)], false));
-            let mut iargs = vec!["install".to_owned(), "-C".to_owned(), bdir];
+            let mut iargs = vec![Arg::lit("install"), Arg::lit("-C"), bdir];
             iargs.extend(install_args);
             standard.push(phase("install", vec![argv(&["meson"], iargs, &src)], true));
         }
@@ -213,7 +217,7 @@ pub(crate) fn build(
             let mut bargs = jobs;
             bargs.extend(build_args);
             standard.push(phase("build", vec![argv(&["make"], bargs, &src)], false));
-            let mut iargs = vec!["install".to_owned()];
+            let mut iargs = vec![Arg::lit("install")];
             iargs.extend(install_args);
             standard.push(phase(
                 "install",

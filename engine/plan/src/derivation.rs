@@ -9,7 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use forge_recipe::{BuildSystem, VariantValue};
+use forge_recipe::{BuildSystem, DepTypes, VariantValue};
+use forge_resolve::EdgeRole;
+
+use crate::arg::Arg;
 use serde::{Deserialize, Serialize};
 
 /// Version of the contract between derivations and the builder. Bump it whenever the builder
@@ -64,7 +67,7 @@ pub struct DrvPatch {
 pub struct DrvCommand {
     /// Program and arguments, run without a shell.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub argv: Option<Vec<String>>,
+    pub argv: Option<Vec<Arg>>,
     /// A shell command line, run with `sh -c`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sh: Option<String>,
@@ -95,7 +98,7 @@ pub struct DrvBuild {
     /// Phases, in order.
     pub phases: Vec<DrvPhase>,
     /// Environment set for every phase.
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Arg>,
 }
 
 /// The toolchain a node is compiled with.
@@ -119,7 +122,7 @@ pub struct DrvToolchain {
 }
 
 /// A dependency, by derivation hash.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct DrvDep {
     /// Package name.
@@ -127,12 +130,38 @@ pub struct DrvDep {
     /// Its derivation hash.
     pub drv: String,
     /// Dependency types.
-    pub types: Vec<String>,
-    /// `declared`, `compiler` or `runtime`.
-    pub role: String,
+    pub types: DepTypes,
+    /// Why the edge exists: `declared`, `compiler` or `runtime`.
+    pub role: EdgeRole,
     /// Virtuals (or languages, for the compiler) this edge satisfies.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub virtuals: Vec<String>,
+}
+
+impl DrvDep {
+    /// The order dependencies are listed in, which the hash covers: by name, derivation, then
+    /// the written forms of types and role.
+    fn sort_key(&self) -> (&str, &str, Vec<&'static str>, &'static str, &[String]) {
+        (
+            &self.name,
+            &self.drv,
+            self.types.names(),
+            self.role.as_str(),
+            &self.virtuals,
+        )
+    }
+}
+
+impl PartialOrd for DrvDep {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DrvDep {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
 }
 
 /// A host tool.
@@ -243,6 +272,46 @@ impl Derivation {
             "inputs": serde_json::to_value(&self.inputs).expect("serializes"),
             "fetch": self.fetch,
         })
+    }
+}
+
+/// The serialized form of a [`Derivation`]: the document of [`Derivation::to_document`] plus where
+/// its patches are on this machine.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct DrvDocument {
+    hash: DrvHash,
+    inputs: DrvInputs,
+    fetch: Vec<Fetch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    patch_files: Vec<PathBuf>,
+}
+
+impl Serialize for Derivation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        DrvDocument {
+            hash: self.hash,
+            inputs: self.inputs.clone(),
+            fetch: self.fetch.clone(),
+            patch_files: self.patch_files.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Derivation {
+    /// Reads a derivation back, recomputing its hash: a document whose inputs do not hash to the
+    /// hash it states is refused.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let doc = DrvDocument::deserialize(d)?;
+        let drv = Derivation::new(doc.inputs, doc.fetch, doc.patch_files);
+        if drv.hash != doc.hash {
+            return Err(serde::de::Error::custom(format!(
+                "the derivation's inputs hash to {}, not to the {} it states",
+                drv.hash, doc.hash
+            )));
+        }
+        Ok(drv)
     }
 }
 

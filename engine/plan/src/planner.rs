@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use forge_recipe::template::Piece as TemplatePiece;
 use forge_recipe::{
     Diag, Facts, Recipe, RecipeSet, SourceDecl, Spanned, Template, Var, VariantValue,
 };
@@ -12,6 +13,7 @@ use forge_resolve::{EdgeRole, Graph, HostProbe, Node, Origin, Request, Resolver}
 use petgraph::graph::NodeIndex;
 use sha2::Digest as _;
 
+use crate::arg::{Arg, Piece};
 use crate::buildsys;
 use crate::derivation::*;
 
@@ -196,13 +198,8 @@ impl<'a> Planner<'a> {
             .map(|(d, e)| DrvDep {
                 name: graph.node(d).name().to_owned(),
                 drv: done[d.index()].hash.to_string(),
-                types: e.types.names().into_iter().map(str::to_owned).collect(),
-                role: match e.role {
-                    EdgeRole::Declared => "declared",
-                    EdgeRole::Compiler => "compiler",
-                    EdgeRole::Runtime => "runtime",
-                }
-                .to_owned(),
+                types: e.types,
+                role: e.role,
                 virtuals: e.virtuals.clone(),
             })
             .collect();
@@ -260,7 +257,7 @@ impl<'a> Planner<'a> {
                 std::iter::once(d.name.as_str()).chain(d.virtuals.iter().map(String::as_str))
             })
             .collect();
-        let mut render = |t: &Spanned<Template>| render(self.set, recipe, node, &dep_names, t);
+        let render = |t: &Spanned<Template>| render(self.set, recipe, node, &dep_names, t);
         // Sources.
         let mut sources = Vec::new();
         let mut fetch = Vec::new();
@@ -360,8 +357,10 @@ impl<'a> Planner<'a> {
                 patch_files.push(recipe.dir.join(&p.file.value));
             }
         }
+        let mut render_arg =
+            |t: &Spanned<Template>| render_arg(self.set, recipe, node, &dep_names, t);
         let build = match &recipe.build {
-            Some(b) => Some(buildsys::build(b, &facts, &mut render)?),
+            Some(b) => Some(buildsys::build(b, &facts, &mut render_arg)?),
             None => None,
         };
         let toolchain = node.toolchain.as_ref().map(|t| DrvToolchain {
@@ -481,6 +480,7 @@ fn memo_key(graph: &Graph, i: NodeIndex, done: &[Derivation]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// A URL template of the recipe, filled in for `node`.
 fn render(
     set: &RecipeSet,
     recipe: &Recipe,
@@ -488,13 +488,56 @@ fn render(
     deps: &BTreeSet<&str>,
     t: &Spanned<Template>,
 ) -> Result<String, Box<Diag>> {
-    t.value.render(|v| match v {
+    t.value.render(|v| fill(set, recipe, node, deps, t, v))
+}
+
+/// A build argument of the recipe for `node`: what the planner knows filled in, the rest left
+/// to the builder as typed pieces.
+fn render_arg(
+    set: &RecipeSet,
+    recipe: &Recipe,
+    node: &Node,
+    deps: &BTreeSet<&str>,
+    t: &Spanned<Template>,
+) -> Result<Arg, Box<Diag>> {
+    let mut arg = Arg::default();
+    for p in t.value.pieces() {
+        arg.push(match p {
+            TemplatePiece::Lit(s) => Piece::Lit(s.clone()),
+            TemplatePiece::Var(v, _) => match fill(set, recipe, node, deps, t, v)? {
+                Some(s) => Piece::Lit(s),
+                None => match v {
+                    Var::Out => Piece::Out,
+                    Var::Src => Piece::Src,
+                    Var::Jobs => Piece::Jobs,
+                    Var::Dep(n) => Piece::Dep(n.clone()),
+                    other => unreachable!("`{other}` is always filled in"),
+                },
+            },
+        });
+    }
+    Ok(arg)
+}
+
+/// The value of placeholder `v` for `node`, or `None` for those the builder fills in.
+fn fill(
+    set: &RecipeSet,
+    recipe: &Recipe,
+    node: &Node,
+    deps: &BTreeSet<&str>,
+    t: &Spanned<Template>,
+    v: &Var,
+) -> Result<Option<String>, Box<Diag>> {
+    match v {
         Var::Version(None) => Ok(Some(node.version.to_string())),
         Var::Version(Some(form)) => node.version.derived(form).map(Some).ok_or_else(|| {
             Box::new(
-                Diag::error("plan::version-form", format!("`{}@{}` has no `{form}` form", node.name(), node.version))
-                    .label(&set.sources, t.span, "in this string")
-                    .help("the version has too few components for this form"),
+                Diag::error(
+                    "plan::version-form",
+                    format!("`{}@{}` has no `{form}` form", node.name(), node.version),
+                )
+                .label(&set.sources, t.span, "in this string")
+                .help("the version has too few components for this form"),
             )
         }),
         Var::Name => Ok(Some(recipe.name.value.clone())),
@@ -502,9 +545,12 @@ fn render(
             Some(VariantValue::Bool(b)) => Ok(Some(b.to_string())),
             Some(other) => Ok(Some(other.to_string())),
             None => Err(Box::new(
-                Diag::error("plan::unknown-variant", format!("`{{variant:{n}}}`: `{}` has no such variant", node.name()))
-                    .label(&set.sources, t.span, "in this string")
-                    .help("declare the variant"),
+                Diag::error(
+                    "plan::unknown-variant",
+                    format!("`{{variant:{n}}}`: `{}` has no such variant", node.name()),
+                )
+                .label(&set.sources, t.span, "in this string")
+                .help("declare the variant"),
             )),
         },
         Var::Dep(n) => {
@@ -522,5 +568,5 @@ fn render(
             }
         }
         Var::Out | Var::Src | Var::Jobs => Ok(None),
-    })
+    }
 }

@@ -24,8 +24,8 @@ pub(crate) fn deps_of(
             name: plan.graph.node(d).name().to_owned(),
             virtuals: e.virtuals.clone(),
             path: store.path_of(&names[d.index()]),
-            types: e.types.names().into_iter().map(str::to_owned).collect(),
-            role: format!("{:?}", e.role).to_lowercase(),
+            types: e.types,
+            role: e.role,
         })
         .collect()
 }

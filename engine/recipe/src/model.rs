@@ -195,6 +195,19 @@ impl Serialize for DepTypes {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for DepTypes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names.iter().try_fold(Self::NONE, |set, n| {
+            DepType::ALL
+                .into_iter()
+                .find(|t| t.as_str() == n)
+                .map(|t| set.with(t))
+                .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a dependency type")))
+        })
+    }
+}
+
 /// A language a package is compiled in; decides which compilers its build sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -117,7 +117,10 @@ impl Node {
 }
 
 /// Why an edge exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum EdgeRole {
     /// A `depends` line of the recipe.
     Declared,
@@ -125,6 +128,17 @@ pub enum EdgeRole {
     Compiler,
     /// The runtime of the node's toolchain.
     Runtime,
+}
+
+impl EdgeRole {
+    /// `declared`, `compiler` or `runtime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Declared => "declared",
+            Self::Compiler => "compiler",
+            Self::Runtime => "runtime",
+        }
+    }
 }
 
 /// An edge from a dependent to a dependency.
