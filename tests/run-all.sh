@@ -32,3 +32,5 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
+# The source-mirror builder on its fixture archive (a fake Sources index served on 127.0.0.1).
+FORGE="$CARGO_TARGET_DIR/debug/forge" python3 -m unittest discover -s tests/sources -p 'test_*.py'
