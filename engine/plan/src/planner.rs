@@ -16,6 +16,7 @@ use sha2::Digest as _;
 use crate::arg::{Arg, Piece};
 use crate::buildsys;
 use crate::derivation::*;
+use crate::spack::{PackageMeta, SpackIdentity};
 
 /// A planned graph: the resolved nodes and their derivations.
 #[derive(Debug, Clone)]
@@ -24,6 +25,12 @@ pub struct Plan {
     pub graph: Graph,
     /// `drvs[i]` is the derivation of node `i`.
     pub drvs: Vec<Derivation>,
+    /// `spack[i]` is how node `i` appears in Spack (for a host tool: the external's name).
+    pub spack: Vec<Arc<SpackIdentity>>,
+    /// Spack's name of the graph's target architecture (`x86_64_v3`).
+    pub spack_arch: String,
+    /// What Spack stub recipes declare about each package forge builds, by Spack name.
+    pub packages: BTreeMap<String, Arc<PackageMeta>>,
 }
 
 impl Plan {
@@ -38,6 +45,11 @@ impl Plan {
     }
 }
 
+/// The store names of every node of a plan, by node index.
+pub fn store_names(plan: &Plan) -> Vec<forge_core::StoreName> {
+    plan.drvs.iter().map(Derivation::store_name).collect()
+}
+
 /// Turns graphs into plans. Keeps a cache of local-source hashes, so planning many targets
 /// hashes each local source once, and of derivations by everything they are computed from, so a
 /// node shared by many targets (the compiler, zlib) is derived once.
@@ -45,8 +57,12 @@ impl Plan {
 pub struct Planner<'a> {
     set: &'a RecipeSet,
     local_hashes: Mutex<BTreeMap<PathBuf, (String, bool)>>,
-    derived: Mutex<HashMap<[u8; 32], Arc<Derivation>>>,
+    derived: Mutex<HashMap<[u8; 32], Derived>>,
+    metas: Mutex<HashMap<String, Arc<PackageMeta>>>,
 }
+
+/// A planned node, as cached: its derivation and its Spack identity.
+type Derived = (Arc<Derivation>, Arc<SpackIdentity>);
 
 /// File names that are archives to unpack.
 pub fn is_archive(name: &str) -> bool {
@@ -79,6 +95,7 @@ impl<'a> Planner<'a> {
             set,
             local_hashes: Mutex::default(),
             derived: Mutex::default(),
+            metas: Mutex::default(),
         }
     }
 
@@ -160,34 +177,67 @@ impl<'a> Planner<'a> {
     /// Plans every node of `graph`.
     pub fn plan(&self, graph: Graph) -> Result<Plan, Box<Diag>> {
         let mut drvs: Vec<Derivation> = Vec::with_capacity(graph.len());
+        let mut spack = Vec::with_capacity(graph.len());
+        let mut packages = BTreeMap::new();
         for i in graph.topo() {
-            let d = self.node(&graph, i, &drvs)?;
+            let (d, id) = self.node(&graph, i, &drvs)?;
+            if matches!(graph.node(i).origin, Origin::Build) && !packages.contains_key(&id.name) {
+                packages.insert(id.name.clone(), self.meta(graph.node(i).name()));
+            }
             drvs.push(d);
+            spack.push(id);
         }
-        Ok(Plan { graph, drvs })
+        let spack_arch = self
+            .set
+            .arches
+            .get(&graph.arch)
+            .map_or_else(|| graph.arch.replace('-', "_"), |d| d.spack_name.clone());
+        Ok(Plan {
+            graph,
+            drvs,
+            spack,
+            spack_arch,
+            packages,
+        })
     }
 
-    /// The derivation of node `i`, from the cache when an identical node (same package, version
-    /// as written, variants, origin, toolchain, target and dependency derivations: everything
-    /// [`Self::derive`] reads besides the recipe) was derived before.
+    /// The stub-recipe metadata of `package`, read from its recipe once.
+    fn meta(&self, package: &str) -> Arc<PackageMeta> {
+        let mut metas = self.metas.lock().expect("cache");
+        Arc::clone(
+            metas
+                .entry(package.to_owned())
+                .or_insert_with(|| Arc::new(PackageMeta::of(&self.set.packages[package]))),
+        )
+    }
+
+    /// The derivation and Spack identity of node `i`, from the cache when an identical node
+    /// (same package, version as written, variants, origin, toolchain, target and dependency
+    /// derivations: everything [`Self::derive`] reads besides the recipe) was planned before.
     fn node(
         &self,
         graph: &Graph,
         i: NodeIndex,
         done: &[Derivation],
-    ) -> Result<Derivation, Box<Diag>> {
+    ) -> Result<(Derivation, Arc<SpackIdentity>), Box<Diag>> {
         let key = memo_key(graph, i, done);
         // Copied out of the lock: other threads planning other targets use the cache too.
         let hit = self.derived.lock().expect("cache").get(&key).cloned();
-        if let Some(d) = hit {
-            return Ok(Derivation::clone(&d));
+        if let Some((d, id)) = hit {
+            return Ok((Derivation::clone(&d), id));
         }
         let d = self.derive(graph, i, self.deps(graph, i, done))?;
+        let node = graph.node(i);
+        let id = Arc::new(SpackIdentity::of(
+            &self.set.packages[node.name()],
+            &node.version,
+            &node.variants,
+        ));
         self.derived
             .lock()
             .expect("cache")
-            .insert(key, Arc::new(d.clone()));
-        Ok(d)
+            .insert(key, (Arc::new(d.clone()), Arc::clone(&id)));
+        Ok((d, id))
     }
 
     /// The dependencies of node `i` as a derivation lists them.

@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use forge_core::StoreName;
 use forge_fetch::FetchOptions;
 use forge_plan::{DrvKind, Plan};
 use forge_store::Store;
@@ -56,13 +55,7 @@ pub struct Options {
     pub fetch: FetchOptions,
 }
 
-/// The store names of every node of a plan, by node index.
-pub fn store_names(plan: &Plan) -> Vec<StoreName> {
-    plan.drvs
-        .iter()
-        .map(forge_plan::Derivation::store_name)
-        .collect()
-}
+pub use forge_plan::store_names;
 
 /// Realizes every node of `plan`. `cancel` set to `true` interrupts.
 pub async fn realize(

@@ -51,7 +51,7 @@ pub struct ExportOptions {
     /// they are); each becomes a warning instead of a violation.
     pub allow_unrelocatable: bool,
     /// Descriptions, homepages and variant declarations for the stub recipes, by Spack package
-    /// name (see [`PackageMeta::from_recipe`]).
+    /// name (see [`PackageMeta`]).
     pub package_meta: BTreeMap<String, PackageMeta>,
     /// Re-archive packages whose manifests and blobs already exist.
     pub rebuild: bool,

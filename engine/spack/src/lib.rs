@@ -14,8 +14,9 @@
 //! - [`verify_cache`] checks a cache as a careful consumer would and names every problem;
 //! - [`relocate`] also implements Spack's install-time relocation, to test exports end to end.
 //!
-//! This crate does not know forge's store, resolver or recipes beyond the Spack identity a
-//! recipe declares ([`PackageMeta::from_recipe`]); it never touches the network.
+//! [`exportable`] builds that graph from planned requests and the store: every node as the plan
+//! says it appears in Spack ([`forge_plan::SpackIdentity`]), built nodes at their store paths,
+//! host tools as externals. The crate never reads recipes and never touches the network.
 //!
 //! ```no_run
 //! use forge_spack::{Arch, DepTypes, ExportGraph, ExportOptions, Keyring, Node, export, host};
@@ -43,11 +44,11 @@ mod export;
 mod graph;
 pub mod gzip;
 pub mod host;
-mod identity;
 mod index;
 mod keys;
 mod manifest;
 mod package;
+mod plan;
 pub mod relocate;
 mod repo;
 mod spec;
@@ -61,13 +62,13 @@ pub use export::{
     SPEC_BLOB_LAYOUT_VERSION, export, spec_blob_json, spec_manifest_path,
 };
 pub use graph::{Dependency, ExportGraph, HashedGraph, Node, NodeId, NodeKind};
-pub use identity::{SpackIdentity, spack_build_system};
 pub use index::{DB_VERSION, Index, IndexRecord};
 pub use keys::{KeyInfo, Keyring, SignatureProblem, Signer, TrustedKeys};
 pub use manifest::{
     BlobRecord, LAYOUT_VERSION, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL,
     Manifest, clearsigned_body, is_clearsigned,
 };
+pub use plan::{Exportable, PlanExportError, Request, exportable};
 pub use repo::{PackageMeta, REPO_DIR, VariantMeta, class_name, package_dir};
 pub use spec::{
     Arch, CompilerFlags, DepEdge, DepTypes, External, SPEC_FORMAT_VERSION, SpecNode, Target,

@@ -28,59 +28,7 @@ pub const REPO_DIR: &str = "spack-repo";
 /// Runtime packages Spack attaches to every node a compiler builds; recipes never declare them.
 const COMPILER_RUNTIMES: &[&str] = &["gcc-runtime", "intel-oneapi-runtime"];
 
-/// What a stub recipe says about a package beyond what the cached specs show.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PackageMeta {
-    /// One line about it.
-    pub description: Option<String>,
-    /// Project page.
-    pub homepage: Option<String>,
-    /// Variants by Spack name.
-    pub variants: BTreeMap<String, VariantMeta>,
-}
-
-/// A variant's declaration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VariantMeta {
-    /// Its default.
-    pub default: VariantValue,
-    /// Allowed values of a single- or multi-valued variant; empty means any value.
-    pub values: Vec<String>,
-    /// What it does.
-    pub description: Option<String>,
-}
-
-impl PackageMeta {
-    /// The metadata of a forge recipe, with its variants under their Spack names.
-    pub fn from_recipe(recipe: &forge_recipe::Recipe) -> Self {
-        let mut variants = BTreeMap::new();
-        for v in &recipe.variants {
-            let name = recipe
-                .spack
-                .variants
-                .get(&v.name.value)
-                .map_or(v.name.value.clone(), |s| s.value.clone());
-            let values = match &v.kind {
-                forge_recipe::VariantKind::Bool { .. } => Vec::new(),
-                forge_recipe::VariantKind::Single { values, .. }
-                | forge_recipe::VariantKind::Multi { values, .. } => values.clone(),
-            };
-            variants.insert(
-                name,
-                VariantMeta {
-                    default: v.default_value(),
-                    values,
-                    description: v.description.clone(),
-                },
-            );
-        }
-        Self {
-            description: recipe.meta.description.clone(),
-            homepage: recipe.meta.homepage.clone(),
-            variants,
-        }
-    }
-}
+pub use forge_plan::{PackageMeta, VariantMeta};
 
 /// Spack's class name for a package (`forge-hello` → `ForgeHello`, `7zip` → `_7zip`).
 pub fn class_name(pkg: &str) -> String {

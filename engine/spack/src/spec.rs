@@ -90,14 +90,14 @@ impl std::ops::BitOrAssign for DepTypes {
     }
 }
 
-impl From<forge_recipe::DepTypes> for DepTypes {
-    fn from(t: forge_recipe::DepTypes) -> Self {
+impl From<forge_plan::DepTypes> for DepTypes {
+    fn from(t: forge_plan::DepTypes) -> Self {
         t.iter()
             .map(|t| match t {
-                forge_recipe::DepType::Build => Self::BUILD,
-                forge_recipe::DepType::Link => Self::LINK,
-                forge_recipe::DepType::Run => Self::RUN,
-                forge_recipe::DepType::Test => Self::TEST,
+                forge_plan::DepType::Build => Self::BUILD,
+                forge_plan::DepType::Link => Self::LINK,
+                forge_plan::DepType::Run => Self::RUN,
+                forge_plan::DepType::Test => Self::TEST,
             })
             .fold(Self::NONE, |a, b| a | b)
     }
@@ -110,7 +110,7 @@ impl fmt::Display for DepTypes {
 }
 
 /// A variant value as Spack serializes it.
-pub use forge_recipe::VariantValue;
+pub use forge_plan::VariantValue;
 
 /// The target of a node's `arch`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,8 @@
 //! `forge export`, `forge key`, `forge cache verify`: Spack buildcaches out of the store.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use forge_resolve::{EdgeRole, Origin};
-use forge_spack::{
-    Arch, ExportGraph, ExportOptions, Keyring, Node, NodeId, PackageMeta, SpackIdentity,
-};
+use forge_spack::{ExportOptions, Exportable, Keyring, PlanExportError};
 
 use crate::ExitStatus;
 use crate::args::{CacheCommand, ExportArgs, KeyCommand};
@@ -15,14 +11,6 @@ use crate::context::Ctx;
 fn fail(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
     ctx.printer.error(&e.to_string());
     ExitStatus::Failure
-}
-
-/// What an export covers: the Spack graph of the requests' closures, its roots, and the
-/// package metadata of the recipes involved.
-pub(super) struct Exportable {
-    pub(super) graph: ExportGraph,
-    pub(super) roots: Vec<NodeId>,
-    pub(super) meta: BTreeMap<String, PackageMeta>,
 }
 
 pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus> {
@@ -100,7 +88,8 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus
     Ok(ExitStatus::Success)
 }
 
-/// Builds the export graph of `requests` from the store; every node they need must be valid.
+/// Plans `requests` and builds their export graph from the store; every node they need must be
+/// valid.
 pub(super) fn exportable(
     ctx: &Ctx,
     store: &forge_store::Store,
@@ -109,46 +98,21 @@ pub(super) fn exportable(
 ) -> Result<Exportable, ExitStatus> {
     let set = ctx.load()?;
     let host = ctx.host();
-    let os = forge_spack::host::platform_os().map_err(|e| fail(ctx, e))?;
-    let glibc = forge_spack::host::glibc_version().map_err(|e| fail(ctx, e))?;
-    let mut g = ExportGraph::new(store.paths_dir());
-    g.set_sbang(store.sbang_path());
-    // Build directories and logs live beside the padded directory: no output may name them.
-    g.set_store_dir(store.root());
-    let mut ids: HashMap<forge_core::StoreName, NodeId> = HashMap::new();
-    let mut glibc_ids: HashMap<String, NodeId> = HashMap::new();
-    let mut roots = Vec::new();
-    let mut meta: BTreeMap<String, PackageMeta> = BTreeMap::new();
+    let mut plans = Vec::with_capacity(requests.len());
     for request in requests {
-        let (plan, request_roots) = plan_request(ctx, &set, &host, store, request)?;
-        let gr = &plan.graph;
-        let spack_arch = set
-            .arches
-            .get(&gr.arch)
-            .map_or_else(|| gr.arch.replace('-', "_"), |d| d.spack_name.clone());
-        let arch = Arch::linux(os.clone(), spack_arch.clone());
-        let libc = *glibc_ids
-            .entry(spack_arch)
-            .or_insert_with(|| g.add(forge_spack::host::glibc_node(&glibc, arch.clone())));
-        let names = forge_realize::store_names(&plan);
-        let missing: Vec<&forge_core::StoreName> = names
-            .iter()
-            .zip(plan.drvs.iter())
-            .filter(|(n, d)| {
-                d.inputs.kind == forge_plan::DrvKind::Build && !store.is_valid(n).unwrap_or(false)
-            })
-            .map(|(n, _)| n)
-            .collect();
-        // Build-only nodes need not be valid unless they are exported.
-        let needed: std::collections::BTreeSet<usize> = request_roots
-            .iter()
-            .flat_map(|r| runtime_closure(&plan, *r, with_build_deps))
-            .collect();
-        let missing: Vec<&forge_core::StoreName> = missing
-            .into_iter()
-            .filter(|n| needed.contains(&names.iter().position(|x| x == *n).unwrap_or(usize::MAX)))
-            .collect();
-        if !missing.is_empty() {
+        plans.push(plan_request(ctx, &set, &host, store, request)?);
+    }
+    let reqs: Vec<forge_spack::Request<'_>> = requests
+        .iter()
+        .zip(&plans)
+        .map(|(name, (plan, roots))| forge_spack::Request {
+            name,
+            plan,
+            roots: roots.clone(),
+        })
+        .collect();
+    forge_spack::exportable(store, &reqs, with_build_deps).map_err(|e| match e {
+        PlanExportError::NotRealized { request, missing } => {
             let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
             super::report_missing(
                 ctx,
@@ -157,80 +121,9 @@ pub(super) fn exportable(
                 &format!("of `{request}`"),
                 &format!("run `forge realize {request}` first"),
             );
-            return Err(ExitStatus::Failure);
+            ExitStatus::Failure
         }
-        for i in gr.topo() {
-            let name = &names[i.index()];
-            if ids.contains_key(name) {
-                continue;
-            }
-            let n = gr.node(i);
-            let node = match &n.origin {
-                Origin::Host(tool) => {
-                    let is_compiler = gr.dependents(i).iter().any(|d| {
-                        gr.deps(*d)
-                            .iter()
-                            .any(|(x, e)| *x == i && e.role == EdgeRole::Compiler)
-                    });
-                    if is_compiler {
-                        let mut compilers = BTreeMap::new();
-                        for (exe, path) in &tool.executables {
-                            let lang = match exe.as_str() {
-                                "gcc" => "c",
-                                "g++" => "cxx",
-                                "gfortran" => "fortran",
-                                _ => continue,
-                            };
-                            compilers.insert(lang.to_owned(), path.display().to_string());
-                        }
-                        forge_spack::host::gcc_external_node(
-                            n.version.as_str(),
-                            arch.clone(),
-                            &compilers,
-                        )
-                    } else {
-                        let prefix = tool.executables[0]
-                            .1
-                            .parent()
-                            .and_then(|b| b.parent())
-                            .map_or_else(|| "/usr".to_owned(), |p| p.display().to_string());
-                        let recipe = &set.packages[n.name()];
-                        Node::external(
-                            recipe.spack_name(),
-                            n.version.as_str(),
-                            arch.clone(),
-                            prefix,
-                        )
-                        .namespace(recipe.spack_namespace())
-                    }
-                }
-                Origin::Build => {
-                    let recipe = &set.packages[n.name()];
-                    let identity = SpackIdentity::from_recipe(recipe, &n.version, &n.variants);
-                    meta.entry(identity.name.clone())
-                        .or_insert_with(|| PackageMeta::from_recipe(recipe));
-                    identity
-                        .built_node(arch.clone(), store.path_of(name))
-                        .build_log(store.log_path(name))
-                        .package_hash(plan.drv(i).hash.to_string())
-                }
-            };
-            let id = g.add(node);
-            ids.insert(name.clone(), id);
-            for (d, e) in gr.deps(i) {
-                let virtuals: Vec<&str> = e.virtuals.iter().map(String::as_str).collect();
-                g.depend(id, ids[&names[d.index()]], e.types.into(), &virtuals);
-            }
-            if n.toolchain.is_some() {
-                g.depend(id, libc, forge_spack::DepTypes::LINK, &["libc"]);
-            }
-        }
-        roots.extend(request_roots.iter().map(|r| ids[&names[r.index()]]));
-    }
-    Ok(Exportable {
-        graph: g,
-        roots,
-        meta,
+        other => fail(ctx, other),
     })
 }
 
@@ -278,24 +171,6 @@ fn plan_request(
         "export it by the target or spec that built it (`forge plan --all` lists the targets)",
     );
     Err(ExitStatus::Failure)
-}
-
-/// Node indices an export of `root` covers: its link/run closure, plus build
-/// dependencies when asked. Used only to decide which nodes must be valid.
-fn runtime_closure(
-    plan: &forge_plan::Plan,
-    root: petgraph::graph::NodeIndex,
-    with_build: bool,
-) -> std::collections::BTreeSet<usize> {
-    plan.graph
-        .closure([root], |_, e| {
-            with_build
-                || e.types.contains(forge_recipe::DepType::Link)
-                || e.types.contains(forge_recipe::DepType::Run)
-        })
-        .into_iter()
-        .map(|i| i.index())
-        .collect()
 }
 
 pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus> {

@@ -1,15 +1,12 @@
-//! How a forge package appears in Spack: name, version, namespace and variants, from the
-//! `spack { … }` declaration of its recipe.
+//! How the nodes of a plan appear in Spack: each node's name, version, namespace and variants
+//! under Spack's spelling, and what a stub recipe declares about each package — read from the
+//! recipes' `spack { … }` declarations when planning, so an export needs the plan alone.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use forge_recipe::{BuildSystem, Recipe, Var, Version};
+use forge_recipe::{BuildSystem, Recipe, Var, VariantKind, VariantValue, Version};
 
-use crate::graph::Node;
-use crate::spec::{Arch, VariantValue};
-
-/// A package's identity in Spack.
+/// A node's identity in Spack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpackIdentity {
     /// Spack package name.
@@ -39,7 +36,7 @@ impl SpackIdentity {
     /// variants through its variant map. `build_system` is `generic` in forge's own namespaces
     /// (their stub recipes derive from Spack's `Package`) and follows the recipe's build system
     /// in `builtin`, as Spack's recipe would.
-    pub fn from_recipe(
+    pub fn of(
         recipe: &Recipe,
         version: &Version,
         variants: &BTreeMap<String, VariantValue>,
@@ -61,12 +58,7 @@ impl SpackIdentity {
         };
         let mut out = BTreeMap::new();
         for (k, v) in variants {
-            let name = recipe
-                .spack
-                .variants
-                .get(k)
-                .map_or(k.clone(), |s| s.value.clone());
-            out.insert(name, v.clone());
+            out.insert(spack_variant_name(recipe, k), v.clone());
         }
         let build_system = match (&recipe.build, namespace.as_str()) {
             (Some(b), "builtin") => spack_build_system(b.system.value),
@@ -83,13 +75,64 @@ impl SpackIdentity {
             variants: out,
         }
     }
+}
 
-    /// A built node with this identity.
-    pub fn built_node(&self, arch: Arch, prefix: impl Into<PathBuf>) -> Node {
-        let mut n = Node::built(&self.name, &self.version, arch, prefix).namespace(&self.namespace);
-        n.variants = self.variants.clone();
-        n
+/// What a stub recipe says about a package beyond what the cached specs show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageMeta {
+    /// One line about it.
+    pub description: Option<String>,
+    /// Project page.
+    pub homepage: Option<String>,
+    /// Variants by Spack name.
+    pub variants: BTreeMap<String, VariantMeta>,
+}
+
+/// A variant's declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantMeta {
+    /// Its default.
+    pub default: VariantValue,
+    /// Allowed values of a single- or multi-valued variant; empty means any value.
+    pub values: Vec<String>,
+    /// What it does.
+    pub description: Option<String>,
+}
+
+impl PackageMeta {
+    /// The metadata of a forge recipe, with its variants under their Spack names.
+    pub fn of(recipe: &Recipe) -> Self {
+        let mut variants = BTreeMap::new();
+        for v in &recipe.variants {
+            let values = match &v.kind {
+                VariantKind::Bool { .. } => Vec::new(),
+                VariantKind::Single { values, .. } | VariantKind::Multi { values, .. } => {
+                    values.clone()
+                }
+            };
+            variants.insert(
+                spack_variant_name(recipe, &v.name.value),
+                VariantMeta {
+                    default: v.default_value(),
+                    values,
+                    description: v.description.clone(),
+                },
+            );
+        }
+        Self {
+            description: recipe.meta.description.clone(),
+            homepage: recipe.meta.homepage.clone(),
+            variants,
+        }
     }
+}
+
+fn spack_variant_name(recipe: &Recipe, forge_name: &str) -> String {
+    recipe
+        .spack
+        .variants
+        .get(forge_name)
+        .map_or_else(|| forge_name.to_owned(), |s| s.value.clone())
 }
 
 #[cfg(test)]
@@ -134,7 +177,7 @@ package "slurm" {
             ("nvidia".to_string(), VariantValue::Bool(false)),
         ]
         .into();
-        let id = SpackIdentity::from_recipe(&r, &v, &variants);
+        let id = SpackIdentity::of(&r, &v, &variants);
         assert_eq!(id.name, "slurm");
         assert_eq!(id.version, "25-11-2-1");
         assert_eq!(id.namespace, "builtin");
@@ -144,6 +187,9 @@ package "slurm" {
             id.variants["build_system"],
             VariantValue::Single("autotools".into())
         );
+        let meta = PackageMeta::of(&r);
+        let names: Vec<&str> = meta.variants.keys().map(String::as_str).collect();
+        assert_eq!(names, ["nvml", "pmix"]);
 
         let plain = recipe(
             r#"
@@ -154,8 +200,7 @@ package "hello" {
 }
 "#,
         );
-        let id =
-            SpackIdentity::from_recipe(&plain, &Version::parse("1.0").unwrap(), &BTreeMap::new());
+        let id = SpackIdentity::of(&plain, &Version::parse("1.0").unwrap(), &BTreeMap::new());
         assert_eq!(
             (id.name.as_str(), id.version.as_str(), id.namespace.as_str()),
             ("hello", "1.0", "forge")
