@@ -14,8 +14,11 @@
 //! - the report: [`Report`] with its stable JSON form (`forge-check-report/1`, specified in
 //!   `store-layout/check-report.md`) and its text form ([`render_text`]).
 //!
-//! It does not build, touch the store's database or print anything: the caller says what it
-//! knows about the two builds in a [`CompareContext`] and decides what to do with the result.
+//! [`compare`] does not build or touch the store: the caller says what it knows about the two
+//! builds in a [`CompareContext`]. [`Checker`] is that caller for `forge check`: it rebuilds
+//! realized nodes with `forge-realize` at their stored paths and compares them with the store;
+//! [`check_export`] exports a closure twice and compares the caches. Nothing here prints: progress
+//! reaches the caller as [`Progress`] values.
 //!
 //! ```no_run
 //! use forge_check::{CompareContext, NodeReport, Report, TimeWindow, compare, render_text};
@@ -39,6 +42,8 @@ mod context;
 mod diffoscope;
 mod error;
 mod explain;
+mod export;
+mod rebuild;
 mod regions;
 mod render;
 mod report;
@@ -49,6 +54,8 @@ pub use compare::compare;
 pub use context::{CompareContext, DiffoscopeOptions, TimeWindow};
 pub use diffoscope::{DiffoscopeOutcome, diffoscope_available, run_diffoscope};
 pub use error::CheckError;
+pub use export::check_export;
+pub use rebuild::{CheckRun, Checker, Progress, RebuildError, RebuildOptions};
 pub use render::{render_node_text, render_text};
 pub use report::{
     Classification, CompareStats, Difference, EntryKind, ExcerptFormat, NodeComparison, NodeReport,
