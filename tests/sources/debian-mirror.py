@@ -231,7 +231,10 @@ def apt_indexes(work: Path) -> list[tuple[str, str, Path]]:
                 mine = [r + "-security" for r in RELEASES if r not in ("sid", "experimental")]
             else:
                 mine = [r + p for r in RELEASES for p in POCKETS if not (p and r in ("sid", "experimental"))]
-            entries.append((fields["URIs"].split()[0], fields.get("Signed-By", ""), mine))
+            # A keyring path is kept; an inline key block (a multi-line field) is left to apt's
+            # own trusted keys.
+            key = fields.get("Signed-By", "")
+            entries.append((fields["URIs"].split()[0], key if key.startswith("/") else "", mine))
     if not entries:
         raise UserError(
             "no deb822 `Types: deb` entry under /etc/apt/sources.list.d/*.sources to derive Debian's "
