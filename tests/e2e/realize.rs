@@ -1207,3 +1207,109 @@ fn commit_normalizes_modes_and_times() {
         );
     }
 }
+
+/// A tmpfs mounted with `nosuid,nodev,noexec` (as HPC nodes mount /tmp, /dev/shm and scratch)
+/// that unmounts itself when dropped.
+struct LockedMount(PathBuf);
+
+impl LockedMount {
+    fn new(under: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("forge-busy.")
+            .tempdir_in(under)
+            .unwrap()
+            .keep();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m,nosuid,nodev,noexec", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs at {}", dir.display());
+        Self(dir)
+    }
+}
+
+impl Drop for LockedMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = fs_err::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_busy_host_with_locked_mounts_still_gets_full_isolation() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        text(&uid.stdout).trim(),
+        "0",
+        "this test mounts a tmpfs and needs root (CI runs as root)"
+    );
+    let w = World::new();
+    // One where the issue saw it (under /tmp, hidden by the build's own /tmp), one the build
+    // sees (outside /tmp).
+    let _in_tmp = LockedMount::new(Path::new("/tmp"));
+    let seen = LockedMount::new(Path::new("/var/tmp"));
+    let pkgs = [Pkg {
+        name: "probe",
+        deps: &[],
+        script: format!(
+            "mkdir -p \"$out\"; {{ \
+             if [ -d '{busy}' ]; then echo busy=visible; else echo busy=missing; fi; \
+             if touch '{busy}/x' 2>/dev/null; then echo busy_write=allowed; else echo busy_write=refused; fi; \
+             if touch /var/tmp/forge-probe.$$ 2>/dev/null; then echo var_write=allowed; else echo var_write=refused; fi; \
+             }} > \"$out/facts\"",
+            busy = seen.0.display()
+        ),
+    }];
+    write_tree(&w.recipes(), &pkgs, &[("probe", "probe")]);
+    // As root, and as root of a user namespace, where the kernel locks the flags of the mounts
+    // the namespace inherited and refuses a remount that drops one; with the store under /tmp
+    // (the build then shares the machine's /tmp) and outside it (the build gets its own).
+    let outside = tempfile::Builder::new()
+        .prefix("forge-busy-store.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    for (how, wrap) in [("root", None), ("user-namespace", Some("unshare"))] {
+        for base in [w.path(), outside.path()] {
+            let store = base.join(format!("store-{how}"));
+            let mut c = match wrap {
+                None => w.forge(),
+                Some(u) => {
+                    let mut c = Command::new(u);
+                    c.args(["--user", "--map-root-user", "--mount", "--"])
+                        .arg(forge_bin())
+                        .env_remove("FORGE_RECIPES")
+                        .env_remove("FORGE_MIRRORS")
+                        .env_remove("FORGE_PADDED_LENGTH")
+                        .env("XDG_CACHE_HOME", w.path().join("cache"))
+                        .env("NO_COLOR", "1")
+                        .current_dir(w.path());
+                    c
+                }
+            };
+            c.env("FORGE_STORE", &store)
+                .arg("--recipes")
+                .arg(w.recipes())
+                .args(["realize", "probe"]);
+            let o = c.output().unwrap();
+            let err = text(&o.stderr);
+            let at = format!("{how}, store {}", store.display());
+            assert!(
+                !err.contains("could write outside") && !err.contains("can reach the network"),
+                "{at}: forge fell back to weaker isolation:\n{err}"
+            );
+            let out = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+            let facts = fs_err::read_to_string(out.join("facts")).unwrap();
+            assert!(facts.contains("busy=visible"), "{at}: {facts}");
+            assert!(facts.contains("busy_write=refused"), "{at}: {facts}");
+            assert!(facts.contains("var_write=refused"), "{at}: {facts}");
+        }
+    }
+    // The flags survived: the mount is still writable, nosuid, nodev and noexec out here.
+    let info = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(&*seen.0.to_string_lossy()))
+        .unwrap();
+    assert!(line.contains("rw,nosuid,nodev,noexec"), "{line}");
+}

@@ -381,7 +381,10 @@ fn mounts(req: &BuildRequest) -> crate::sandbox::Mounts {
         if req.out_dir.is_none() {
             writable.push(req.out.clone());
         }
-        crate::sandbox::Mounts::sealed(writable, req.scratch.join("tmp"))
+        // The compiler wrappers are links to forge itself.
+        let mut visible = req.visible.clone();
+        visible.extend(req.forge_exe.parent().map(Path::to_path_buf));
+        crate::sandbox::Mounts::sealed(writable, req.scratch.join("tmp"), visible)
     } else {
         crate::sandbox::Mounts::default()
     };

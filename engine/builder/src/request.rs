@@ -59,6 +59,10 @@ pub struct BuildRequest {
     /// [`crate::Isolation::Sealed`]). The output directory then exists, empty, when the first
     /// command starts.
     pub seal: bool,
+    /// Directories outside the scratch directory and the output that the build reads (the
+    /// store, for its dependencies and `sbang`): a sealed build keeps them reachable, read-only.
+    #[serde(default)]
+    pub visible: Vec<PathBuf>,
     /// Where the output's bytes go when that is not `out` itself: an existing, empty directory
     /// that commands see at `out` (mounted over it in their own mount namespace; needs
     /// `isolate_network`). `forge check` rebuilds at the stored path this way.

@@ -15,9 +15,10 @@
 //! With mount options the command also gets a mount namespace of its own (private: nothing
 //! mounted there shows outside):
 //! - `--rw PATH` (repeatable) **seals** the filesystem: every mount is remounted read-only
-//!   except the given paths (the scratch directory and the output), `/tmp` (replaced by
-//!   `--tmp DIR`, the scratch directory's own `tmp`), and the kernel's `/proc`, `/dev` and
-//!   `/sys`. A build — even one running as root — cannot write outside its scratch directory
+//!   (keeping its other flags, which a user namespace locks) except the given paths (the
+//!   scratch directory and the output), `/tmp` (replaced by `--tmp DIR`, the scratch
+//!   directory's own `tmp`), and the kernel's `/proc`, `/dev` and `/sys`. `--ro PATH` keeps a
+//!   directory the build reads (the store) reachable when it lives under `/tmp`. A build — even one running as root — cannot write outside its scratch directory
 //!   and its output: `make install` without `DESTDIR`, a stray `ldconfig`, or a write into
 //!   another store path fails instead of changing the machine.
 //! - `--view DIR STAGING LIST` (with `--rw`) shows in DIR (`/usr/bin`) only the programs named
@@ -81,6 +82,9 @@ pub struct Mounts {
     pub tmp: Option<PathBuf>,
     /// Directories reduced to a list of programs (with `writable`).
     pub views: Vec<View>,
+    /// Directories the command reads that must stay reachable (read-only, with `writable`)
+    /// even where `/tmp` is replaced: the store, when it lives under `/tmp`.
+    pub visible: Vec<PathBuf>,
 }
 
 /// A host directory of programs reduced to the listed ones.
@@ -95,13 +99,14 @@ pub struct View {
 }
 
 impl Mounts {
-    /// Sealed mounts: `writable` stays writable and a private `private_tmp` replaces `/tmp` —
-    /// unless a writable path lies under `/tmp` (a store kept there), which the replacement
-    /// would hide; `/tmp` then stays the machine's, writable.
-    pub fn sealed(writable: Vec<PathBuf>, private_tmp: PathBuf) -> Mounts {
+    /// Sealed mounts: `writable` stays writable, a private `private_tmp` replaces `/tmp`, and
+    /// `visible` stays reachable (read-only) wherever it lives — unless a writable path lies
+    /// under `/tmp` (a store kept there): `/tmp` then stays the machine's, writable.
+    pub fn sealed(writable: Vec<PathBuf>, private_tmp: PathBuf, visible: Vec<PathBuf>) -> Mounts {
         let under_tmp = writable.iter().any(|w| w.starts_with("/tmp"));
         let mut m = Mounts {
             writable,
+            visible,
             ..Mounts::default()
         };
         if under_tmp {
@@ -129,6 +134,9 @@ impl Mounts {
         for w in &self.writable {
             v.extend(["--rw".into(), w.into()]);
         }
+        for r in &self.visible {
+            v.extend(["--ro".into(), r.into()]);
+        }
         if let Some(t) = &self.tmp {
             v.extend(["--tmp".into(), t.into()]);
         }
@@ -154,7 +162,7 @@ pub fn probe(forge_exe: &Path, scratch: &Path) -> Isolation {
         for d in [&rw, &tmp] {
             fs_err::create_dir_all(d).map_err(|e| e.to_string())?;
         }
-        let mounts = Mounts::sealed(vec![rw.clone()], tmp.clone());
+        let mounts = Mounts::sealed(vec![rw.clone()], tmp.clone(), Vec::new());
         let r = run_probe(
             forge_exe,
             &mounts,
@@ -180,11 +188,18 @@ pub fn probe(forge_exe: &Path, scratch: &Path) -> Isolation {
 }
 
 fn run_probe(forge_exe: &Path, mounts: &Mounts, argv: &[&str]) -> Result<(), String> {
+    // In a directory the probe keeps, as builds run in their scratch directory: forge's own
+    // working directory may be hidden under the private `/tmp`.
+    let cwd = mounts
+        .writable
+        .first()
+        .map_or(Path::new("/"), PathBuf::as_path);
     let out = std::process::Command::new(forge_exe)
         .args([SHIM_ARG, "--net"])
         .args(mounts.args())
         .arg("--")
         .args(argv)
+        .current_dir(cwd)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .stdin(std::process::Stdio::null())
@@ -221,7 +236,9 @@ fn isolate(mounts: &Mounts) -> Result<(), String> {
     if !mounts.is_empty() {
         flags |= UnshareFlags::NEWNS;
     }
-    // SAFETY: the shim is single-threaded and does not use `UnshareFlags::FILES`.
+    // SAFETY: the shim is single-threaded and does not use `UnshareFlags::FILES`. (rustix has
+    // no safe unshare.) Tested end to end: builds reach no network, see host name `forge`, and
+    // are sealed on a host with locked mounts (tests/e2e/realize.rs).
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
     if uid != 0 {
         write_file("/proc/self/setgroups", "deny")?;
@@ -237,17 +254,23 @@ fn isolate(mounts: &Mounts) -> Result<(), String> {
 }
 
 /// Makes the mount namespace private, mounts the binds, and seals the rest read-only.
+///
+/// Every mount is a recursive clone of its source, taken before anything is mounted: a mount
+/// over a parent (the private `/tmp`, when the store lives under `/tmp`) hides the paths below
+/// it, and a clone made first still reaches them; and the kernel refuses a plain bind of a
+/// directory holding a mount it locked (in a user namespace, every mount the namespace
+/// inherited) — a recursive one takes those mounts along, flags and all.
 fn set_up_mounts(mounts: &Mounts) -> Result<(), String> {
-    use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
+    use rustix::fs::CWD;
+    use rustix::mount::{
+        MountPropagationFlags, MoveMountFlags, OpenTreeFlags, mount_change, move_mount, open_tree,
+    };
     // Nothing mounted here may show outside.
     mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(|e| format!("making the mounts private: {e}"))?;
-    // Every mount, the shallowest destination first: a later mount over a parent (`/tmp`, when
-    // the store lives there) would hide the ones below it — and a write meant for a redirected
-    // output would reach the directory underneath.
     let mut ops: Vec<(&Path, &Path)> = Vec::new();
     if let Some(t) = &mounts.tmp {
         ops.push((t, Path::new("/tmp")));
@@ -259,9 +282,27 @@ fn set_up_mounts(mounts: &Mounts) -> Result<(), String> {
     for (src, dst) in &mounts.binds {
         ops.push((src, dst));
     }
-    ops.sort_by_key(|(_, dst)| dst.components().count());
+    // A visible directory needs mounting only where another mount would hide it.
+    for v in &mounts.visible {
+        if ops.iter().any(|(_, dst)| v.starts_with(dst) && v != dst) {
+            ops.push((v, v));
+        }
+    }
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_RECURSIVE;
+    let mut clones = Vec::with_capacity(ops.len());
     for (src, dst) in &ops {
-        mount_bind(*src, *dst)
+        let fd =
+            open_tree(CWD, *src, flags).map_err(|e| format!("cloning {}: {e}", src.display()))?;
+        clones.push((fd, *src, *dst));
+    }
+    // The shallowest destination first, so that no later mount hides an earlier one.
+    clones.sort_by_key(|(_, _, dst)| dst.components().count());
+    for (fd, src, dst) in &clones {
+        // Inside the private `/tmp`, the path down to a kept directory must be made again.
+        let _ = fs_err::create_dir_all(dst);
+        move_mount(fd, "", CWD, *dst, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
             .map_err(|e| format!("mounting {} over {}: {e}", src.display(), dst.display()))?;
     }
     if mounts.writable.is_empty() {
@@ -270,7 +311,11 @@ fn set_up_mounts(mounts: &Mounts) -> Result<(), String> {
     for v in &mounts.views {
         set_up_view(v)?;
     }
-    let keep: Vec<PathBuf> = ops.iter().map(|(_, d)| d.to_path_buf()).collect();
+    let keep: Vec<PathBuf> = clones
+        .iter()
+        .filter(|(_, src, dst)| !mounts.visible.iter().any(|v| v == src && v == dst))
+        .map(|(_, _, d)| d.to_path_buf())
+        .collect();
     seal_others(&keep)?;
     // The working directory was entered before these mounts: enter it again through them, or
     // relative paths would still reach the (now read-only) mount underneath.
@@ -281,10 +326,12 @@ fn set_up_mounts(mounts: &Mounts) -> Result<(), String> {
 /// Replaces `v.dir` by a tmpfs holding only the listed programs (regular files mounted from
 /// the real directory, symlinks copied).
 fn set_up_view(v: &View) -> Result<(), String> {
-    use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind, unmount};
+    use rustix::mount::{
+        MountFlags, UnmountFlags, mount, mount_bind, mount_bind_recursive, unmount,
+    };
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", v.dir.display());
     let list = fs_err::read_to_string(&v.list).map_err(|e| err("reading the list for", &e))?;
-    mount_bind(&v.dir, &v.staging).map_err(|e| err("staging", &e))?;
+    mount_bind_recursive(&v.dir, &v.staging).map_err(|e| err("staging", &e))?;
     mount(
         "tmpfs",
         &v.dir,
@@ -311,33 +358,31 @@ fn set_up_view(v: &View) -> Result<(), String> {
 }
 
 /// Remounts read-only every mount but `keep` and the kernel's `/proc`, `/dev` and `/sys`.
+///
+/// A remount must repeat every per-mount flag it keeps: in a user namespace the kernel locks
+/// `nosuid`, `nodev`, `noexec` and the atime flags of the mounts it inherited, and refuses a
+/// remount that would drop one. The flags are read from the kernel (`statvfs`, as bubblewrap
+/// does), not from the table's text. A mount that another one hides (a mount under `/tmp` once
+/// the build's own `/tmp` is over it, or one mounted over since the table was read) is not
+/// reachable from the build and is left alone: its path now leads to another mount.
 fn seal_others(keep: &[PathBuf]) -> Result<(), String> {
-    use rustix::mount::{MountFlags, mount_remount};
+    use rustix::mount::mount_remount;
     let table = fs_err::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     for m in parse_mountinfo(&table) {
         let kernel = ["/proc", "/dev", "/sys"]
             .iter()
             .any(|k| m.point.starts_with(k));
-        if kernel || keep.contains(&m.point) || m.read_only {
+        if kernel || keep.contains(&m.point) || m.read_only || !reachable(&m) {
             continue;
         }
-        // A remount must repeat the flags it keeps (the kernel refuses to drop locked ones).
-        let mut flags = MountFlags::BIND | MountFlags::RDONLY;
-        for (opt, f) in [
-            ("nosuid", MountFlags::NOSUID),
-            ("nodev", MountFlags::NODEV),
-            ("noexec", MountFlags::NOEXEC),
-            ("noatime", MountFlags::NOATIME),
-            ("nodiratime", MountFlags::NODIRATIME),
-            ("relatime", MountFlags::RELATIME),
-        ] {
-            if m.options.iter().any(|o| o == opt) {
-                flags |= f;
-            }
-        }
+        let flags = match rustix::fs::statvfs(&m.point) {
+            Ok(st) => remount_flags(st.f_flag),
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(format!("reading the flags of {}: {e}", m.point.display())),
+        };
         match mount_remount(&m.point, flags, "") {
             Ok(()) => {}
-            // Gone, or hidden under another mount since the table was read.
+            // Gone since the table was read.
             Err(rustix::io::Errno::NOENT) => {}
             Err(e) => {
                 return Err(format!("making {} read-only: {e}", m.point.display()));
@@ -347,23 +392,60 @@ fn seal_others(keep: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `m`'s mount point leads to `m` itself (and not to a mount over it or over a parent).
+fn reachable(m: &MountEntry) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    match statx(CWD, &m.point, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID) {
+        Ok(st) if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 => st.stx_mnt_id == m.id,
+        // Without a mount ID from the kernel, try it: errors are reported then.
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// The flags of a read-only bind remount that keeps a mount's other per-mount flags.
+fn remount_flags(current: rustix::fs::StatVfsMountFlags) -> rustix::mount::MountFlags {
+    use rustix::fs::StatVfsMountFlags as S;
+    use rustix::mount::MountFlags as M;
+    let mut flags = M::BIND | M::RDONLY;
+    for (have, keep) in [
+        (S::NOSUID, M::NOSUID),
+        (S::NODEV, M::NODEV),
+        (S::NOEXEC, M::NOEXEC),
+        (S::NOATIME, M::NOATIME),
+        (S::NODIRATIME, M::NODIRATIME),
+        (S::RELATIME, M::RELATIME),
+        // `ST_NOSYMFOLLOW`, which rustix does not name.
+        (S::from_bits_retain(0x2000), M::NOSYMFOLLOW),
+    ] {
+        if current.contains(have) {
+            flags |= keep;
+        }
+    }
+    flags
+}
+
 /// One line of `/proc/self/mountinfo`: the mount point and its per-mount options.
 #[derive(Debug, PartialEq, Eq)]
 struct MountEntry {
+    /// The mount's ID (field 1).
+    id: u64,
     point: PathBuf,
     options: Vec<String>,
     read_only: bool,
 }
 
-/// Parses `/proc/self/mountinfo` (fields 5 and 6; octal escapes such as `\040` decoded).
+/// Parses `/proc/self/mountinfo` (fields 1, 5 and 6; octal escapes such as `\040` decoded).
 fn parse_mountinfo(table: &str) -> Vec<MountEntry> {
     table
         .lines()
         .filter_map(|line| {
             let mut f = line.split(' ');
-            let point = f.nth(4)?;
+            let id = f.next()?.parse().ok()?;
+            let point = f.nth(3)?;
             let options: Vec<String> = f.next()?.split(',').map(str::to_owned).collect();
             Some(MountEntry {
+                id,
                 point: PathBuf::from(std::ffi::OsString::from_vec(unescape_octal(point))),
                 read_only: options.iter().any(|o| o == "ro"),
                 options,
@@ -395,6 +477,8 @@ fn unescape_octal(s: &str) -> Vec<u8> {
 #[allow(unsafe_code)]
 fn loopback_up() -> Result<(), String> {
     // SAFETY: plain socket/ioctl calls on a zero-initialised `ifreq` whose name is NUL-terminated.
+    // (rustix has no call to set interface flags.) Tested end to end: a build that serves and
+    // connects on 127.0.0.1 inside its namespace works (the Slurm and realize e2e tests).
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
@@ -447,6 +531,10 @@ pub fn shim_main(args: &[OsString]) -> ! {
                 let p = path();
                 mounts.writable.push(p);
             }
+            Some("--ro") => {
+                let p = path();
+                mounts.visible.push(p);
+            }
             Some("--tmp") => {
                 let p = path();
                 mounts.tmp = Some(p);
@@ -495,75 +583,80 @@ fn exec(prog: &OsString, args: &[&OsString]) -> ! {
 }
 
 /// Asks the kernel to kill this process when its parent dies.
-#[allow(unsafe_code)]
 fn die_with_parent() {
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
 }
 
-/// Waits for `pid`, retrying on interrupts, and returns its wait status.
-#[allow(unsafe_code)]
-fn wait_for(pid: libc::pid_t, any: bool) -> libc::c_int {
-    let mut status: libc::c_int = 0;
+/// Waits for `pid` (with `any`, reaping every other child on the way) and returns how it
+/// ended, retrying on interrupts.
+fn wait_for(pid: rustix::process::Pid, any: bool) -> rustix::process::WaitStatus {
+    use rustix::process::{WaitOptions, wait, waitpid};
     loop {
-        // SAFETY: waitpid writes only into `status`.
-        let r = unsafe { libc::waitpid(if any { -1 } else { pid }, &mut status, 0) };
-        if r == pid {
-            return status;
-        }
-        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            std::process::exit(125);
+        let r = if any {
+            wait(WaitOptions::empty())
+        } else {
+            waitpid(Some(pid), WaitOptions::empty())
+        };
+        match r {
+            Ok(Some((p, status))) if p == pid => return status,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => std::process::exit(125),
         }
     }
 }
 
 /// An exit code that tells how a wait status ended (`128 + signal` for a signal, as shells do).
-fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
+fn exit_code(status: rustix::process::WaitStatus) -> i32 {
+    if let Some(code) = status.exit_status() {
+        code
+    } else if let Some(sig) = status.terminating_signal() {
+        128 + sig
     } else {
-        125
+        1
     }
 }
 
 /// Runs the command under a minimal init in the new PID namespace: process 1 forks the command,
 /// reaps every orphan the build leaves, and exits with the command's status once it is done. The
 /// shim mirrors that status.
-#[allow(unsafe_code)]
 fn run_as_init(prog: &OsString, args: &[&OsString]) -> ! {
-    // SAFETY: the shim is single-threaded, so the child may run arbitrary code before exec.
-    let init = unsafe { libc::fork() };
-    if init < 0 {
-        let _ = writeln!(
-            std::io::stderr(),
-            "forge sandbox: fork: {}",
-            std::io::Error::last_os_error()
-        );
-        std::process::exit(125);
-    }
-    if init == 0 {
-        die_with_parent();
-        // SAFETY: as above; this process is single-threaded too.
-        let cmd = unsafe { libc::fork() };
-        if cmd < 0 {
-            std::process::exit(125);
+    match fork() {
+        Forked::Child => {
+            die_with_parent();
+            match fork() {
+                Forked::Child => exec(prog, args),
+                Forked::Parent(cmd) => std::process::exit(exit_code(wait_for(cmd, true))),
+            }
         }
-        if cmd == 0 {
-            exec(prog, args);
-        }
-        std::process::exit(exit_code(wait_for(cmd, true)));
+        Forked::Parent(init) => std::process::exit(exit_code(wait_for(init, false))),
     }
-    std::process::exit(exit_code(wait_for(init, false)))
+}
+
+/// Which side of a fork this is.
+enum Forked {
+    Child,
+    Parent(rustix::process::Pid),
+}
+
+/// Forks the shim; exits with 125 when the kernel refuses.
+#[allow(unsafe_code)]
+fn fork() -> Forked {
+    // SAFETY: the shim is single-threaded (it runs before any thread is started and starts
+    // none), so the child may run arbitrary code before it execs or exits. rustix offers fork
+    // only as an unsafe runtime call with the same contract.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        0 => Forked::Child,
+        p if p > 0 => Forked::Parent(rustix::process::Pid::from_raw(p).expect("a positive pid")),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "forge sandbox: fork: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::exit(125)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -571,17 +664,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_lines_give_points_and_options() {
+    fn mountinfo_lines_give_ids_points_and_options() {
         let table = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
                      30 22 0:5 / /dev rw,nosuid,relatime shared:2 - devtmpfs udev rw\n\
                      41 22 0:40 / /mnt/with\\040space ro,nosuid,nodev - tmpfs none ro\n";
         let m = parse_mountinfo(table);
         assert_eq!(m.len(), 3);
+        assert_eq!((m[0].id, m[1].id, m[2].id), (22, 30, 41));
         assert_eq!(m[0].point, Path::new("/"));
         assert!(!m[0].read_only);
         assert_eq!(m[1].options, ["rw", "nosuid", "relatime"]);
         assert_eq!(m[2].point, Path::new("/mnt/with space"));
         assert!(m[2].read_only);
+    }
+
+    #[test]
+    fn remounts_keep_the_flags_the_kernel_reports() {
+        use rustix::fs::StatVfsMountFlags as S;
+        use rustix::mount::MountFlags as M;
+        let f = remount_flags(S::NOSUID | S::NODEV | S::NOEXEC | S::RELATIME);
+        assert_eq!(
+            f,
+            M::BIND | M::RDONLY | M::NOSUID | M::NODEV | M::NOEXEC | M::RELATIME
+        );
+        assert_eq!(remount_flags(S::empty()), M::BIND | M::RDONLY);
+        assert!(remount_flags(S::from_bits_retain(0x2000)).contains(M::NOSYMFOLLOW));
+    }
+
+    #[test]
+    fn mount_points_are_reachable_only_when_no_mount_hides_them() {
+        let table = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = parse_mountinfo(&table)
+            .into_iter()
+            .rev()
+            .find(|m| m.point == Path::new("/"))
+            .expect("a root mount");
+        assert!(reachable(&root), "{root:?}");
+        let hidden = MountEntry {
+            id: root.id + 1_000_000,
+            ..root
+        };
+        assert!(!reachable(&hidden));
+    }
+
+    #[test]
+    fn a_forked_child_reports_its_exit_status_and_signal() {
+        // The shim's init waits like this; the test process is multi-threaded, so the child
+        // only exits (no allocation, no locks) before anything else happens.
+        for (code, want) in [(0, 0), (3, 3)] {
+            match fork() {
+                Forked::Child => {
+                    #[allow(unsafe_code)]
+                    // SAFETY: `_exit` is async-signal-safe.
+                    unsafe {
+                        libc::_exit(code)
+                    }
+                }
+                Forked::Parent(pid) => assert_eq!(exit_code(wait_for(pid, false)), want),
+            }
+        }
+        match fork() {
+            Forked::Child => {
+                #[allow(unsafe_code)]
+                // SAFETY: `raise` and `_exit` are async-signal-safe.
+                unsafe {
+                    libc::raise(libc::SIGKILL);
+                    libc::_exit(0)
+                }
+            }
+            Forked::Parent(pid) => assert_eq!(exit_code(wait_for(pid, false)), 128 + 9),
+        }
     }
 
     #[test]

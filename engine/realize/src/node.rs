@@ -124,6 +124,7 @@ pub(crate) async fn prepare(
         forge_exe: job.opts.forge_exe.clone(),
         isolate_network: job.opts.isolate_network,
         seal: job.opts.seal,
+        visible: vec![store.root().to_path_buf()],
         out_dir: None,
         drv,
     })
