@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod diag;
+mod eval;
 pub mod fmt;
 pub mod lex;
 pub mod model;

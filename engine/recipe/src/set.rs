@@ -346,6 +346,8 @@ impl RecipeSet {
                 dropped: Vec::new(),
             };
             let items = decode_document(&mut cx, doc, &dir);
+            // Matrices become targets before the file's items and errors are looked at.
+            let items = crate::eval::expand_matrices(items, cx.sources, cx.diags);
             for (kind, name) in std::mem::take(&mut cx.dropped) {
                 match kind {
                     "toolchain" => set.unloaded.toolchains.insert(name),
@@ -458,6 +460,7 @@ impl RecipeSet {
                         target_spans.insert(t.name.value.clone(), t.name.span);
                         set.targets.push(*t);
                     }
+                    Item::Matrix(_) => unreachable!("expand_matrices replaced every matrix"),
                     Item::Defaults(s, span) => {
                         if let Some(prev) = defaults_span {
                             let d =

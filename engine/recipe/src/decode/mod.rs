@@ -6,12 +6,14 @@
 //! constraint match a version) belong to [`crate::validate`].
 //!
 //! One file per section of the language: [`cx`] holds the decoding context and its value
-//! helpers; `package`, `version`, `variant`, `depends`, `build`, `toolchain` and `target` decode
-//! the nodes of that name.
+//! helpers; `package`, `version`, `variant`, `depends`, `build`, `toolchain`, `target` and
+//! `matrix` decode the nodes of that name. A matrix is decoded, not expanded: [`crate::eval`]
+//! turns it into targets.
 
 mod build;
 mod cx;
 mod depends;
+mod matrix;
 mod package;
 mod target;
 mod toolchain;
@@ -27,6 +29,7 @@ use crate::model::*;
 
 use cx::Args;
 pub(crate) use cx::Cx;
+pub(crate) use matrix::{Also, Axis, ExcludeCell, MatrixDecl};
 pub use toolchain::DEFAULT_VERSION_REGEX;
 
 /// A top-level item of a KDL file.
@@ -36,6 +39,8 @@ pub(crate) enum Item {
     Toolchain(ToolchainDecl),
     Arch(ArchDecl),
     Target(Box<TargetDecl>),
+    /// Expanded into targets by [`crate::eval::expand_matrices`] before the loader sees it.
+    Matrix(Box<MatrixDecl>),
     Defaults(TargetSettings, Span),
 }
 
@@ -63,11 +68,9 @@ pub(crate) fn decode_document(cx: &mut Cx<'_>, doc: &KdlDocument, dir: &Path) ->
             "target" => {
                 items.extend(target::decode_target(cx, node).map(|t| Item::Target(Box::new(t))))
             }
-            "matrix" => items.extend(
-                target::decode_matrix(cx, node)
-                    .into_iter()
-                    .map(|t| Item::Target(Box::new(t))),
-            ),
+            "matrix" => {
+                items.extend(matrix::decode_matrix(cx, node).map(|m| Item::Matrix(Box::new(m))))
+            }
             "defaults" => {
                 let span = cx.span(node.span());
                 if cx.entries(node, Args::None, &[]).is_some() {
