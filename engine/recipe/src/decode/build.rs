@@ -5,7 +5,7 @@ use std::path::Path;
 
 use kdl::{KdlNode, KdlValue};
 
-use super::cx::{Args, Cx};
+use super::cx::{Args, Cx, Props};
 use crate::diag::did_you_mean;
 use crate::model::*;
 use crate::template::Template;
@@ -48,32 +48,7 @@ fn build_node_allowed(system: BuildSystem, node: &str) -> bool {
 pub(super) fn decode_build(cx: &mut Cx<'_>, node: &KdlNode) -> Option<BuildDecl> {
     let (args, _) = cx.entries(node, Args::Exactly(1, "the build system"), &[])?;
     let sys = cx.string(args[0], "the build system")?;
-    let Some(system) = BuildSystem::ALL
-        .iter()
-        .find(|(n, _)| *n == sys.value)
-        .map(|(_, s)| *s)
-    else {
-        let names: Vec<&str> = BuildSystem::ALL.iter().map(|(n, _)| *n).collect();
-        let help = match did_you_mean(&sys.value, names.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => format!(
-                "build systems are {}",
-                names
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        cx.err(
-            "recipe::unknown-build-system",
-            format!("unknown build system `{}`", sys.value),
-            sys.span,
-            "unknown",
-            help,
-        );
-        return None;
-    };
+    let system = build_system(cx, &sys)?;
     let mut b = BuildDecl {
         system: Spanned::new(system, sys.span),
         args: Vec::new(),
@@ -91,158 +66,10 @@ pub(super) fn decode_build(cx: &mut Cx<'_>, node: &KdlNode) -> Option<BuildDecl>
     };
     for child in cx.children(node, BUILD_CHILDREN) {
         let kind = child.name().value();
-        if !build_node_allowed(system, kind) {
-            let span = cx.span(child.name().span());
-            let allowed: Vec<&str> = BUILD_CHILDREN
-                .iter()
-                .copied()
-                .filter(|n| build_node_allowed(system, n))
-                .collect();
-            cx.err(
-                "recipe::not-for-build-system",
-                format!(
-                    "`{kind}` does not apply to the `{}` build system",
-                    system.as_str()
-                ),
-                span,
-                "not for this build system",
-                format!(
-                    "a `{}` build accepts {}",
-                    system.as_str(),
-                    allowed
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-            continue;
-        }
-        match kind {
-            "configure" | "build-args" | "install-args" => {
-                cx.no_children(child);
-                let Some((args, props)) =
-                    cx.entries(child, Args::AtLeast(1, "arguments"), &["when"])
-                else {
-                    continue;
-                };
-                let Ok(when) = cx.when(&props) else { continue };
-                let values: Vec<_> = args
-                    .iter()
-                    .filter_map(|a| cx.template(a, "an argument"))
-                    .collect();
-                let slot = match kind {
-                    "configure" => ArgSlot::Configure,
-                    "build-args" => ArgSlot::Build,
-                    _ => ArgSlot::Install,
-                };
-                b.args.push(ArgDecl { slot, values, when });
-            }
-            "define" | "option" => {
-                cx.no_children(child);
-                let Some((args, props)) =
-                    cx.entries(child, Args::Exactly(2, "the name and the value"), &["when"])
-                else {
-                    continue;
-                };
-                let Ok(when) = cx.when(&props) else { continue };
-                let Some(name) = cx.string(args[0], "the name") else {
-                    continue;
-                };
-                let value = match args[1].value() {
-                    KdlValue::Bool(v) => {
-                        let text = if kind == "define" {
-                            if *v { "ON" } else { "OFF" }
-                        } else if *v {
-                            "true"
-                        } else {
-                            "false"
-                        };
-                        Template::parse(text)
-                            .ok()
-                            .map(|t| Spanned::new(t, cx.value_span(args[1])))
-                    }
-                    _ => cx.template(args[1], "the value"),
-                };
-                let Some(value) = value else { continue };
-                let slot = if kind == "define" {
-                    ArgSlot::Define(name.value)
-                } else {
-                    ArgSlot::Option(name.value)
-                };
-                b.args.push(ArgDecl {
-                    slot,
-                    values: vec![value],
-                    when,
-                });
-            }
-            "env" => {
-                cx.no_children(child);
-                let Some((args, props)) = cx.entries(
-                    child,
-                    Args::Exactly(2, "the variable and its value"),
-                    &["when"],
-                ) else {
-                    continue;
-                };
-                let Ok(when) = cx.when(&props) else { continue };
-                let Some(name) = cx.string(args[0], "the variable name") else {
-                    continue;
-                };
-                if name.value.is_empty()
-                    || !name
-                        .value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    cx.err(
-                        "recipe::bad-name",
-                        format!("`{}` is not a valid environment variable name", name.value),
-                        name.span,
-                        "invalid",
-                        "use letters, digits and `_`",
-                    );
-                    continue;
-                }
-                let Some(value) = cx.template(args[1], "the value") else {
-                    continue;
-                };
-                b.env.push(EnvDecl { name, value, when });
-            }
-            "phase" => {
-                if let Some(p) = decode_phase(cx, child, system) {
-                    b.phases.push(p);
-                }
-            }
-            "autoreconf" => {
-                cx.no_children(child);
-                let Some((_, props)) = cx.entries(child, Args::None, &["when"]) else {
-                    continue;
-                };
-                let Ok(when) = cx.when(&props) else { continue };
-                b.autoreconf = Some(when);
-            }
-            "build-dir" => b.build_dir = cx.single_string(child, "a directory"),
-            "source-dir" => b.source_dir = cx.single_string(child, "a directory"),
-            "configure-script" => b.configure_script = cx.single_string(child, "a path"),
-            "build-type" => b.build_type = cx.single_string(child, "a build type"),
-            "generator" => b.generator = cx.single_string(child, "a generator"),
-            "parallel" | "destdir" => {
-                cx.no_children(child);
-                let Some((args, _)) = cx.entries(child, Args::Exactly(1, "#true or #false"), &[])
-                else {
-                    continue;
-                };
-                let Some(v) = cx.boolean(args[0], &format!("`{kind}`")) else {
-                    continue;
-                };
-                if kind == "parallel" {
-                    b.parallel = v;
-                } else {
-                    b.destdir = v;
-                }
-            }
-            _ => unreachable!("filtered by children()"),
+        if build_node_allowed(system, kind) {
+            decode_build_child(cx, &mut b, child, kind);
+        } else {
+            not_for_build_system(cx, system, child);
         }
     }
     for dir in [&b.build_dir, &b.source_dir, &b.configure_script]
@@ -262,6 +89,184 @@ pub(super) fn decode_build(cx: &mut Cx<'_>, node: &KdlNode) -> Option<BuildDecl>
         return None;
     }
     Some(b)
+}
+
+/// The build system a `build` line names, or `None` once an unknown one is reported.
+fn build_system(cx: &mut Cx<'_>, sys: &Spanned<String>) -> Option<BuildSystem> {
+    if let Some(system) = BuildSystem::ALL
+        .iter()
+        .find(|(n, _)| *n == sys.value)
+        .map(|(_, s)| *s)
+    {
+        return Some(system);
+    }
+    let names: Vec<&str> = BuildSystem::ALL.iter().map(|(n, _)| *n).collect();
+    let help = match did_you_mean(&sys.value, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!(
+            "build systems are {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    cx.err(
+        "recipe::unknown-build-system",
+        format!("unknown build system `{}`", sys.value),
+        sys.span,
+        "unknown",
+        help,
+    );
+    None
+}
+
+/// Reports a build-block node that the build system does not accept.
+fn not_for_build_system(cx: &mut Cx<'_>, system: BuildSystem, child: &KdlNode) {
+    let kind = child.name().value();
+    let span = cx.span(child.name().span());
+    let allowed: Vec<&str> = BUILD_CHILDREN
+        .iter()
+        .copied()
+        .filter(|n| build_node_allowed(system, n))
+        .collect();
+    cx.err(
+        "recipe::not-for-build-system",
+        format!(
+            "`{kind}` does not apply to the `{}` build system",
+            system.as_str()
+        ),
+        span,
+        "not for this build system",
+        format!(
+            "a `{}` build accepts {}",
+            system.as_str(),
+            allowed
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+}
+
+/// One child of a `build` block that its build system accepts.
+fn decode_build_child(cx: &mut Cx<'_>, b: &mut BuildDecl, child: &KdlNode, kind: &str) {
+    match kind {
+        "configure" | "build-args" | "install-args" => b.args.extend(decode_args(cx, child, kind)),
+        "define" | "option" => b.args.extend(decode_define(cx, child, kind)),
+        "env" => b.env.extend(decode_env(cx, child)),
+        "phase" => b.phases.extend(decode_phase(cx, child, b.system.value)),
+        "autoreconf" => {
+            cx.no_children(child);
+            let Some((_, props)) = cx.entries(child, Args::None, &["when"]) else {
+                return;
+            };
+            let Ok(when) = cx.when(&props) else { return };
+            b.autoreconf = Some(when);
+        }
+        "build-dir" => b.build_dir = cx.single_string(child, "a directory"),
+        "source-dir" => b.source_dir = cx.single_string(child, "a directory"),
+        "configure-script" => b.configure_script = cx.single_string(child, "a path"),
+        "build-type" => b.build_type = cx.single_string(child, "a build type"),
+        "generator" => b.generator = cx.single_string(child, "a generator"),
+        "parallel" | "destdir" => {
+            cx.no_children(child);
+            let Some((args, _)) = cx.entries(child, Args::Exactly(1, "#true or #false"), &[])
+            else {
+                return;
+            };
+            let Some(v) = cx.boolean(args[0], &format!("`{kind}`")) else {
+                return;
+            };
+            if kind == "parallel" {
+                b.parallel = v;
+            } else {
+                b.destdir = v;
+            }
+        }
+        _ => unreachable!("filtered by children()"),
+    }
+}
+
+/// `configure`, `build-args` or `install-args`: arguments for one step.
+fn decode_args(cx: &mut Cx<'_>, child: &KdlNode, kind: &str) -> Option<ArgDecl> {
+    cx.no_children(child);
+    let (args, props) = cx.entries(child, Args::AtLeast(1, "arguments"), &["when"])?;
+    let when = cx.when(&props).ok()?;
+    let values: Vec<_> = args
+        .iter()
+        .filter_map(|a| cx.template(a, "an argument"))
+        .collect();
+    let slot = match kind {
+        "configure" => ArgSlot::Configure,
+        "build-args" => ArgSlot::Build,
+        _ => ArgSlot::Install,
+    };
+    Some(ArgDecl { slot, values, when })
+}
+
+/// `define` (CMake) or `option` (Meson): a name and a value, booleans written the tool's way.
+fn decode_define(cx: &mut Cx<'_>, child: &KdlNode, kind: &str) -> Option<ArgDecl> {
+    cx.no_children(child);
+    let (args, props) = cx.entries(child, Args::Exactly(2, "the name and the value"), &["when"])?;
+    let when = cx.when(&props).ok()?;
+    let name = cx.string(args[0], "the name")?;
+    let value = match args[1].value() {
+        KdlValue::Bool(v) => {
+            let text = if kind == "define" {
+                if *v { "ON" } else { "OFF" }
+            } else if *v {
+                "true"
+            } else {
+                "false"
+            };
+            Template::parse(text)
+                .ok()
+                .map(|t| Spanned::new(t, cx.value_span(args[1])))
+        }
+        _ => cx.template(args[1], "the value"),
+    }?;
+    let slot = if kind == "define" {
+        ArgSlot::Define(name.value)
+    } else {
+        ArgSlot::Option(name.value)
+    };
+    Some(ArgDecl {
+        slot,
+        values: vec![value],
+        when,
+    })
+}
+
+/// `env "NAME" "value"`.
+fn decode_env(cx: &mut Cx<'_>, child: &KdlNode) -> Option<EnvDecl> {
+    cx.no_children(child);
+    let (args, props) = cx.entries(
+        child,
+        Args::Exactly(2, "the variable and its value"),
+        &["when"],
+    )?;
+    let when = cx.when(&props).ok()?;
+    let name = cx.string(args[0], "the variable name")?;
+    if name.value.is_empty()
+        || !name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        cx.err(
+            "recipe::bad-name",
+            format!("`{}` is not a valid environment variable name", name.value),
+            name.span,
+            "invalid",
+            "use letters, digits and `_`",
+        );
+        return None;
+    }
+    let value = cx.template(args[1], "the value")?;
+    Some(EnvDecl { name, value, when })
 }
 
 fn check_relative(cx: &mut Cx<'_>, p: &Spanned<String>) {
@@ -292,6 +297,54 @@ fn decode_phase(cx: &mut Cx<'_>, node: &KdlNode, system: BuildSystem) -> Option<
     )?;
     let name = cx.string(args[0], "the phase name")?;
     let when = cx.when(&props).ok()?;
+    let position = phase_position(cx, &props, system)?;
+    let standard = system.phases();
+    if system != BuildSystem::Custom
+        && matches!(position, PhasePosition::InOrder)
+        && !standard.contains(&name.value.as_str())
+    {
+        cx.err(
+            "recipe::bad-phase",
+            format!(
+                "phase `{}` needs `before=` or `after=` to find its place",
+                name.value
+            ),
+            name.span,
+            "no position",
+            format!(
+                "for example `phase \"{}\" before=\"{}\"`",
+                name.value,
+                standard.first().copied().unwrap_or("install")
+            ),
+        );
+        return None;
+    }
+    let commands = decode_commands(cx, node);
+    if commands.is_empty() {
+        cx.err(
+            "recipe::empty-phase",
+            format!("phase `{}` has no commands", name.value),
+            name.span,
+            "empty",
+            "add `run \"program\" \"arg\"` or `sh \"command line\"` inside its block",
+        );
+        return None;
+    }
+    Some(PhaseDecl {
+        name,
+        position,
+        commands,
+        when,
+    })
+}
+
+/// Where `before=` or `after=` puts a phase among the standard ones (in order when neither is
+/// given), or `None` once a mistake is reported.
+fn phase_position(
+    cx: &mut Cx<'_>,
+    props: &Props<'_>,
+    system: BuildSystem,
+) -> Option<PhasePosition> {
     let standard = system.phases();
     let mut position = PhasePosition::InOrder;
     for key in ["before", "after"] {
@@ -345,26 +398,11 @@ fn decode_phase(cx: &mut Cx<'_>, node: &KdlNode, system: BuildSystem) -> Option<
             PhasePosition::After(target)
         };
     }
-    if system != BuildSystem::Custom
-        && matches!(position, PhasePosition::InOrder)
-        && !standard.contains(&name.value.as_str())
-    {
-        cx.err(
-            "recipe::bad-phase",
-            format!(
-                "phase `{}` needs `before=` or `after=` to find its place",
-                name.value
-            ),
-            name.span,
-            "no position",
-            format!(
-                "for example `phase \"{}\" before=\"{}\"`",
-                name.value,
-                standard.first().copied().unwrap_or("install")
-            ),
-        );
-        return None;
-    }
+    Some(position)
+}
+
+/// The `run` and `sh` lines of a phase; a line with a mistake is reported and left out.
+fn decode_commands(cx: &mut Cx<'_>, node: &KdlNode) -> Vec<CommandDecl> {
     let mut commands = Vec::new();
     for c in cx.children(node, &["run", "sh"]) {
         cx.no_children(c);
@@ -394,20 +432,5 @@ fn decode_phase(cx: &mut Cx<'_>, node: &KdlNode, system: BuildSystem) -> Option<
             }
         }
     }
-    if commands.is_empty() {
-        cx.err(
-            "recipe::empty-phase",
-            format!("phase `{}` has no commands", name.value),
-            name.span,
-            "empty",
-            "add `run \"program\" \"arg\"` or `sh \"command line\"` inside its block",
-        );
-        return None;
-    }
-    Some(PhaseDecl {
-        name,
-        position,
-        commands,
-        when,
-    })
+    commands
 }
