@@ -174,7 +174,6 @@ impl<'a> Cx<'a> {
         args: Args,
         known: &[&str],
     ) -> Option<(Vec<&'n KdlEntry>, Props<'n>)> {
-        let name = node.name().value().to_owned();
         let mut positional = Vec::new();
         let mut props = Props {
             entries: Vec::new(),
@@ -183,46 +182,65 @@ impl<'a> Cx<'a> {
         for e in node.entries() {
             match e.name() {
                 None => positional.push(e),
-                Some(k) => {
-                    let key = k.value();
-                    if !known.contains(&key) {
-                        let span = self.span(k.span());
-                        let help = match did_you_mean(key, known.iter().copied()) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None if known.is_empty() => format!("`{name}` takes no properties"),
-                            None => format!(
-                                "`{name}` accepts {}",
-                                known
-                                    .iter()
-                                    .map(|k| format!("`{k}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        };
-                        self.err(
-                            "recipe::unknown-property",
-                            format!("unknown property `{key}` on `{name}`"),
-                            span,
-                            "unknown property",
-                            help,
-                        );
-                        ok = false;
-                    } else if props.get(key).is_some() {
-                        let span = self.span(e.span());
-                        self.err(
-                            "recipe::duplicate-property",
-                            format!("property `{key}` is given twice on `{name}`"),
-                            span,
-                            "given again here",
-                            "keep one of them",
-                        );
-                        ok = false;
-                    } else {
-                        props.entries.push((key, e));
-                    }
-                }
+                Some(k) => ok &= self.property(node, e, k, known, &mut props),
             }
         }
+        ok &= self.argument_count(node, &positional, args);
+        ok.then_some((positional, props))
+    }
+
+    /// Adds the property `e` (named `k`) to `props`, or reports it unknown or repeated.
+    fn property<'n>(
+        &mut self,
+        node: &KdlNode,
+        e: &'n KdlEntry,
+        k: &'n kdl::KdlIdentifier,
+        known: &[&str],
+        props: &mut Props<'n>,
+    ) -> bool {
+        let name = node.name().value();
+        let key = k.value();
+        if !known.contains(&key) {
+            let span = self.span(k.span());
+            let help = match did_you_mean(key, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if known.is_empty() => format!("`{name}` takes no properties"),
+                None => format!(
+                    "`{name}` accepts {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.err(
+                "recipe::unknown-property",
+                format!("unknown property `{key}` on `{name}`"),
+                span,
+                "unknown property",
+                help,
+            );
+            false
+        } else if props.get(key).is_some() {
+            let span = self.span(e.span());
+            self.err(
+                "recipe::duplicate-property",
+                format!("property `{key}` is given twice on `{name}`"),
+                span,
+                "given again here",
+                "keep one of them",
+            );
+            false
+        } else {
+            props.entries.push((key, e));
+            true
+        }
+    }
+
+    /// Whether the node has as many positional arguments as `args` says, reporting it if not.
+    fn argument_count(&mut self, node: &KdlNode, positional: &[&KdlEntry], args: Args) -> bool {
+        let name = node.name().value();
         let n = positional.len();
         let (min, max, what) = match args {
             Args::None => (0, 0, ""),
@@ -246,7 +264,7 @@ impl<'a> Cx<'a> {
                 "argument missing",
                 format!("write it as `{name} {}`", example_args(what)),
             );
-            ok = false;
+            false
         } else if n > max {
             let first_extra = positional[max];
             let last = positional[n - 1];
@@ -272,9 +290,10 @@ impl<'a> Cx<'a> {
                 "not expected",
                 help,
             );
-            ok = false;
+            false
+        } else {
+            true
         }
-        ok.then_some((positional, props))
     }
 
     /// The node's children, reporting unknown ones (with a suggestion) and skipping them.

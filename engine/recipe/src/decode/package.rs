@@ -101,31 +101,8 @@ fn decode_package_child(
     child: &KdlNode,
     kind: &'static str,
 ) {
-    let child_span = cx.span(child.name().span());
-    if matches!(
-        kind,
-        "description"
-            | "homepage"
-            | "license"
-            | "url"
-            | "languages"
-            | "build"
-            | "spack"
-            | "host"
-            | "runtime-for"
-    ) {
-        if let Some(prev) = seen_once.get(kind) {
-            let d = Diag::error(
-                "recipe::duplicate-node",
-                format!("`{kind}` is given twice in package `{}`", r.name.value),
-            )
-            .label(cx.sources, child_span, "given again here")
-            .label(cx.sources, *prev, "first given here")
-            .help(format!("a package has one `{kind}`; remove one of them"));
-            cx.push(d);
-            return;
-        }
-        seen_once.insert(kind, child_span);
+    if !first_of_its_kind(cx, r, seen_once, child, kind) {
+        return;
     }
     match kind {
         "description" => {
@@ -155,28 +132,7 @@ fn decode_package_child(
         }
         "version" => r.versions.extend(decode_version(cx, child)),
         "variant" => r.variants.extend(decode_variant(cx, child)),
-        "languages" => {
-            cx.no_children(child);
-            if let Some((args, _)) = cx.entries(child, Args::AtLeast(0, "languages"), &[]) {
-                r.languages.clear();
-                for a in args {
-                    let Some(s) = cx.string(a, "a language") else {
-                        continue;
-                    };
-                    match Language::parse(&s.value) {
-                        Some(l) if !r.languages.contains(&l) => r.languages.push(l),
-                        Some(_) => {}
-                        None => cx.err(
-                            "recipe::unknown-language",
-                            format!("unknown language `{}`", s.value),
-                            s.span,
-                            "unknown",
-                            "languages are `c`, `cxx` and `fortran`; `languages` with no arguments means nothing is compiled",
-                        ),
-                    }
-                }
-            }
-        }
+        "languages" => decode_languages(cx, child, &mut r.languages),
         "depends" => r.depends.extend(decode_depends(cx, child)),
         "provides" => r.provides.extend(decode_provides(cx, child)),
         "conflicts" => r.conflicts.extend(decode_conflict(cx, child)),
@@ -190,6 +146,70 @@ fn decode_package_child(
         "host" => r.host = decode_host(cx, child),
         "runtime-for" => r.runtime_for = cx.single_string(child, "the compiler package"),
         _ => unreachable!("filtered by children()"),
+    }
+}
+
+/// Whether `child` may be decoded: nodes a package has once are reported when given again.
+fn first_of_its_kind(
+    cx: &mut Cx<'_>,
+    r: &Recipe,
+    seen_once: &mut BTreeMap<&'static str, Span>,
+    child: &KdlNode,
+    kind: &'static str,
+) -> bool {
+    let once = matches!(
+        kind,
+        "description"
+            | "homepage"
+            | "license"
+            | "url"
+            | "languages"
+            | "build"
+            | "spack"
+            | "host"
+            | "runtime-for"
+    );
+    if !once {
+        return true;
+    }
+    let child_span = cx.span(child.name().span());
+    if let Some(prev) = seen_once.get(kind) {
+        let d = Diag::error(
+            "recipe::duplicate-node",
+            format!("`{kind}` is given twice in package `{}`", r.name.value),
+        )
+        .label(cx.sources, child_span, "given again here")
+        .label(cx.sources, *prev, "first given here")
+        .help(format!("a package has one `{kind}`; remove one of them"));
+        cx.push(d);
+        return false;
+    }
+    seen_once.insert(kind, child_span);
+    true
+}
+
+/// `languages c cxx`: what the package compiles (none when the line has no arguments).
+fn decode_languages(cx: &mut Cx<'_>, child: &KdlNode, languages: &mut Vec<Language>) {
+    cx.no_children(child);
+    let Some((args, _)) = cx.entries(child, Args::AtLeast(0, "languages"), &[]) else {
+        return;
+    };
+    languages.clear();
+    for a in args {
+        let Some(s) = cx.string(a, "a language") else {
+            continue;
+        };
+        match Language::parse(&s.value) {
+            Some(l) if !languages.contains(&l) => languages.push(l),
+            Some(_) => {}
+            None => cx.err(
+                "recipe::unknown-language",
+                format!("unknown language `{}`", s.value),
+                s.span,
+                "unknown",
+                "languages are `c`, `cxx` and `fortran`; `languages` with no arguments means nothing is compiled",
+            ),
+        }
     }
 }
 

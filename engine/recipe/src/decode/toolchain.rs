@@ -74,30 +74,13 @@ pub const DEFAULT_VERSION_REGEX: &str = r"([0-9]+(?:\.[0-9]+)+)";
 pub(super) fn decode_toolchain(cx: &mut Cx<'_>, node: &KdlNode) -> Option<ToolchainDecl> {
     let (args, _) = cx.entries(node, Args::Exactly(1, "the toolchain name"), &[])?;
     let name = cx.string(args[0], "the toolchain name")?;
-    let mut compiler = None;
-    let mut host = false;
-    let mut runtime = None;
-    let mut bootstrap = None;
-    let mut description = None;
-    for c in cx.children(node, &["compiler", "runtime", "bootstrap", "description"]) {
-        cx.no_children(c);
-        match c.name().value() {
-            "compiler" => {
-                let Some((args, props)) =
-                    cx.entries(c, Args::Exactly(1, "the compiler package"), &["host"])
-                else {
-                    continue;
-                };
-                compiler = cx.string(args[0], "the compiler package");
-                if let Some(e) = props.get("host") {
-                    host = cx.boolean(e, "`host`").unwrap_or(false);
-                }
-            }
-            "runtime" => runtime = cx.single_string(c, "the runtime package"),
-            "bootstrap" => bootstrap = cx.single_string(c, "a toolchain name"),
-            _ => description = cx.single_string(c, "a description").map(|s| s.value),
-        }
-    }
+    let ToolchainLines {
+        compiler,
+        host,
+        runtime,
+        bootstrap,
+        description,
+    } = toolchain_lines(cx, node);
     let span = cx.span(node.span());
     let compiler_written = node
         .children()
@@ -152,6 +135,40 @@ pub(super) fn decode_toolchain(cx: &mut Cx<'_>, node: &KdlNode) -> Option<Toolch
         description,
         span,
     })
+}
+
+/// The lines of a `toolchain` block, the last of each kind winning.
+#[derive(Default)]
+struct ToolchainLines {
+    compiler: Option<Spanned<String>>,
+    host: bool,
+    runtime: Option<Spanned<String>>,
+    bootstrap: Option<Spanned<String>>,
+    description: Option<String>,
+}
+
+fn toolchain_lines(cx: &mut Cx<'_>, node: &KdlNode) -> ToolchainLines {
+    let mut t = ToolchainLines::default();
+    for c in cx.children(node, &["compiler", "runtime", "bootstrap", "description"]) {
+        cx.no_children(c);
+        match c.name().value() {
+            "compiler" => {
+                let Some((args, props)) =
+                    cx.entries(c, Args::Exactly(1, "the compiler package"), &["host"])
+                else {
+                    continue;
+                };
+                t.compiler = cx.string(args[0], "the compiler package");
+                if let Some(e) = props.get("host") {
+                    t.host = cx.boolean(e, "`host`").unwrap_or(false);
+                }
+            }
+            "runtime" => t.runtime = cx.single_string(c, "the runtime package"),
+            "bootstrap" => t.bootstrap = cx.single_string(c, "a toolchain name"),
+            _ => t.description = cx.single_string(c, "a description").map(|s| s.value),
+        }
+    }
+    t
 }
 
 pub(super) fn decode_arch(cx: &mut Cx<'_>, node: &KdlNode) -> Option<ArchDecl> {
