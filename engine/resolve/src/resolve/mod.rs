@@ -141,9 +141,8 @@ impl<'a> Resolver<'a> {
     }
 
     fn resolve_unlocated(&self, req: &Request) -> Result<Graph, Box<Diag>> {
-        let set = self.set;
         let root_name = req.spec.name().unwrap_or_default();
-        if !set.packages.contains_key(root_name) {
+        if !self.set.packages.contains_key(root_name) {
             let d = Diag::error(
                 "resolve::unknown",
                 format!("`{root_name}` is not a package"),
@@ -155,7 +154,26 @@ impl<'a> Resolver<'a> {
                 "unknown package",
             )));
         }
-        // Architecture.
+        let arch = self.root_arch(req)?;
+        let root_ctx = self.root_toolchain(req)?;
+        let root_constraint = Constraint {
+            version: req.spec.version_req(),
+            variants: req
+                .spec
+                .variants
+                .iter()
+                .map(|c| (c.name.value.clone(), c.setting.clone()))
+                .collect(),
+            origin: format!("the request `{}`", req.name).into(),
+            span: None,
+        };
+        self.check_request(req, root_name)?;
+        self.fixpoint(req, arch, &root_ctx, root_name, &root_constraint)
+    }
+
+    /// The target architecture: the spec's `target=`, else the settings'.
+    fn root_arch(&self, req: &Request) -> Result<&'a ArchDecl, Box<Diag>> {
+        let set = self.set;
         let arch_name = match (&req.spec.target, &req.settings.arch) {
             (Some(t), _) => t.value.clone(),
             (None, Some(a)) => a.value.clone(),
@@ -181,69 +199,32 @@ impl<'a> Resolver<'a> {
                 "not in the target table",
             )));
         };
-        // Root toolchain.
-        let root_ctx = match &req.spec.toolchain {
-            Some(tc) => self.toolchain_context(
-                req,
-                &tc.name.value,
-                tc.version.as_ref().map(|v| &v.value),
-                Some(&tc.span),
-            )?,
-            None => {
-                let name = match &req.settings.toolchain {
-                    Some(t) => t.value.clone(),
-                    None => {
-                        let hosts: Vec<&String> = set
-                            .toolchains
-                            .values()
-                            .filter(|t| t.host)
-                            .map(|t| &t.name.value)
-                            .collect();
-                        match hosts.as_slice() {
-                            [one] => (*one).clone(),
-                            _ => {
-                                let d = Diag::error("resolve::no-toolchain", "no toolchain given")
-                                    .help("add `%host-gcc` (or another toolchain) to the spec, or `toolchain \"…\"` to `defaults`");
-                                return Err(Box::new(self.diag_for(req, d, None, "for this spec")));
-                            }
-                        }
-                    }
-                };
-                self.toolchain_context(req, &name, None, None)?
-            }
-        };
-        let root_constraint = Constraint {
-            version: req.spec.version_req(),
-            variants: req
-                .spec
-                .variants
-                .iter()
-                .map(|c| (c.name.value.clone(), c.setting.clone()))
-                .collect(),
-            origin: format!("the request `{}`", req.name).into(),
-            span: None,
-        };
-        self.check_request_variants(req, root_name, &req.spec.variants)?;
-        for dep in &req.spec.deps {
-            let dn = dep.name().unwrap_or_default();
-            if let Some(r) = set.packages.get(dn) {
-                self.check_request_variants(req, &r.name.value, &dep.variants)?;
-            }
-        }
+        Ok(arch)
+    }
 
+    /// Passes until one gathers the constraints it started from (or provably would), starting
+    /// over whenever host packages are rejected; an error if the passes cycle or never settle.
+    fn fixpoint(
+        &self,
+        req: &Request,
+        arch: &'a ArchDecl,
+        root_ctx: &Context,
+        root_name: &str,
+        root_constraint: &Constraint,
+    ) -> Result<Graph, Box<Diag>> {
         let mut rejected: BTreeSet<String> = BTreeSet::new();
         let mut known: Known = BTreeMap::new();
         let mut history: Vec<Known> = Vec::new();
         for _ in 0..MAX_PASSES {
-            let pass = Pass::new(self, req, arch, &root_ctx, &known, &rejected);
-            match pass.run(root_name, &root_constraint)? {
+            let pass = Pass::new(self, req, arch, root_ctx, &known, &rejected);
+            match pass.run(root_name, root_constraint)? {
                 PassOutcome::Restart(newly, gathered) => {
                     rejected.extend(newly);
                     known = gathered;
                     history.clear();
                 }
                 PassOutcome::Done(p) => {
-                    if p.gathered == known || self.settled(req, arch, &root_ctx, &rejected, &p) {
+                    if p.gathered == known || self.settled(req, arch, root_ctx, &rejected, &p) {
                         return self.finish(req, arch, p);
                     }
                     if history.contains(&p.gathered) {

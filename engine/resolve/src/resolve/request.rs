@@ -126,7 +126,19 @@ impl Request {
 }
 
 impl Resolver<'_> {
-    pub(super) fn check_request_variants(
+    /// The variant clauses of the request's spec and of its `^` clauses naming packages.
+    pub(super) fn check_request(&self, req: &Request, root_name: &str) -> Result<(), Box<Diag>> {
+        self.check_request_variants(req, root_name, &req.spec.variants)?;
+        for dep in &req.spec.deps {
+            let dn = dep.name().unwrap_or_default();
+            if let Some(r) = self.set.packages.get(dn) {
+                self.check_request_variants(req, &r.name.value, &dep.variants)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_request_variants(
         &self,
         req: &Request,
         package: &str,
