@@ -5,9 +5,9 @@
 //! of a file. Checks that need more than one file (does a dependency exist, does a version
 //! constraint match a version) belong to [`crate::validate`].
 //!
-//! One file per section of the language: [`cx`] holds the decoding context and its value
+//! One file per section of the language: `cx` holds the decoding context and its value
 //! helpers; `package`, `version`, `variant`, `depends`, `build`, `toolchain`, `target` and
-//! `matrix` decode the nodes of that name. A matrix is decoded, not expanded: [`crate::eval`]
+//! `matrix` decode the nodes of that name. A matrix is decoded, not expanded: `crate::eval`
 //! turns it into targets.
 
 mod build;
