@@ -6,7 +6,7 @@
 //! period, literals in backticks.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceSpan};
@@ -67,11 +67,6 @@ impl Sources {
     /// All files, in the order they were read.
     pub fn iter(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
         self.files.iter().enumerate()
-    }
-
-    /// Finds a file by path.
-    pub fn by_path(&self, path: &Path) -> Option<FileId> {
-        self.files.iter().position(|f| f.path == path)
     }
 }
 
@@ -356,11 +351,6 @@ impl Diagnostics {
     /// Number of diagnostics.
     pub fn len(&self) -> usize {
         self.items.len()
-    }
-
-    /// Moves all of `other` into `self`.
-    pub fn extend(&mut self, other: Diagnostics) {
-        self.items.extend(other.items);
     }
 
     /// Sorts by file, position and message, so that output does not depend on the order in

@@ -7,8 +7,12 @@
 //! them. This crate never touches the network, the store or the host (except to check that files
 //! named by recipes exist).
 
+// Every dependency is used by the library itself (dev-dependencies are for tests).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod decode;
 pub mod diag;
+mod eval;
 pub mod fmt;
 pub mod lex;
 pub mod model;

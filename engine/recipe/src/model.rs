@@ -169,10 +169,6 @@ impl DepTypes {
     pub fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
     /// The members, in Spack's order.
     pub fn iter(self) -> impl Iterator<Item = DepType> {
         DepType::ALL.into_iter().filter(move |t| self.contains(*t))

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{Cx, Item, decode_document};
-use crate::diag::{Diag, Diagnostics, Sources, Span};
+use crate::diag::{Diag, Diagnostics, FileId, Sources, Span};
 use crate::model::*;
 
 /// Every recipe, toolchain, architecture and target of one tree.
@@ -261,20 +261,65 @@ impl RecipeSet {
         root: &Path,
         files: Vec<(String, PathBuf, String)>,
         unreadable: Vec<String>,
-        mut diags: Diagnostics,
+        diags: Diagnostics,
     ) -> Loaded {
-        let mut set = RecipeSet {
-            root: root.to_path_buf(),
-            ..Default::default()
+        let mut l = Loader {
+            set: RecipeSet {
+                root: root.to_path_buf(),
+                ..Default::default()
+            },
+            diags,
+            package_files: BTreeMap::new(),
+            defaults_span: None,
+            target_spans: BTreeMap::new(),
         };
-        set.unloaded.files = unreadable;
+        l.set.unloaded.files = unreadable;
         // Parse every file first (cheap, and independent), then decode in order.
-        let mut parsed = Vec::with_capacity(files.len());
-        let mut ids = Vec::with_capacity(files.len());
-        for (name, path, text) in files {
-            ids.push((set.sources.add(name, path.clone(), text), path));
+        let ids: Vec<(FileId, PathBuf)> = files
+            .into_iter()
+            .map(|(name, path, text)| (l.set.sources.add(name, path.clone(), text), path))
+            .collect();
+        let clean = l.lex(ids);
+        let parsed = l.parse(clean);
+        for (file, path, doc) in &parsed {
+            let (items, stem) = l.decode(*file, path, doc);
+            l.add(items, &stem);
         }
-        // Lexical mistakes first: the parser must not see them (see `crate::lex`).
+        l.index_providers();
+        crate::validate::validate(&l.set, &mut l.diags);
+        l.diags.sort();
+        Loaded {
+            set: l.set,
+            diags: l.diags,
+        }
+    }
+
+    /// A target by name.
+    pub fn target(&self, name: &str) -> Option<&TargetDecl> {
+        self.targets.iter().find(|t| t.name.value == name)
+    }
+
+    /// Whether `name` is a virtual package (provided by some package).
+    pub fn is_virtual(&self, name: &str) -> bool {
+        self.providers.contains_key(name) && !self.packages.contains_key(name)
+    }
+}
+
+/// One load in progress: the set being filled, the diagnostics, and where names were first
+/// defined (for the defined-twice reports).
+struct Loader {
+    set: RecipeSet,
+    diags: Diagnostics,
+    package_files: BTreeMap<String, Span>,
+    defaults_span: Option<Span>,
+    target_spans: BTreeMap<String, Span>,
+}
+
+impl Loader {
+    /// The files without lexical mistakes; the others are reported and marked unloaded. Lexical
+    /// mistakes come first: the parser must not see them (see `crate::lex`).
+    fn lex(&mut self, ids: Vec<(FileId, PathBuf)>) -> Vec<(FileId, PathBuf)> {
+        let set = &mut self.set;
         let mut clean = Vec::with_capacity(ids.len());
         for (file, path) in ids {
             match crate::lex::check(&set.sources.get(file).text) {
@@ -286,7 +331,7 @@ impl RecipeSet {
                         offset: e.range.start,
                         len: e.range.len(),
                     };
-                    diags.push(
+                    self.diags.push(
                         Diag::error("recipe::syntax", format!("syntax error: {}", e.message))
                             .label(&set.sources, span, e.label)
                             .help(e.help),
@@ -294,186 +339,198 @@ impl RecipeSet {
                 }
             }
         }
+        clean
+    }
+
+    /// The parsed documents; files that do not parse are reported and marked unloaded.
+    fn parse(&mut self, clean: Vec<(FileId, PathBuf)>) -> Vec<(FileId, PathBuf, kdl::KdlDocument)> {
         let texts: Vec<&str> = clean
             .iter()
-            .map(|(f, _)| &*set.sources.get(*f).text)
+            .map(|(f, _)| &*self.set.sources.get(*f).text)
             .collect();
         let docs = parse_all(&texts);
+        let mut parsed = Vec::with_capacity(clean.len());
         for ((file, path), doc) in clean.into_iter().zip(docs) {
             match doc {
                 Ok(doc) => parsed.push((file, path, doc)),
                 Err(err) => {
+                    let set = &mut self.set;
                     set.unloaded.files.push(set.sources.get(file).name.clone());
-                    // The parser reports a cascade after the first error; the first is the one
-                    // to fix, the rest usually go away with it.
-                    let more = err.diagnostics.len().saturating_sub(1);
-                    if let Some(d) = err.diagnostics.into_iter().min_by_key(|d| d.span.offset()) {
-                        let span = Span::new(file, d.span);
-                        let message = d.message.unwrap_or_else(|| "invalid KDL".to_owned());
-                        let (label, mut help) =
-                            syntax_advice(&set.sources.get(file).text, span, d.label, d.help);
-                        if more > 0 {
-                            help.push_str(&format!(
-                                " ({more} more syntax error{} in this file may follow from this one)",
-                                if more == 1 { "" } else { "s" }
-                            ));
-                        }
-                        diags.push(
-                            Diag::error(
-                                "recipe::syntax",
-                                format!(
-                                    "syntax error: {}",
-                                    message.trim_end_matches('.').to_lowercase()
-                                ),
-                            )
-                            .label(&set.sources, span, label)
-                            .help(help),
-                        );
+                    if let Some(d) = syntax_error(&set.sources, file, err) {
+                        self.diags.push(d);
                     }
                 }
             }
         }
-        let mut package_files: BTreeMap<String, Span> = BTreeMap::new();
-        let mut defaults_span: Option<Span> = None;
-        let mut target_spans: BTreeMap<String, Span> = BTreeMap::new();
-        for (file, path, doc) in &parsed {
-            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            let errors_before = diags.error_count();
-            let mut cx = Cx {
-                sources: &set.sources,
-                file: *file,
-                diags: &mut diags,
-                dropped: Vec::new(),
+        parsed
+    }
+
+    /// The file's items, matrices expanded, and the file's stem; records what could not be
+    /// loaded.
+    fn decode(&mut self, file: FileId, path: &Path, doc: &kdl::KdlDocument) -> (Vec<Item>, String) {
+        let set = &mut self.set;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let errors_before = self.diags.error_count();
+        let mut cx = Cx {
+            sources: &set.sources,
+            file,
+            diags: &mut self.diags,
+            dropped: Vec::new(),
+        };
+        let items = decode_document(&mut cx, doc, &dir);
+        // Matrices become targets before the file's items and errors are looked at.
+        let items = crate::eval::expand_matrices(items, cx.sources, cx.diags);
+        for (kind, name) in std::mem::take(&mut cx.dropped) {
+            match kind {
+                "toolchain" => set.unloaded.toolchains.insert(name),
+                _ => set.unloaded.packages.insert(name),
             };
-            let items = decode_document(&mut cx, doc, &dir);
-            for (kind, name) in std::mem::take(&mut cx.dropped) {
-                match kind {
-                    "toolchain" => set.unloaded.toolchains.insert(name),
-                    _ => set.unloaded.packages.insert(name),
-                };
-            }
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            // A file with errors that yields no package probably held the package named like it.
-            if diags.error_count() > errors_before
-                && !items.iter().any(|i| matches!(i, Item::Package(_)))
-            {
-                set.unloaded.packages.insert(stem.clone());
-            }
-            let mut packages_here = 0;
-            for item in items {
-                match item {
-                    Item::Package(r) => {
-                        packages_here += 1;
-                        let name = r.name.value.clone();
-                        if packages_here > 1 {
-                            diags.push(
-                                Diag::error(
-                                    "recipe::one-package-per-file",
-                                    format!("a second package `{name}` in one file"),
-                                )
-                                .label(&set.sources, r.name.span, "second package")
-                                .help(format!("move it to its own file, `{name}.kdl`")),
-                            );
-                        } else if name != stem {
-                            diags.push(
-                                Diag::error(
-                                    "recipe::file-name",
-                                    format!("package `{name}` is in `{stem}.kdl`"),
-                                )
-                                .label(&set.sources, r.name.span, "package name")
-                                .help(format!(
-                                    "rename the file to `{name}.kdl`, or the package to `{stem}`"
-                                )),
-                            );
-                        }
-                        if let Some(prev) = package_files.get(&name) {
-                            diags.push(
-                                Diag::error(
-                                    "recipe::duplicate-package",
-                                    format!("package `{name}` is defined twice"),
-                                )
-                                .label(&set.sources, r.name.span, "defined again here")
-                                .help(format!(
-                                    "it is already defined in `{}`",
-                                    set.sources.get(prev.file).name
-                                )),
-                            );
-                            continue;
-                        }
-                        package_files.insert(name.clone(), r.name.span);
-                        set.packages.insert(name, *r);
-                    }
-                    Item::Toolchain(t) => {
-                        if let Some(prev) = set.toolchains.get(&t.name.value) {
-                            let d = Diag::error(
-                                "recipe::duplicate-toolchain",
-                                format!("toolchain `{}` is defined twice", t.name.value),
-                            )
-                            .label(&set.sources, t.name.span, "defined again here")
-                            .help(format!(
-                                "it is already defined in `{}`",
-                                set.sources.get(prev.name.span.file).name
-                            ));
-                            diags.push(d);
-                            continue;
-                        }
-                        set.toolchains.insert(t.name.value.clone(), t);
-                    }
-                    Item::Arch(a) => {
-                        if let Some(prev) = set.arches.get(&a.name.value) {
-                            let d = Diag::error(
-                                "recipe::duplicate-arch",
-                                format!("architecture `{}` is defined twice", a.name.value),
-                            )
-                            .label(&set.sources, a.name.span, "defined again here")
-                            .help(format!(
-                                "it is already defined in `{}`",
-                                set.sources.get(prev.name.span.file).name
-                            ));
-                            diags.push(d);
-                            continue;
-                        }
-                        set.arches.insert(a.name.value.clone(), a);
-                    }
-                    Item::Target(t) => {
-                        if let Some(prev) = target_spans.get(&t.name.value) {
-                            let mut d = Diag::error(
-                                "recipe::duplicate-target",
-                                format!("target `{}` is defined twice", t.name.value),
-                            )
-                            .label(
-                                &set.sources,
-                                t.name.span,
-                                "defined again here",
-                            );
-                            if prev.file == t.name.span.file && *prev != t.name.span {
-                                d = d.label(&set.sources, *prev, "first defined here");
-                            }
-                            diags.push(d.help("target names must be unique; rename one of them"));
-                            continue;
-                        }
-                        target_spans.insert(t.name.value.clone(), t.name.span);
-                        set.targets.push(*t);
-                    }
-                    Item::Defaults(s, span) => {
-                        if let Some(prev) = defaults_span {
-                            let d =
-                                Diag::error("recipe::duplicate-node", "`defaults` is given twice")
-                                    .label(&set.sources, span, "given again here")
-                                    .label(&set.sources, prev, "first given here")
-                                    .help("merge them into one `defaults` block");
-                            diags.push(d);
-                            continue;
-                        }
-                        defaults_span = Some(span);
-                        set.defaults = s;
-                    }
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // A file with errors that yields no package probably held the package named like it.
+        if self.diags.error_count() > errors_before
+            && !items.iter().any(|i| matches!(i, Item::Package(_)))
+        {
+            set.unloaded.packages.insert(stem.clone());
+        }
+        (items, stem)
+    }
+
+    /// Adds one file's items to the set, reporting names defined twice.
+    fn add(&mut self, items: Vec<Item>, stem: &str) {
+        let mut packages_here = 0;
+        for item in items {
+            match item {
+                Item::Package(r) => {
+                    packages_here += 1;
+                    self.add_package(*r, stem, packages_here > 1);
                 }
+                Item::Toolchain(t) => self.add_toolchain(t),
+                Item::Arch(a) => self.add_arch(a),
+                Item::Target(t) => self.add_target(*t),
+                Item::Matrix(_) => unreachable!("expand_matrices replaced every matrix"),
+                Item::Defaults(s, span) => self.add_defaults(s, span),
             }
         }
+    }
+
+    /// A package: one per file, in the file named after it, defined once.
+    fn add_package(&mut self, r: Recipe, stem: &str, second_in_file: bool) {
+        let set = &mut self.set;
+        let name = r.name.value.clone();
+        if second_in_file {
+            self.diags.push(
+                Diag::error(
+                    "recipe::one-package-per-file",
+                    format!("a second package `{name}` in one file"),
+                )
+                .label(&set.sources, r.name.span, "second package")
+                .help(format!("move it to its own file, `{name}.kdl`")),
+            );
+        } else if name != stem {
+            self.diags.push(
+                Diag::error(
+                    "recipe::file-name",
+                    format!("package `{name}` is in `{stem}.kdl`"),
+                )
+                .label(&set.sources, r.name.span, "package name")
+                .help(format!(
+                    "rename the file to `{name}.kdl`, or the package to `{stem}`"
+                )),
+            );
+        }
+        if let Some(prev) = self.package_files.get(&name) {
+            self.diags.push(
+                Diag::error(
+                    "recipe::duplicate-package",
+                    format!("package `{name}` is defined twice"),
+                )
+                .label(&set.sources, r.name.span, "defined again here")
+                .help(format!(
+                    "it is already defined in `{}`",
+                    set.sources.get(prev.file).name
+                )),
+            );
+            return;
+        }
+        self.package_files.insert(name.clone(), r.name.span);
+        set.packages.insert(name, r);
+    }
+
+    fn add_toolchain(&mut self, t: ToolchainDecl) {
+        let set = &mut self.set;
+        if let Some(prev) = set.toolchains.get(&t.name.value) {
+            let d = Diag::error(
+                "recipe::duplicate-toolchain",
+                format!("toolchain `{}` is defined twice", t.name.value),
+            )
+            .label(&set.sources, t.name.span, "defined again here")
+            .help(format!(
+                "it is already defined in `{}`",
+                set.sources.get(prev.name.span.file).name
+            ));
+            self.diags.push(d);
+            return;
+        }
+        set.toolchains.insert(t.name.value.clone(), t);
+    }
+
+    fn add_arch(&mut self, a: ArchDecl) {
+        let set = &mut self.set;
+        if let Some(prev) = set.arches.get(&a.name.value) {
+            let d = Diag::error(
+                "recipe::duplicate-arch",
+                format!("architecture `{}` is defined twice", a.name.value),
+            )
+            .label(&set.sources, a.name.span, "defined again here")
+            .help(format!(
+                "it is already defined in `{}`",
+                set.sources.get(prev.name.span.file).name
+            ));
+            self.diags.push(d);
+            return;
+        }
+        set.arches.insert(a.name.value.clone(), a);
+    }
+
+    fn add_target(&mut self, t: TargetDecl) {
+        let set = &mut self.set;
+        if let Some(prev) = self.target_spans.get(&t.name.value) {
+            let mut d = Diag::error(
+                "recipe::duplicate-target",
+                format!("target `{}` is defined twice", t.name.value),
+            )
+            .label(&set.sources, t.name.span, "defined again here");
+            if prev.file == t.name.span.file && *prev != t.name.span {
+                d = d.label(&set.sources, *prev, "first defined here");
+            }
+            self.diags
+                .push(d.help("target names must be unique; rename one of them"));
+            return;
+        }
+        self.target_spans.insert(t.name.value.clone(), t.name.span);
+        set.targets.push(t);
+    }
+
+    fn add_defaults(&mut self, s: TargetSettings, span: Span) {
+        if let Some(prev) = self.defaults_span {
+            let d = Diag::error("recipe::duplicate-node", "`defaults` is given twice")
+                .label(&self.set.sources, span, "given again here")
+                .label(&self.set.sources, prev, "first given here")
+                .help("merge them into one `defaults` block");
+            self.diags.push(d);
+            return;
+        }
+        self.defaults_span = Some(span);
+        self.set.defaults = s;
+    }
+
+    /// Virtual → the packages providing it, sorted and without repetitions.
+    fn index_providers(&mut self) {
+        let set = &mut self.set;
         for (name, r) in &set.packages {
             for p in &r.provides {
                 set.providers
@@ -486,18 +543,35 @@ impl RecipeSet {
             list.sort();
             list.dedup();
         }
-        crate::validate::validate(&set, &mut diags);
-        diags.sort();
-        Loaded { set, diags }
     }
+}
 
-    /// A target by name.
-    pub fn target(&self, name: &str) -> Option<&TargetDecl> {
-        self.targets.iter().find(|t| t.name.value == name)
+/// The first of a file's syntax errors, in forge's words. The parser reports a cascade after the
+/// first error; the first is the one to fix, the rest usually go away with it.
+fn syntax_error(sources: &Sources, file: FileId, err: kdl::KdlError) -> Option<Diag> {
+    let more = err.diagnostics.len().saturating_sub(1);
+    let d = err
+        .diagnostics
+        .into_iter()
+        .min_by_key(|d| d.span.offset())?;
+    let span = Span::new(file, d.span);
+    let message = d.message.unwrap_or_else(|| "invalid KDL".to_owned());
+    let (label, mut help) = syntax_advice(&sources.get(file).text, span, d.label, d.help);
+    if more > 0 {
+        help.push_str(&format!(
+            " ({more} more syntax error{} in this file may follow from this one)",
+            if more == 1 { "" } else { "s" }
+        ));
     }
-
-    /// Whether `name` is a virtual package (provided by some package).
-    pub fn is_virtual(&self, name: &str) -> bool {
-        self.providers.contains_key(name) && !self.packages.contains_key(name)
-    }
+    Some(
+        Diag::error(
+            "recipe::syntax",
+            format!(
+                "syntax error: {}",
+                message.trim_end_matches('.').to_lowercase()
+            ),
+        )
+        .label(sources, span, label)
+        .help(help),
+    )
 }

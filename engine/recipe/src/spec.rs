@@ -382,15 +382,6 @@ impl Spec {
             .map(|v| v.value.clone())
             .unwrap_or_default()
     }
-
-    /// Whether the spec has no clauses at all besides the name.
-    pub fn is_bare(&self) -> bool {
-        self.version.is_none()
-            && self.variants.is_empty()
-            && self.toolchain.is_none()
-            && self.target.is_none()
-            && self.deps.is_empty()
-    }
 }
 
 impl fmt::Display for Spec {

@@ -29,13 +29,6 @@ pub enum Var {
     Variant(String),
 }
 
-impl Var {
-    /// Whether the builder, not the planner, fills this in.
-    pub fn is_symbolic(&self) -> bool {
-        matches!(self, Self::Out | Self::Src | Self::Jobs | Self::Dep(_))
-    }
-}
-
 impl fmt::Display for Var {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

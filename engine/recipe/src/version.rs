@@ -135,16 +135,6 @@ impl Version {
         &self.0.text
     }
 
-    /// Number of components (`25.11.2` has three).
-    pub fn len(&self) -> usize {
-        self.0.parts.len()
-    }
-
-    /// A parsed version always has at least one component.
-    pub fn is_empty(&self) -> bool {
-        self.0.parts.is_empty()
-    }
-
     /// Whether `prefix`'s components are the first components of `self` (`25.11` of `25.11.2`).
     pub fn has_prefix(&self, prefix: &Version) -> bool {
         prefix.0.parts.len() <= self.0.parts.len()

@@ -101,19 +101,6 @@ impl Node {
     pub fn name(&self) -> &str {
         &self.key.package
     }
-
-    /// `name@version +a ~b c=d`.
-    pub fn spec_string(&self) -> String {
-        let mut s = format!("{}@{}", self.key.package, self.version);
-        for (k, v) in &self.variants {
-            match v {
-                VariantValue::Bool(true) => s.push_str(&format!(" +{k}")),
-                VariantValue::Bool(false) => s.push_str(&format!(" ~{k}")),
-                other => s.push_str(&format!(" {k}={other}")),
-            }
-        }
-        s
-    }
 }
 
 /// Why an edge exists.

@@ -6,7 +6,6 @@
 //! machine running them.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -51,7 +50,6 @@ pub trait HostProbe: Sync + std::fmt::Debug {
 /// The real machine: `PATH` lookup and version commands, cached per package.
 #[derive(Debug, Default)]
 pub struct SystemHost {
-    path: Option<OsString>,
     cache: Mutex<BTreeMap<String, Result<HostTool, HostError>>>,
     versions: Option<VersionCache>,
 }
@@ -124,14 +122,6 @@ impl SystemHost {
         Self::default()
     }
 
-    /// Probes a given search path instead of `PATH`.
-    pub fn with_path(path: OsString) -> Self {
-        Self {
-            path: Some(path),
-            ..Self::default()
-        }
-    }
-
     /// Remembers detected versions in `file` across runs (see [`VersionCache`]).
     pub fn with_version_cache(mut self, file: PathBuf) -> Self {
         self.versions = Some(VersionCache {
@@ -142,11 +132,7 @@ impl SystemHost {
     }
 
     fn find(&self, exe: &str) -> Option<PathBuf> {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        match &self.path {
-            Some(p) => which::which_in(exe, Some(p), cwd).ok(),
-            None => which::which(exe).ok(),
-        }
+        which::which(exe).ok()
     }
 
     fn detect(&self, decl: &HostDecl) -> Result<HostTool, HostError> {

@@ -7,6 +7,9 @@
 //! checks conflicts, and returns a [`Graph`]. It asks the host only through [`HostProbe`], never
 //! touches the store, and is deterministic: same recipes and host, same graph.
 
+// Every dependency is used by the library itself (dev-dependencies are for tests).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod graph;
 pub mod host;
 pub mod resolve;
