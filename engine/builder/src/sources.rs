@@ -46,6 +46,34 @@ pub(crate) fn prepare_sources(req: &BuildRequest, log: &Log) -> Result<PathBuf, 
             if i == 0 {
                 root = target;
             }
+        } else if let (true, Some(inner)) = (s.unpack, &s.inner) {
+            log.line(&format!(
+                "forge: unpacking `{}` from the wrapper {}",
+                inner.pattern, s.name
+            ));
+            let work = req.scratch.join(format!("wrapper-{i}"));
+            let (_, found) = forge_fetch::unpack_inner(
+                path,
+                &s.name,
+                &inner.pattern,
+                &inner.sha256,
+                &work,
+                &dest,
+                forge_fetch::Limits::default(),
+            )
+            .map_err(|e| setup(format!("unpacking `{}`", s.name), e))?;
+            log.line(&format!(
+                "forge: unpacked {} (sha256 {})",
+                found.strip_prefix(&work).unwrap_or(&found).display(),
+                inner.sha256
+            ));
+            // The rest of the wrapper is not the source.
+            crate::fs::remove_dir_all_forced(&work)
+                .map_err(|e| setup("removing the unpacked wrapper", e))?;
+            if i == 0 {
+                root = forge_fetch::source_root(&dest)
+                    .map_err(|e| setup("finding the source root", e))?;
+            }
         } else if s.unpack {
             log.line(&format!("forge: unpacking {}", s.name));
             forge_fetch::unpack(path, &s.name, &dest, forge_fetch::Limits::default())

@@ -1,11 +1,16 @@
 //! Sources: the content-addressed source cache, downloads with retries, resume and mirrors, and
 //! safe unpacking of hostile archives.
 //!
+//! Wrapper archives (a tarball holding the source tarball) are unpacked twice under the same
+//! rules, the inner archive checked by its own digest ([`unpack_inner`]).
+//!
 //! Part of forge's realize stage. Nothing here knows about recipes or the store: it takes digests,
 //! URLs and paths, and returns verified files and unpacked trees.
 
 pub mod cache;
+pub mod inner;
 pub mod unpack;
 
 pub use cache::{FetchError, FetchOptions, SourceCache, sha256_file};
+pub use inner::{InnerError, unpack_inner};
 pub use unpack::{Format, Limits, Report, UnpackError, source_root, unpack};

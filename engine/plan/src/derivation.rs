@@ -47,6 +47,20 @@ pub struct DrvSource {
     pub tree: Option<String>,
     /// Whether it is an archive to unpack.
     pub unpack: bool,
+    /// For a wrapper archive, the archive inside it that is unpacked instead.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub inner: Option<DrvInner>,
+}
+
+/// The archive inside a wrapper archive, by name pattern and content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DrvInner {
+    /// File name pattern (`*` any run of characters, `?` one character); exactly one file of
+    /// the unpacked wrapper matches it.
+    pub pattern: String,
+    /// sha256 of that file, lower-case hex.
+    pub sha256: String,
 }
 
 /// A patch, by content.

@@ -315,6 +315,10 @@ impl<'a> Planner<'a> {
             .version(&node.version)
             .filter(|_| recipe.runtime_for.is_none())
         {
+            let inner = vd.inner.as_ref().map(|i| DrvInner {
+                pattern: i.pattern.value.clone(),
+                sha256: i.sha256.value.to_hex(),
+            });
             match &vd.source {
                 SourceDecl::Remote {
                     url,
@@ -336,6 +340,7 @@ impl<'a> Planner<'a> {
                         name,
                         sha256: Some(sha256.value.to_hex()),
                         tree: None,
+                        inner: inner.clone(),
                     });
                     fetch.push(Fetch { urls, path: None });
                 }
@@ -349,6 +354,7 @@ impl<'a> Planner<'a> {
                         name: file.value.clone(),
                         sha256: Some(sha256.value.to_hex()),
                         tree: None,
+                        inner: inner.clone(),
                     });
                     // No URL: the configured mirrors are searched by digest and by this name.
                     fetch.push(Fetch {
@@ -378,6 +384,7 @@ impl<'a> Planner<'a> {
                             sha256: None,
                             tree: Some(hash),
                             unpack: false,
+                            inner: None,
                         }
                     } else {
                         DrvSource {
@@ -385,6 +392,7 @@ impl<'a> Planner<'a> {
                             name,
                             sha256: Some(hash),
                             tree: None,
+                            inner: None,
                         }
                     });
                     fetch.push(Fetch {

@@ -292,6 +292,17 @@ pub enum SourceDecl {
     },
 }
 
+/// `inner="gcc-13.4.0*.tar.*" inner-sha256="…"`: the source is a wrapper (a distribution's
+/// tarball holding the real source tarball, as Debian ships GCC); the one file in it whose name
+/// matches `pattern` is the archive to unpack, checked by its own sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerDecl {
+    /// A file name with `*` (any run of characters) and `?` (one character).
+    pub pattern: Spanned<String>,
+    /// The digest of the inner archive.
+    pub sha256: Spanned<Sha256>,
+}
+
 /// `version "25.11.2" sha256="…"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionDecl {
@@ -299,6 +310,8 @@ pub struct VersionDecl {
     pub version: Spanned<Version>,
     /// Its source.
     pub source: SourceDecl,
+    /// For a wrapper archive, the archive inside it to unpack.
+    pub inner: Option<InnerDecl>,
     /// Deprecated versions are chosen only when asked for explicitly.
     pub deprecated: bool,
     /// A note for maintainers, e.g. which upstream artifact this is.

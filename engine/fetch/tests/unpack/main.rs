@@ -1059,3 +1059,178 @@ fn source_root_is_the_single_top_directory_only() {
         "a symlink is not a source root"
     );
 }
+
+/// A wrapper the way Debian ships GCC: a tarball whose top directory holds the source tarball,
+/// another tarball and a text file.
+fn wrapper(inner: &[u8]) -> Vec<u8> {
+    Tarball::Gz.compress(&tar(&[
+        dir("gcc-13-13.4.0", 0o755),
+        file("gcc-13-13.4.0/gcc-13.4.0-dfsg.tar.xz", 0o644, inner),
+        file(
+            "gcc-13-13.4.0/newlib-4.3.0.tar.xz",
+            0o644,
+            &Tarball::Xz.compress(&tar(&[file("newlib/README", 0o644, b"newlib\n")])),
+        ),
+        file("gcc-13-13.4.0/README.source", 0o644, b"how this was made\n"),
+    ]))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+fn unpack_wrapper(
+    s: &Scratch,
+    bytes: &[u8],
+    pattern: &str,
+    sha256: &str,
+) -> Result<PathBuf, forge_fetch::InnerError> {
+    let path = s.archives.path().join("gcc-13_13.4.0.orig.tar.gz");
+    fs_err::write(&path, bytes).unwrap();
+    let work = s.archives.path().join("wrapper");
+    let _ = fs_err::remove_dir_all(&work);
+    forge_fetch::unpack_inner(
+        &path,
+        "gcc-13_13.4.0.orig.tar.gz",
+        pattern,
+        sha256,
+        &work,
+        &s.dest,
+        Limits::default(),
+    )
+    .map(|(_, p)| p)
+}
+
+#[test]
+fn a_wrapper_archive_unpacks_the_archive_inside_it_checked_by_its_own_sha256() {
+    let s = Scratch::new();
+    let inner = Tarball::Xz.compress(&tar(&[
+        dir("gcc-13.4.0", 0o755),
+        file(
+            "gcc-13.4.0/configure",
+            0o755,
+            b"#!/bin/sh\necho configured\n",
+        ),
+        dir("gcc-13.4.0/gcc", 0o755),
+        file("gcc-13.4.0/gcc/version.c", 0o644, b"13.4.0\n"),
+    ]));
+    let found = unpack_wrapper(
+        &s,
+        &wrapper(&inner),
+        "gcc-13.4.0*.tar.*",
+        &sha256_hex(&inner),
+    )
+    .expect("the inner archive unpacks");
+    assert!(
+        found.ends_with("gcc-13-13.4.0/gcc-13.4.0-dfsg.tar.xz"),
+        "{found:?}"
+    );
+    // The source root is the inner archive's top directory, not the wrapper's.
+    let root = source_root(&s.dest).unwrap();
+    assert_eq!(root, s.dest.join("gcc-13.4.0"));
+    assert_eq!(
+        fs_err::read(root.join("gcc/version.c")).unwrap(),
+        b"13.4.0\n"
+    );
+    assert!(
+        !s.dest.join("gcc-13-13.4.0").exists(),
+        "nothing of the wrapper in dest"
+    );
+    s.assert_contained();
+}
+
+#[test]
+fn a_wrapper_whose_inner_archive_differs_is_refused_before_unpacking_it() {
+    let s = Scratch::new();
+    let inner = Tarball::Xz.compress(&tar(&[file("gcc-13.4.0/x", 0o644, b"x\n")]));
+    let other = "0".repeat(64);
+    let e = unpack_wrapper(&s, &wrapper(&inner), "gcc-13.4.0*.tar.*", &other).unwrap_err();
+    match &e {
+        forge_fetch::InnerError::Checksum {
+            inner: name,
+            expected,
+            actual,
+            ..
+        } => {
+            assert_eq!(name, "gcc-13-13.4.0/gcc-13.4.0-dfsg.tar.xz");
+            assert_eq!(expected, &other);
+            assert_eq!(actual, &sha256_hex(&inner));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("the recipe expects"), "{e}");
+    assert!(names(&s.dest).is_empty(), "nothing unpacked");
+    s.assert_contained();
+}
+
+#[test]
+fn a_pattern_matching_nothing_or_several_files_is_refused_with_the_names() {
+    let s = Scratch::new();
+    let inner = Tarball::Xz.compress(&tar(&[file("gcc-13.4.0/x", 0o644, b"x\n")]));
+    let sha = sha256_hex(&inner);
+    let e = unpack_wrapper(&s, &wrapper(&inner), "gcc-14*.tar.*", &sha).unwrap_err();
+    assert!(
+        matches!(e, forge_fetch::InnerError::NotFound { .. })
+            && e.to_string().contains("gcc-13-13.4.0/newlib-4.3.0.tar.xz"),
+        "{e}"
+    );
+    let e = unpack_wrapper(&s, &wrapper(&inner), "*.tar.xz", &sha).unwrap_err();
+    assert!(
+        matches!(e, forge_fetch::InnerError::Ambiguous { ref matches, .. } if matches.len() == 2),
+        "{e}"
+    );
+    assert!(names(&s.dest).is_empty());
+    s.assert_contained();
+}
+
+#[test]
+fn a_hostile_inner_archive_is_refused_like_any_other() {
+    for (what, entries) in [
+        (
+            "traversal",
+            vec![file("../../outside/keep", 0o644, b"pwned\n")],
+        ),
+        (
+            "symlink escape",
+            vec![
+                symlink("gcc-13.4.0/out", "../../outside"),
+                file("gcc-13.4.0/out/keep", 0o644, b"pwned\n"),
+            ],
+        ),
+        (
+            "absolute path",
+            vec![file("/tmp/forge-inner-pwned", 0o644, b"pwned\n")],
+        ),
+    ] {
+        let s = Scratch::new();
+        let inner = Tarball::Xz.compress(&tar(&entries));
+        let e = unpack_wrapper(
+            &s,
+            &wrapper(&inner),
+            "gcc-13.4.0*.tar.*",
+            &sha256_hex(&inner),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                forge_fetch::InnerError::Unpack(UnpackError::Refused { .. })
+            ),
+            "{what}: {e}"
+        );
+        s.assert_contained();
+        assert!(!Path::new("/tmp/forge-inner-pwned").exists());
+    }
+    // A link in the wrapper that bears the inner archive's name is not the inner archive (and
+    // a link out of the wrapper is refused while unpacking it).
+    let s = Scratch::new();
+    let bytes = Tarball::Gz.compress(&tar(&[
+        dir("w", 0o755),
+        file("w/other.tar.xz", 0o644, b"not it\n"),
+        symlink("w/gcc-13.4.0-dfsg.tar.xz", "other.tar.xz"),
+    ]));
+    let e = unpack_wrapper(&s, &bytes, "gcc-13.4.0*.tar.*", &"0".repeat(64)).unwrap_err();
+    assert!(matches!(e, forge_fetch::InnerError::NotFound { .. }), "{e}");
+    s.assert_contained();
+}

@@ -21,6 +21,8 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
             "expand",
             "deprecated",
             "note",
+            "inner",
+            "inner-sha256",
         ],
     )?;
     let version = cx.version(args[0])?;
@@ -37,9 +39,11 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
         Some(path) => local_source(cx, &props, path)?,
         None => downloaded_source(cx, &props, &version, span)?,
     };
+    let inner = inner_archive(cx, &props, &source, span).ok()?;
     Some(VersionDecl {
         version,
         source,
+        inner,
         deprecated,
         note,
         span,
@@ -48,7 +52,7 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
 
 /// `path=`: a source beside the recipe, which takes none of the download properties.
 fn local_source(cx: &mut Cx<'_>, props: &Props<'_>, path: &KdlEntry) -> Option<SourceDecl> {
-    for key in ["sha256", "url", "file", "expand"] {
+    for key in ["sha256", "url", "file", "expand", "inner", "inner-sha256"] {
         if let Some(e) = props.get(key) {
             let s = cx.span(e.span());
             cx.err(
@@ -132,4 +136,57 @@ fn mirrored_file(cx: &mut Cx<'_>, f: &KdlEntry) -> Option<Spanned<String>> {
         return None;
     }
     Some(file)
+}
+
+/// `inner=` and `inner-sha256=`: the archive inside a wrapper archive, both or neither.
+/// `Err` means a diagnostic was given.
+fn inner_archive(
+    cx: &mut Cx<'_>,
+    props: &Props<'_>,
+    source: &SourceDecl,
+    span: Span,
+) -> Result<Option<InnerDecl>, ()> {
+    let (pattern, sha) = match (props.get("inner"), props.get("inner-sha256")) {
+        (None, None) => return Ok(None),
+        (Some(p), Some(s)) => (p, s),
+        (Some(_), None) | (None, Some(_)) => {
+            cx.err(
+                "recipe::inner-without-sha256",
+                "`inner` and `inner-sha256` go together",
+                span,
+                "one of the two is missing",
+                "name the archive inside the wrapper with `inner=\"NAME-*.tar.*\"` and give its own checksum with `inner-sha256=\"…\"`",
+            );
+            return Err(());
+        }
+    };
+    let expanded = matches!(
+        source,
+        SourceDecl::Remote { expand: true, .. } | SourceDecl::Mirrored { expand: true, .. }
+    );
+    let pattern_span = cx.span(pattern.span());
+    if !expanded {
+        cx.err(
+            "recipe::conflicting-properties",
+            "`inner` needs a source that is unpacked",
+            pattern_span,
+            "the wrapper is not unpacked",
+            "remove `expand=#false`: the wrapper is unpacked to reach the archive inside it",
+        );
+        return Err(());
+    }
+    let pattern = cx.string(pattern, "`inner`").ok_or(())?;
+    let p = &pattern.value;
+    if p.is_empty() || p.contains('/') || p.chars().any(|c| c.is_control()) {
+        cx.err(
+            "recipe::bad-file-name",
+            format!("`{p}` is not a file name pattern"),
+            pattern.span,
+            "not a file name pattern",
+            "give the inner archive's file name, with `*` for any run of characters and `?` for one (`gcc-13.4.0*.tar.*`)",
+        );
+        return Err(());
+    }
+    let sha256 = cx.sha256(sha).ok_or(())?;
+    Ok(Some(InnerDecl { pattern, sha256 }))
 }
