@@ -740,6 +740,10 @@ pub struct TargetSettings {
     pub providers: BTreeMap<String, Spanned<String>>,
     /// Packages to build from source even where the host has them.
     pub from_source: Vec<Spanned<String>>,
+    /// Constraints on packages wherever they appear in the graph, in every toolchain context
+    /// (`require "gmp@=6.2.1-dfsg1"` reaches the gmp a compiler is built with, which `^gmp` in
+    /// the spec does not).
+    pub require: Vec<SpecLit>,
 }
 
 /// A named realization: `target "slurm-25.11-gcc13" { spec "…" }`.

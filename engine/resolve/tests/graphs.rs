@@ -416,3 +416,58 @@ fn a_built_toolchain_builds_its_compiler_even_when_the_host_has_that_version() {
     assert_eq!(compiler.version.as_str(), "13.4.0");
     assert_eq!(compiler.key.context.to_string(), "host-gcc@13.4.0");
 }
+
+#[test]
+fn require_reaches_every_context_where_a_caret_clause_does_not() {
+    // The fixture tree with one more target: gmp is pinned by `^` in one, by `require` in
+    // the other. The gmp that gcc 13.4.0 is built with lives in the bootstrap context.
+    let mut files = support::texts(&fixture_root());
+    let targets = files
+        .iter_mut()
+        .find(|(name, _, _)| name == "recipes/targets.kdl")
+        .expect("targets.kdl");
+    targets.2.push_str(
+        r#"
+target "sched-caret" {
+    spec "sched@25.11 %gcc@13.4.0 ^gmp@6.2.1"
+}
+target "sched-require" {
+    spec "sched@25.11 %gcc@13.4.0"
+    require "gmp@6.2.1" "mpfr@4.2.1"
+}
+"#,
+    );
+    let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());
+    assert!(
+        !loaded.diags.has_errors(),
+        "{}",
+        loaded.diags.render(false, 100)
+    );
+    let set = loaded.set;
+    let gmps = |target: &str| -> Vec<String> {
+        let g = resolve(&set, target).expect("resolves");
+        let mut v: Vec<String> = g
+            .find("gmp")
+            .into_iter()
+            .map(|i| {
+                let n = g.node(i);
+                format!("{}@{}", n.key.context, n.version)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // `^gmp` constrains the root's context only: the compiler's gmp keeps the newest version.
+    assert_eq!(gmps("sched-caret"), ["host-gcc@12.2.0@6.3.0"]);
+    assert_eq!(gmps("sched-require"), ["host-gcc@12.2.0@6.2.1"]);
+    // A requirement no version meets is an error that names it.
+    let mut files = support::texts(&fixture_root());
+    let t = files
+        .iter_mut()
+        .find(|(name, _, _)| name == "recipes/targets.kdl")
+        .expect("targets.kdl");
+    t.2.push_str("target \"bad\" {\n    spec \"sched@25.11\"\n    require \"gmp@9\"\n}\n");
+    let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());
+    let text = loaded.diags.render(false, 100);
+    assert!(text.contains("`gmp@9` matches no version"), "{text}");
+}

@@ -1,12 +1,13 @@
 //! `target` and `defaults`: named realizations and the settings (architecture, toolchain,
-//! providers) they share with each other and with matrices.
+//! providers, packages built from source, requirements) they share with each other and with
+//! matrices.
 
 use kdl::KdlNode;
 
 use super::cx::{Args, Cx};
 use crate::model::*;
 
-const SETTINGS_CHILDREN: &[&str] = &["arch", "toolchain", "provider", "from-source"];
+const SETTINGS_CHILDREN: &[&str] = &["arch", "toolchain", "provider", "from-source", "require"];
 
 pub(super) fn decode_settings(cx: &mut Cx<'_>, node: &KdlNode, extra: &[&str]) -> TargetSettings {
     let mut s = TargetSettings::default();
@@ -34,6 +35,14 @@ pub(super) fn decode_settings(cx: &mut Cx<'_>, node: &KdlNode, extra: &[&str]) -
                 ) {
                     s.providers.insert(v.value, p);
                 }
+            }
+            "require" => {
+                cx.no_children(c);
+                let Some((args, _)) = cx.entries(c, Args::AtLeast(1, "specs"), &[]) else {
+                    continue;
+                };
+                s.require
+                    .extend(args.iter().filter_map(|a| cx.spec_lit(a, "a spec")));
             }
             _ => {
                 cx.no_children(c);

@@ -5,7 +5,7 @@ use super::{Check, versions_list};
 use crate::model::*;
 
 impl Check<'_> {
-    pub(super) fn settings(&mut self, s: &TargetSettings) {
+    pub(super) fn settings(&mut self, who: &str, s: &TargetSettings) {
         if let Some(a) = &s.arch {
             self.check_arch(&a.value, a.span);
         }
@@ -51,6 +51,9 @@ impl Check<'_> {
                 Some(_) => {}
             }
         }
+        for r in &s.require {
+            self.check_target_spec(who, r);
+        }
         for p in &s.from_source {
             if !self.set.packages.contains_key(&p.value) && !self.missing_is_explained(&p.value) {
                 let help = Self::suggest(
@@ -71,7 +74,7 @@ impl Check<'_> {
 
     pub(super) fn targets(&mut self) {
         let set = self.set;
-        self.settings(&set.defaults);
+        self.settings("defaults", &set.defaults);
         for t in &set.targets {
             // Matrix rows share the matrix's settings: check them once, on the first row.
             if t.matrix.is_none()
@@ -81,7 +84,7 @@ impl Check<'_> {
                     .find(|x| x.matrix == t.matrix)
                     .is_some_and(|x| std::ptr::eq(x, t))
             {
-                self.settings(&t.settings);
+                self.settings(&t.name.value, &t.settings);
             }
             self.check_target_spec(&t.name.value, &t.spec);
             for extra in &t.extra_roots {

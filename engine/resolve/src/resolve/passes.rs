@@ -127,6 +127,29 @@ impl<'r, 'a> Pass<'r, 'a> {
                 self.add_constraint(&k, c.clone());
             }
         }
+        // `require` settings apply to that package in every context.
+        for r in &self.req.settings.require {
+            let spec = &r.spec;
+            let c = Constraint {
+                version: spec.version_req(),
+                variants: spec
+                    .variants
+                    .iter()
+                    .map(|c| (c.name.value.clone(), c.setting.clone()))
+                    .collect(),
+                origin: format!("`require \"{spec}\"` of `{}`", self.req.name).into(),
+                span: None,
+            };
+            let keys: Vec<NodeKey> = self
+                .nodes
+                .keys()
+                .filter(|k| k.package == r.name())
+                .cloned()
+                .collect();
+            for k in keys {
+                self.add_constraint(&k, c.clone());
+            }
+        }
         Ok(PassOutcome::Done(Pass0 {
             gathered: self.gathered,
             nodes: self.nodes,

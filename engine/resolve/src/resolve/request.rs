@@ -47,6 +47,7 @@ impl Request {
         settings
             .from_source
             .extend(t.settings.from_source.iter().cloned());
+        settings.require.extend(t.settings.require.iter().cloned());
         Request {
             name: t.name.value.clone(),
             spec: t.spec.spec.clone(),
