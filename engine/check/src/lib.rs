@@ -61,3 +61,18 @@ pub use report::{
     Classification, CompareStats, Difference, EntryKind, ExcerptFormat, NodeComparison, NodeReport,
     Report, SCHEMA, Summary, TreeSummary,
 };
+
+/// An `ar` member as [`ar_members`] gives it: name, contents, and the time its header records.
+pub type ArMember<'a> = (Vec<u8>, std::borrow::Cow<'a, [u8]>, Option<i64>);
+
+/// The members of an `ar` archive (a static library) as `forge check` reads them, in order;
+/// symbol indexes and the GNU long-name table are not members. `None` when the archive is
+/// malformed. For fuzzing and tools; comparisons go through [`compare`].
+pub fn ar_members(data: &[u8]) -> Option<Vec<ArMember<'_>>> {
+    archive::ar::parse(data).map(|members| {
+        members
+            .into_iter()
+            .map(|m| (m.name, m.data, m.time))
+            .collect()
+    })
+}
