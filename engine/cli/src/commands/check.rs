@@ -185,7 +185,7 @@ fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), ExitStatus> {
     if let Some(file) = &a.report {
         write_atomically(file, json.as_bytes()).map_err(|e| error(ctx, e))?;
     }
-    if !report.reproducible() || !ctx.printer.quiet {
+    if !report.reproducible() || !ctx.printer.quiet() {
         let text = forge_check::render_text(report);
         if !report.reproducible() {
             // The explanation matters even with `--quiet`.

@@ -1,6 +1,5 @@
 //! `forge realize`: build every missing node of a target or spec.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 use forge_realize::{Options, Reporter};
@@ -157,11 +156,11 @@ pub(super) fn build_options(
     }
 }
 
-/// Progress on the terminal (live when it is one), or a JSON event stream on stdout.
+/// Progress on the terminal (live when the printer says so), or a JSON event stream on stdout.
 pub(super) fn reporter(ctx: &Ctx, json: bool) -> Arc<dyn Reporter> {
     if json {
-        Arc::new(progress::Json::new())
-    } else if std::io::stderr().is_terminal() && !ctx.printer.quiet {
+        Arc::new(progress::Json::new(ctx.printer))
+    } else if ctx.printer.live_progress() {
         Arc::new(progress::Live::new(ctx.printer))
     } else {
         Arc::new(progress::Plain::new(ctx.printer))
