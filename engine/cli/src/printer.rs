@@ -119,6 +119,12 @@ impl Printer {
         self.prefixed(Importance::Important, "error", "31", text);
     }
 
+    /// Text that must be seen even with `--quiet` (the explanation of a failure too long for
+    /// one error line), written as it is.
+    pub fn important(self, text: &str) {
+        self.stderr(Importance::Important, text);
+    }
+
     /// A `hint:` line.
     pub fn hint(self, text: &str) {
         self.prefixed(Importance::Important, "hint", "36", text);

@@ -189,7 +189,7 @@ fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), ExitStatus> {
         let text = forge_check::render_text(report);
         if !report.reproducible() {
             // The explanation matters even with `--quiet`.
-            eprint_block(&text);
+            ctx.printer.important(&text);
         } else {
             ctx.printer.info(text.trim_end());
         }
@@ -198,11 +198,6 @@ fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), ExitStatus> {
         ctx.printer.data(&json);
     }
     Ok(())
-}
-
-#[allow(clippy::print_stderr)]
-fn eprint_block(text: &str) {
-    eprint!("{text}");
 }
 
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), String> {
