@@ -99,6 +99,15 @@ impl Printer {
         let _ = self.stdout(&bytes);
     }
 
+    /// Writes bytes to stdout as they are. A reader that stops early (`forge completions bash |
+    /// head`: a broken pipe) is not an error; any other failure is returned.
+    pub fn raw_data(self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.stdout(bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
     /// One line of a JSON-lines stream on stdout (`--json` event streams).
     pub fn json_line(self, value: &serde_json::Value) {
         let _ = self.stdout(format!("{value}\n").as_bytes());

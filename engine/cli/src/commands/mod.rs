@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Key(k) => export::key(&ctx, &k),
         Command::Cache(c) => export::cache(&ctx, &c),
         Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
-        Command::Completions(a) => completions::run(&a),
+        Command::Completions(a) => completions::run(&ctx, &a),
     };
     result.unwrap_or_else(|status| status)
 }
