@@ -13,6 +13,7 @@ use forge_recipe::Diagnostics;
 use indicatif::ProgressDrawTarget;
 
 use crate::args::ColorChoice;
+use crate::error::CliError;
 
 /// How much a line on stderr matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +160,21 @@ impl Printer {
         let mut ds = Diagnostics::default();
         ds.push(d.clone());
         self.diagnostics(&ds);
+    }
+
+    /// Renders the error a command ended with: its diagnostics, its `error:` line, its details
+    /// (normal text) and its hints.
+    pub fn report(self, e: &CliError) {
+        self.diagnostics(e.recipe_diagnostics());
+        if let Some(m) = e.message() {
+            self.error(m);
+        }
+        for d in e.details() {
+            self.info(d);
+        }
+        for h in e.hints() {
+            self.hint(h);
+        }
     }
 
     /// Whether live progress (bars redrawn in place) goes to the terminal: only when stderr is

@@ -14,16 +14,16 @@ use super::realize::{build_options, reporter, runtime};
 use crate::ExitStatus;
 use crate::args::CheckArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     let request = match (&a.request, ctx.example()) {
         (Some(r), _) => r.clone(),
         (None, true) => crate::examples::DEFAULT_TARGET.to_owned(),
         (None, false) => {
-            ctx.printer.error("name a target or spec to check");
-            ctx.printer
-                .hint("`forge check TARGET` rebuilds the realized nodes of TARGET and compares them with the store");
-            return Err(ExitStatus::Error);
+            return Err(CliError::error("name a target or spec to check").with_hint(
+                "`forge check TARGET` rebuilds the realized nodes of TARGET and compares them with the store",
+            ));
         }
     };
     if a.export {
@@ -38,10 +38,9 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
     let store = Arc::new(ctx.open_store().map_err(|_| ExitStatus::Error)?);
     let selected = select(ctx, &plan, &a.nodes)?;
     if selected.is_empty() {
-        ctx.printer.error(&format!(
+        return Err(CliError::error(format!(
             "`{request}` has no node forge builds: nothing to check"
-        ));
-        return Err(ExitStatus::Error);
+        )));
     }
     let forge_exe = std::env::current_exe()
         .map_err(|e| error(ctx, format!("cannot find the forge executable: {e}")))?;
@@ -115,7 +114,7 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
 }
 
 /// The report, the one-line summary and the exit status of a check run.
-fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, ExitStatus> {
+fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, CliError> {
     let report = &run.report;
     finish(ctx, a, report)?;
     let s = &report.summary;
@@ -216,7 +215,7 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// `--export`: export the closure twice to the same place and compare the two caches.
-fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, ExitStatus> {
+fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store().map_err(|_| ExitStatus::Error)?;
     let ex = super::export::exportable(ctx, &store, &[request.to_owned()], false)
         .map_err(|_| ExitStatus::Error)?;

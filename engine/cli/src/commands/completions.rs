@@ -5,8 +5,9 @@ use clap::CommandFactory;
 use crate::ExitStatus;
 use crate::args::{Cli, CompletionsArgs};
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &CompletionsArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &CompletionsArgs) -> Result<ExitStatus, CliError> {
     let mut cmd = Cli::command();
     // Generated into memory first: clap_complete panics when its writer fails, and a reader
     // that stops early (`forge completions bash | head`) is not an error.

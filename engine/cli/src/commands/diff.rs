@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use crate::ExitStatus;
 use crate::args::DiffArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &DiffArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &DiffArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let pa = ctx.plan(&set, &host, &a.a)?;

@@ -7,13 +7,14 @@ use forge_spack::{ExportOptions, Exportable, Keyring, PlanExportError};
 use crate::ExitStatus;
 use crate::args::{CacheCommand, ExportArgs, KeyCommand};
 use crate::context::Ctx;
+use crate::error::CliError;
 
 fn fail(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
     ctx.printer.error(&e.to_string());
     ExitStatus::Failure
 }
 
-pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let Exportable {
         graph: g,
@@ -173,7 +174,7 @@ fn plan_request(
     Err(ExitStatus::Failure)
 }
 
-pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
     let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
     match cmd {
         KeyCommand::Generate { user_id } => {
@@ -232,7 +233,7 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus>
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliError> {
     let CacheCommand::Verify {
         dir,
         unsigned,

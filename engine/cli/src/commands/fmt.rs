@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use crate::ExitStatus;
 use crate::args::FmtArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &FmtArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &FmtArgs) -> Result<ExitStatus, CliError> {
     let files: Vec<PathBuf> = if a.files.is_empty() {
         let root = ctx.recipes_root()?;
         forge_recipe::set::kdl_files(&root).map_err(|e| {

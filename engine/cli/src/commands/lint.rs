@@ -7,8 +7,9 @@ use forge_resolve::Request;
 use crate::ExitStatus;
 use crate::args::LintArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, CliError> {
     let root = ctx.recipes_root()?;
     let loaded = RecipeSet::load(&root);
     let mut diags = loaded.diags;

@@ -1,4 +1,5 @@
-//! One module per command; each returns an [`ExitStatus`].
+//! One module per command; each returns an [`ExitStatus`], or a
+//! [`CliError`](crate::error::CliError) that [`run`] renders.
 
 mod check;
 mod completions;
@@ -40,7 +41,11 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
         Command::Completions(a) => completions::run(&ctx, &a),
     };
-    result.unwrap_or_else(|status| status)
+    // The one place a command's error reaches the terminal.
+    result.unwrap_or_else(|e| {
+        ctx.printer.report(&e);
+        e.status()
+    })
 }
 
 /// Picks the node of `package` in a plan, or the root.

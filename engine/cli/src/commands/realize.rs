@@ -7,16 +7,17 @@ use forge_realize::{Options, Reporter};
 use crate::ExitStatus;
 use crate::args::RealizeArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 use crate::progress;
 
-pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     let request = match (&a.request, ctx.example()) {
         (Some(r), _) => r.clone(),
         (None, true) => crate::examples::DEFAULT_TARGET.to_owned(),
         (None, false) => {
-            ctx.printer.error("name a target or spec to realize");
-            ctx.printer.hint("`forge plan --all` lists the targets; `forge realize --example` builds the built-in example");
-            return Err(ExitStatus::Error);
+            return Err(CliError::error("name a target or spec to realize").with_hint(
+                "`forge plan --all` lists the targets; `forge realize --example` builds the built-in example",
+            ));
         }
     };
     // `FORGE_TIMINGS=1` prints where a run's set-up time goes (stderr).
@@ -186,7 +187,7 @@ fn finish(
     a: &RealizeArgs,
     store: &forge_store::Store,
     plan: &forge_plan::Plan,
-) -> Result<ExitStatus, ExitStatus> {
+) -> Result<ExitStatus, CliError> {
     let root = plan.root().store_name();
     if let Some(link) = &a.out_link {
         store.add_out_link(&root, link).map_err(|e| {

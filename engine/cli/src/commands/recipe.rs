@@ -5,6 +5,7 @@ use forge_recipe::{RecipeSet, Template, Var, Version};
 use crate::ExitStatus;
 use crate::args::AddVersionArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
 /// The URL a recipe's template gives for `version`, if it has a template.
 fn template_url(template: &Template, name: &str, version: &Version) -> Option<String> {
@@ -53,18 +54,18 @@ fn insertion_point(lines: &[&str], new: &Version) -> (usize, String) {
         .unwrap_or((1, "    ".to_owned()))
 }
 
-pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, CliError> {
     let root = ctx.recipes_root()?;
     let loaded = RecipeSet::load(&root);
     let Some(recipe) = loaded.set.packages.get(&a.package) else {
-        ctx.printer.error(&format!(
+        return Err(CliError::error(format!(
             "no recipe for `{}` under `{}`",
             a.package,
             root.display()
+        ))
+        .with_hint(
+            "create `recipes/<name>.kdl` first; `recipes/README.md` shows a complete recipe",
         ));
-        ctx.printer
-            .hint("create `recipes/<name>.kdl` first; `recipes/README.md` shows a complete recipe");
-        return Err(ExitStatus::Error);
     };
     let version = Version::parse(&a.version).map_err(|e| {
         ctx.printer
@@ -74,11 +75,10 @@ pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, E
     if let Some(existing) = recipe.version(&version) {
         let file = loaded.set.sources.get(recipe.file);
         let (line, _) = file.line_col(existing.span.offset);
-        ctx.printer.error(&format!(
+        return Err(CliError::failure(format!(
             "`{}` already has version `{}` ({}:{line})",
             a.package, existing.version.value, file.name
-        ));
-        return Err(ExitStatus::Failure);
+        )));
     }
     let path = loaded.set.sources.get(recipe.file).path.clone();
     let cache = forge_fetch::SourceCache::new(

@@ -3,8 +3,9 @@
 use crate::ExitStatus;
 use crate::args::ShowArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let plan = ctx.plan(&set, &host, &a.request)?;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::ExitStatus;
 use crate::args::{GcArgs, JsonArg, LogArgs, PathInfoArgs, VerifyArgs, WhyDependsArgs};
 use crate::context::Ctx;
+use crate::error::CliError;
 
 fn store_err(ctx: &Ctx) -> impl Fn(forge_store::StoreError) -> ExitStatus + '_ {
     |e| {
@@ -28,7 +29,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let mut rows = Vec::new();
     let mut missing = 0;
@@ -100,7 +101,7 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, ExitS
     })
 }
 
-pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let from = ctx.resolve_path(&store, &a.from)?;
     let to = ctx.resolve_path(&store, &a.to)?;
@@ -137,7 +138,7 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, E
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let report = store.verify(a.check_contents).map_err(store_err(ctx))?;
     if a.json {
@@ -192,7 +193,7 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, ExitStatus
     })
 }
 
-pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let roots = store.roots().map_err(store_err(ctx))?;
     if a.json {
@@ -213,7 +214,7 @@ pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let report = store.gc(a.dry_run).map_err(store_err(ctx))?;
     if a.json {
@@ -240,7 +241,7 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let name = ctx.resolve_path(&store, &a.path)?;
     let key = if a.wrapper {

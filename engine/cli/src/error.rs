@@ -1,0 +1,141 @@
+//! The error a command returns: what stopped it and everything needed to say so. Commands do
+//! not print their errors; [`crate::commands::run`] renders the one they return, once, through
+//! [`Printer::report`](crate::printer::Printer::report).
+
+use std::fmt;
+
+use forge_recipe::{Diag, Diagnostics};
+
+use crate::ExitStatus;
+
+/// Why a command stopped: its exit status ([`ExitStatus::Failure`]: it ran and found a problem;
+/// [`ExitStatus::Error`]: it could not run) and what to tell the user, rendered in this order:
+/// recipe diagnostics, the `error:` line, detail lines (normal text, hidden with `--quiet`), and
+/// `hint:` lines.
+#[derive(Debug)]
+#[must_use]
+pub struct CliError {
+    status: ExitStatus,
+    diagnostics: Diagnostics,
+    message: Option<String>,
+    details: Vec<String>,
+    hints: Vec<String>,
+}
+
+impl CliError {
+    fn new(status: ExitStatus, message: Option<String>) -> Self {
+        Self {
+            status,
+            diagnostics: Diagnostics::default(),
+            message,
+            details: Vec::new(),
+            hints: Vec::new(),
+        }
+    }
+
+    /// The command could not run (bad input, missing files): exit 2.
+    pub fn error(message: impl fmt::Display) -> Self {
+        Self::new(ExitStatus::Error, Some(message.to_string()))
+    }
+
+    /// The command ran and found a problem: exit 1.
+    pub fn failure(message: impl fmt::Display) -> Self {
+        Self::new(ExitStatus::Failure, Some(message.to_string()))
+    }
+
+    /// Recipe diagnostics that stopped the command (exit 1): they say everything themselves.
+    /// Warnings among them are shown too, unless `--quiet`.
+    pub fn diagnostics(diagnostics: Diagnostics) -> Self {
+        Self {
+            diagnostics,
+            ..Self::new(ExitStatus::Failure, None)
+        }
+    }
+
+    /// One diagnostic that stopped the command (exit 1).
+    pub fn diag(d: Diag) -> Self {
+        let mut diagnostics = Diagnostics::default();
+        diagnostics.push(d);
+        Self::diagnostics(diagnostics)
+    }
+
+    /// An `error:` line after the diagnostics (a summary of them).
+    pub fn with_message(mut self, message: impl fmt::Display) -> Self {
+        self.message = Some(message.to_string());
+        self
+    }
+
+    /// A line of detail under the `error:` line (e.g. one missing path); hidden with `--quiet`.
+    pub fn with_detail(mut self, line: impl fmt::Display) -> Self {
+        self.details.push(line.to_string());
+        self
+    }
+
+    /// A `hint:` line: what to do about it.
+    pub fn with_hint(mut self, hint: impl fmt::Display) -> Self {
+        self.hints.push(hint.to_string());
+        self
+    }
+
+    /// The same error with another exit status (a command that treats a problem found by a
+    /// shared step as a failure to run, or the reverse).
+    pub fn with_status(mut self, status: ExitStatus) -> Self {
+        debug_assert_ne!(status, ExitStatus::Success, "an error cannot succeed");
+        self.status = status;
+        self
+    }
+
+    /// The exit status the command ends with.
+    pub fn status(&self) -> ExitStatus {
+        self.status
+    }
+
+    /// The recipe diagnostics, rendered first.
+    pub fn recipe_diagnostics(&self) -> &Diagnostics {
+        &self.diagnostics
+    }
+
+    /// The `error:` line, if there is one.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// Detail lines under the `error:` line.
+    pub fn details(&self) -> &[String] {
+        &self.details
+    }
+
+    /// `hint:` lines, last.
+    pub fn hints(&self) -> &[String] {
+        &self.hints
+    }
+}
+
+/// Transitional: an error already printed where it happened, carrying only its status. Goes
+/// away once every site returns a [`CliError`] that says what went wrong.
+impl From<ExitStatus> for CliError {
+    fn from(status: ExitStatus) -> Self {
+        Self::new(status, None)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.message {
+            Some(m) => f.write_str(m),
+            None => {
+                let mut first = true;
+                for d in self.diagnostics.iter() {
+                    if !first {
+                        f.write_str("; ")?;
+                    }
+                    first = false;
+                    write!(f, "{d}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
