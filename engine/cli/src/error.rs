@@ -139,3 +139,84 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// A request that does not parse, resolve or plan: its diagnostic says why (exit 1).
+impl From<Box<Diag>> for CliError {
+    fn from(d: Box<Diag>) -> Self {
+        Self::diag(*d)
+    }
+}
+
+/// A store that cannot be opened or read: the command cannot run.
+impl From<forge_store::StoreError> for CliError {
+    fn from(e: forge_store::StoreError) -> Self {
+        let hint = matches!(e, forge_store::StoreError::PaddingMismatch { .. }).then_some(
+            "drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`",
+        );
+        let err = Self::error(e);
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+/// A rebuild of `forge check` that cannot start (exit 2): nodes that were never realized (their
+/// paths), the store, or a file.
+pub(crate) fn from_rebuild(e: forge_check::RebuildError, store: &forge_store::Store) -> CliError {
+    match e {
+        forge_check::RebuildError::NotRealized { target, missing } => {
+            let missing: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+            missing_paths(
+                store,
+                &missing,
+                &format!("needed to check `{target}`"),
+                &format!(
+                    "`forge check` compares rebuilds with realized outputs: run `forge realize {target}` first"
+                ),
+            )
+            .with_status(ExitStatus::Error)
+        }
+        other => CliError::error(other),
+    }
+}
+
+/// An export graph that cannot be built (exit 1): nodes that were never realized (their paths),
+/// the host's identity, or the store.
+pub(crate) fn from_plan_export(
+    e: forge_spack::PlanExportError,
+    store: &forge_store::Store,
+) -> CliError {
+    match e {
+        forge_spack::PlanExportError::NotRealized { request, missing } => {
+            let missing: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+            missing_paths(
+                store,
+                &missing,
+                &format!("of `{request}`"),
+                &format!("run `forge realize {request}` first"),
+            )
+        }
+        other => CliError::failure(other),
+    }
+}
+
+/// Some store paths a command needs are not valid (exit 1): the first five of them, and what to
+/// do about it. `what` says whose paths they are (`of `hello``).
+pub(crate) fn missing_paths(
+    store: &forge_store::Store,
+    missing: &[&str],
+    what: &str,
+    hint: &str,
+) -> CliError {
+    let mut e = CliError::failure(format!(
+        "{} path{} {what} {} not in the store",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        if missing.len() == 1 { "is" } else { "are" }
+    ));
+    for m in missing.iter().take(5) {
+        e = e.with_detail(format!("  {}", store.path_of(m).display()));
+    }
+    e.with_hint(hint)
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use forge_check::{CheckRun, Checker, NodeReport, Progress, RebuildError, RebuildOptions, Report};
+use forge_check::{CheckRun, Checker, NodeReport, Progress, RebuildOptions, Report};
 use forge_plan::{DrvKind, Plan};
 use petgraph::graph::NodeIndex;
 
@@ -29,14 +29,15 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     if a.export {
         return export_check(ctx, a, &request);
     }
-    let set = ctx.load().map_err(|_| ExitStatus::Error)?;
+    // A target that cannot be checked is an error here (exit 2), whatever the reason.
+    let set = ctx.load().map_err(|e| e.with_status(ExitStatus::Error))?;
     let host = ctx.host();
     let plan = Arc::new(
         ctx.plan(&set, &host, &request)
-            .map_err(|_| ExitStatus::Error)?,
+            .map_err(|e| e.with_status(ExitStatus::Error))?,
     );
-    let store = Arc::new(ctx.open_store().map_err(|_| ExitStatus::Error)?);
-    let selected = select(ctx, &plan, &a.nodes)?;
+    let store = Arc::new(ctx.open_store()?);
+    let selected = select(&plan, &a.nodes)?;
     if selected.is_empty() {
         return Err(CliError::error(format!(
             "`{request}` has no node forge builds: nothing to check"
@@ -94,22 +95,7 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     };
     let run = checker
         .run(&rt, &request, &selected, &mut show)
-        .map_err(|e| match e {
-            RebuildError::NotRealized { target, missing } => {
-                let missing: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
-                super::report_missing(
-                    ctx,
-                    &store,
-                    &missing,
-                    &format!("needed to check `{target}`"),
-                    &format!(
-                        "`forge check` compares rebuilds with realized outputs: run `forge realize {target}` first"
-                    ),
-                );
-                ExitStatus::Error
-            }
-            other => error(ctx, other),
-        })?;
+        .map_err(|e| crate::error::from_rebuild(e, &store))?;
     summarize(ctx, a, &run)
 }
 
@@ -154,19 +140,18 @@ fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, Cli
 }
 
 /// The nodes to check, dependencies first: the `--node`s, or every node forge builds.
-fn select(ctx: &Ctx, plan: &Plan, wanted: &[String]) -> Result<Vec<NodeIndex>, ExitStatus> {
+fn select(plan: &Plan, wanted: &[String]) -> Result<Vec<NodeIndex>, CliError> {
     let built = |i: &NodeIndex| plan.drv(*i).inputs.kind == DrvKind::Build;
     if wanted.is_empty() {
         return Ok(plan.graph.topo().filter(built).collect());
     }
     let mut picked = BTreeSet::new();
     for w in wanted {
-        let i = super::pick_node(ctx, plan, Some(w)).map_err(|_| ExitStatus::Error)?;
+        let i = super::pick_node(plan, Some(w)).map_err(|e| e.with_status(ExitStatus::Error))?;
         if !built(&i) {
-            ctx.printer.error(&format!(
+            return Err(CliError::error(format!(
                 "`{w}` is taken from the host, not built by forge: there is nothing to rebuild"
-            ));
-            return Err(ExitStatus::Error);
+            )));
         }
         picked.insert(i);
     }
@@ -216,9 +201,9 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), String> {
 
 /// `--export`: export the closure twice to the same place and compare the two caches.
 fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store().map_err(|_| ExitStatus::Error)?;
+    let store = ctx.open_store()?;
     let ex = super::export::exportable(ctx, &store, &[request.to_owned()], false)
-        .map_err(|_| ExitStatus::Error)?;
+        .map_err(|e| e.with_status(ExitStatus::Error))?;
     let work = store
         .tmp_dir()
         .join(format!("export-check.{}", std::process::id()));

@@ -12,8 +12,8 @@ pub(super) fn run(ctx: &Ctx, a: &DiffArgs) -> Result<ExitStatus, CliError> {
     let host = ctx.host();
     let pa = ctx.plan(&set, &host, &a.a)?;
     let pb = ctx.plan(&set, &host, &a.b)?;
-    let ia = super::pick_node(ctx, &pa, a.node.as_deref())?;
-    let ib = super::pick_node(ctx, &pb, a.node.as_deref())?;
+    let ia = super::pick_node(&pa, a.node.as_deref())?;
+    let ib = super::pick_node(&pb, a.node.as_deref())?;
     let diffs = forge_plan::diff(&pa, ia, &pb, ib);
     if a.json {
         let doc = serde_json::json!({

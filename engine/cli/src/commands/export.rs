@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use forge_spack::{ExportOptions, Exportable, Keyring, PlanExportError};
+use forge_spack::{ExportOptions, Exportable, Keyring};
 
 use crate::ExitStatus;
 use crate::args::{CacheCommand, ExportArgs, KeyCommand};
@@ -96,7 +96,7 @@ pub(super) fn exportable(
     store: &forge_store::Store,
     requests: &[String],
     with_build_deps: bool,
-) -> Result<Exportable, ExitStatus> {
+) -> Result<Exportable, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let mut plans = Vec::with_capacity(requests.len());
@@ -112,20 +112,8 @@ pub(super) fn exportable(
             roots: roots.clone(),
         })
         .collect();
-    forge_spack::exportable(store, &reqs, with_build_deps).map_err(|e| match e {
-        PlanExportError::NotRealized { request, missing } => {
-            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            super::report_missing(
-                ctx,
-                store,
-                &missing,
-                &format!("of `{request}`"),
-                &format!("run `forge realize {request}` first"),
-            );
-            ExitStatus::Failure
-        }
-        other => fail(ctx, other),
-    })
+    forge_spack::exportable(store, &reqs, with_build_deps)
+        .map_err(|e| crate::error::from_plan_export(e, store))
 }
 
 /// The plan a request stands for and the nodes to export: a target's roots (its root and extra
@@ -137,24 +125,24 @@ fn plan_request(
     host: &forge_resolve::SystemHost,
     store: &forge_store::Store,
     request: &str,
-) -> Result<(forge_plan::Plan, Vec<petgraph::graph::NodeIndex>), ExitStatus> {
+) -> Result<(forge_plan::Plan, Vec<petgraph::graph::NodeIndex>), CliError> {
     if !request.contains('/') {
         let plan = ctx.plan(set, host, request)?;
         let roots = plan.graph.roots();
         return Ok((plan, roots));
     }
-    let path = fs_err::canonicalize(request).map_err(|e| fail(ctx, e))?;
+    let path = fs_err::canonicalize(request).map_err(CliError::failure)?;
     let Some(name) = store.name_of(&path) else {
-        ctx.printer.error(&format!(
+        return Err(CliError::failure(format!(
             "`{request}` is not a path of the store {}",
             store.paths_dir().display()
-        ));
-        return Err(ExitStatus::Failure);
+        )));
     };
     if !store.is_valid(&name).unwrap_or(false) {
-        ctx.printer
-            .error(&format!("`{}` is not a valid store path", path.display()));
-        return Err(ExitStatus::Failure);
+        return Err(CliError::failure(format!(
+            "`{}` is not a valid store path",
+            path.display()
+        )));
     }
     for t in &set.targets {
         let Some(plan) = Ctx::plan_quietly(set, host, &t.name.value) else {
@@ -165,13 +153,12 @@ fn plan_request(
             return Ok((plan, vec![petgraph::graph::NodeIndex::new(i)]));
         }
     }
-    ctx.printer.error(&format!(
+    Err(CliError::failure(format!(
         "no target of the recipes produces `{name}`: forge cannot tell which recipe, variants and dependencies made it"
-    ));
-    ctx.printer.hint(
+    ))
+    .with_hint(
         "export it by the target or spec that built it (`forge plan --all` lists the targets)",
-    );
-    Err(ExitStatus::Failure)
+    ))
 }
 
 pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
