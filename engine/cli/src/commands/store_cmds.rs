@@ -7,13 +7,6 @@ use crate::args::{GcArgs, JsonArg, LogArgs, PathInfoArgs, VerifyArgs, WhyDepends
 use crate::context::Ctx;
 use crate::error::CliError;
 
-fn store_err(ctx: &Ctx) -> impl Fn(forge_store::StoreError) -> ExitStatus + '_ {
-    |e| {
-        ctx.printer.error(&e.to_string());
-        ExitStatus::Error
-    }
-}
-
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -35,10 +28,10 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliEr
     let mut missing = 0;
     for p in &a.paths {
         let name = ctx.resolve_path(&store, p)?;
-        match store.query(&name).map_err(store_err(ctx))? {
+        match store.query(&name)? {
             Some(info) => {
                 let closure = if a.closure_size {
-                    Some(store.closure_size(&name).map_err(store_err(ctx))?)
+                    Some(store.closure_size(&name)?)
                 } else {
                     None
                 };
@@ -105,7 +98,7 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, C
     let store = ctx.open_store()?;
     let from = ctx.resolve_path(&store, &a.from)?;
     let to = ctx.resolve_path(&store, &a.to)?;
-    let Some(chain) = store.why_depends(&from, &to).map_err(store_err(ctx))? else {
+    let Some(chain) = store.why_depends(&from, &to)? else {
         ctx.printer.data(&format!(
             "{} does not depend on {}",
             store.path_of(&from).display(),
@@ -117,8 +110,7 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, C
     let _ = writeln!(out, "{}", store.path_of(&chain[0]).display());
     for w in chain.windows(2) {
         let (x, y) = (&w[0], &w[1]);
-        let evidence = forge_store::find_reference(&store.path_of(x), &y[..forge_store::HASH_LEN])
-            .map_err(store_err(ctx))?;
+        let evidence = forge_store::find_reference(&store.path_of(x), &y[..forge_store::HASH_LEN])?;
         match evidence {
             Some((file, off, context)) => {
                 let rel = file.strip_prefix(store.path_of(x)).unwrap_or(&file);
@@ -140,7 +132,7 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, C
 
 pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let report = store.verify(a.check_contents).map_err(store_err(ctx))?;
+    let report = store.verify(a.check_contents)?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&report).expect("serializes"));
@@ -195,7 +187,7 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> 
 
 pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let roots = store.roots().map_err(store_err(ctx))?;
+    let roots = store.roots()?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&roots).expect("serializes"));
@@ -216,7 +208,7 @@ pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
 
 pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let report = store.gc(a.dry_run).map_err(store_err(ctx))?;
+    let report = store.gc(a.dry_run)?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&report).expect("serializes"));
@@ -249,20 +241,16 @@ pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, CliError> {
     } else {
         name.clone()
     };
-    match store.read_log(&key).map_err(store_err(ctx))? {
+    match store.read_log(&key)? {
         Some(text) => {
             ctx.printer.data(&text);
             Ok(ExitStatus::Success)
         }
-        None => {
-            ctx.printer.error(&format!(
-                "no {}log is kept for `{}`",
-                if a.wrapper { "wrapper " } else { "" },
-                store.path_of(&name).display()
-            ));
-            ctx.printer
-                .hint("logs are kept for paths built by this store; host tools have none");
-            Ok(ExitStatus::Failure)
-        }
+        None => Err(CliError::failure(format!(
+            "no {}log is kept for `{}`",
+            if a.wrapper { "wrapper " } else { "" },
+            store.path_of(&name).display()
+        ))
+        .with_hint("logs are kept for paths built by this store; host tools have none")),
     }
 }
