@@ -161,6 +161,21 @@ impl From<forge_store::StoreError> for CliError {
     }
 }
 
+/// A keyring that cannot be read or does not hold the key asked for (exit 1).
+impl From<forge_spack::KeyError> for CliError {
+    fn from(e: forge_spack::KeyError) -> Self {
+        Self::failure(e)
+    }
+}
+
+/// A buildcache that cannot be verified at all (exit 1); problems found in a cache are the
+/// command's findings, not this error.
+impl From<forge_spack::VerifyError> for CliError {
+    fn from(e: forge_spack::VerifyError) -> Self {
+        Self::failure(e)
+    }
+}
+
 /// A rebuild of `forge check` that cannot start (exit 2): nodes that were never realized (their
 /// paths), the store, or a file.
 pub(crate) fn from_rebuild(e: forge_check::RebuildError, store: &forge_store::Store) -> CliError {

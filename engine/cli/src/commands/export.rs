@@ -9,11 +9,6 @@ use crate::args::{CacheCommand, ExportArgs, KeyCommand};
 use crate::context::Ctx;
 use crate::error::CliError;
 
-fn fail(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
-    ctx.printer.error(&e.to_string());
-    ExitStatus::Failure
-}
-
 pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let Exportable {
@@ -24,11 +19,9 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
     let signer = match &a.sign {
         None => None,
         Some(fpr) => {
-            let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
+            let ring = Keyring::open(&ctx.keys)?;
             Some(ring.signer((!fpr.is_empty()).then_some(fpr.as_str())).map_err(|e| {
-                ctx.printer.error(&e.to_string());
-                ctx.printer.hint("`forge key generate \"Name <email>\"` makes one; `forge key list` shows the keyring");
-                ExitStatus::Failure
+                CliError::from(e).with_hint("`forge key generate \"Name <email>\"` makes one; `forge key list` shows the keyring")
             })?)
         }
     };
@@ -40,11 +33,14 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
         ..ExportOptions::default()
     };
     let report = forge_spack::export(&g, &roots, &a.to, signer.as_ref(), &opts).map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        if matches!(e, forge_spack::ExportError::Relocation(_)) && store.config().padded_length == 0 {
-            ctx.printer.hint("Spack relocates binaries only into shorter prefixes: export from a store created with `--padded-length 200` (or more)");
+        let unpadded = matches!(e, forge_spack::ExportError::Relocation(_))
+            && store.config().padded_length == 0;
+        let err = CliError::failure(e);
+        if unpadded {
+            err.with_hint("Spack relocates binaries only into shorter prefixes: export from a store created with `--padded-length 200` (or more)")
+        } else {
+            err
         }
-        ExitStatus::Failure
     })?;
     for w in &report.warnings {
         ctx.printer.warn(w);
@@ -162,10 +158,10 @@ fn plan_request(
 }
 
 pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
-    let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
+    let ring = Keyring::open(&ctx.keys)?;
     match cmd {
         KeyCommand::Generate { user_id } => {
-            let k = ring.generate(user_id).map_err(|e| fail(ctx, e))?;
+            let k = ring.generate(user_id)?;
             ctx.printer.info(&format!(
                 "generated {} for {user_id} in {}",
                 k.fingerprint,
@@ -174,7 +170,7 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
             ctx.printer.data(&k.fingerprint);
         }
         KeyCommand::Import { file } => {
-            let keys = ring.import_file(file).map_err(|e| fail(ctx, e))?;
+            let keys = ring.import_file(file)?;
             for k in keys {
                 ctx.printer.info(&format!(
                     "imported {} {}{}",
@@ -185,11 +181,11 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
             }
         }
         KeyCommand::Export { fingerprint } => {
-            let armored = ring.export_public(fingerprint).map_err(|e| fail(ctx, e))?;
+            let armored = ring.export_public(fingerprint)?;
             ctx.printer.data(&armored);
         }
         KeyCommand::List { json } => {
-            let keys = ring.list().map_err(|e| fail(ctx, e))?;
+            let keys = ring.list()?;
             if *json {
                 let v: Vec<serde_json::Value> = keys
                     .iter()
@@ -226,12 +222,12 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
         unsigned,
         json,
     } = cmd;
-    let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
-    let trusted = ring.trusted().map_err(|e| fail(ctx, e))?;
+    let ring = Keyring::open(&ctx.keys)?;
+    let trusted = ring.trusted()?;
     let opts = forge_spack::VerifyOptions {
         require_signatures: !*unsigned,
     };
-    let report = forge_spack::verify_cache(dir, &trusted, &opts).map_err(|e| fail(ctx, e))?;
+    let report = forge_spack::verify_cache(dir, &trusted, &opts)?;
     if *json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": dir, "manifests": report.manifests, "blobs": report.blobs, "signatures": report.signatures, "problems": problems})).expect("serializes"));
