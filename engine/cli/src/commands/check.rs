@@ -46,7 +46,7 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     let forge_exe = std::env::current_exe()
         .map_err(|e| error(ctx, format!("cannot find the forge executable: {e}")))?;
     let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false);
-    let rt = runtime(ctx)?;
+    let rt = runtime()?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     rt.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

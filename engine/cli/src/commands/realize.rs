@@ -30,11 +30,8 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     let t_plan = t0.elapsed();
     let store = Arc::new(ctx.open_store()?);
     let t_store = t0.elapsed();
-    let forge_exe = std::env::current_exe().map_err(|e| {
-        ctx.printer
-            .error(&format!("cannot find the forge executable: {e}"));
-        ExitStatus::Error
-    })?;
+    let forge_exe = std::env::current_exe()
+        .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
     let reporter = reporter(ctx, a.json);
     // Probe isolation only when something is to be built: a no-op realize stays instant.
     let names = forge_realize::store_names(&plan);
@@ -70,7 +67,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         a.keep_going,
         a.keep_failed,
     );
-    let runtime = runtime(ctx)?;
+    let runtime = runtime()?;
     let report = runtime.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -88,24 +85,20 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         .await
     });
     drop(reporter);
-    let report = report.map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        ExitStatus::Error
-    })?;
+    let report = report.map_err(CliError::error)?;
     if report.cancelled {
-        ctx.printer.error(
+        return Err(CliError::failure(
             "interrupted; running builds were stopped and their scratch directories removed",
-        );
-        return Ok(ExitStatus::Failure);
+        ));
     }
     if !report.success() {
-        ctx.printer.error(&format!(
+        // What failed and why was reported as it happened; this is the tally.
+        return Err(CliError::failure(format!(
             "{} failed, {} skipped, {} built",
             report.failed.len(),
             report.skipped.len(),
             report.built.len()
-        ));
-        return Ok(ExitStatus::Failure);
+        )));
     }
     if !a.json && !report.built.is_empty() {
         ctx.printer.info(&format!(
@@ -169,16 +162,12 @@ pub(super) fn reporter(ctx: &Ctx, json: bool) -> Arc<dyn Reporter> {
 }
 
 /// A multi-threaded runtime for the scheduler, and a watch that turns true on Ctrl-C.
-pub(super) fn runtime(ctx: &Ctx) -> Result<tokio::runtime::Runtime, ExitStatus> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| {
-            ctx.printer
-                .error(&format!("cannot start the scheduler: {e}"));
-            ExitStatus::Error
-        })
+        .map_err(|e| CliError::error(format!("cannot start the scheduler: {e}")))
 }
 
 /// Out-link and the output path, once every node is valid.
@@ -190,10 +179,7 @@ fn finish(
 ) -> Result<ExitStatus, CliError> {
     let root = plan.root().store_name();
     if let Some(link) = &a.out_link {
-        store.add_out_link(&root, link).map_err(|e| {
-            ctx.printer.error(&e.to_string());
-            ExitStatus::Error
-        })?;
+        store.add_out_link(&root, link)?;
     }
     if !a.json {
         ctx.printer
