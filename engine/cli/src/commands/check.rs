@@ -44,7 +44,7 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
         )));
     }
     let forge_exe = std::env::current_exe()
-        .map_err(|e| error(ctx, format!("cannot find the forge executable: {e}")))?;
+        .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
     let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false);
     let rt = runtime()?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
@@ -126,9 +126,9 @@ fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, Cli
         }
     ));
     if run.cancelled {
-        ctx.printer
-            .error("interrupted; the rebuild was stopped and its temporary output removed");
-        return Ok(ExitStatus::Error);
+        return Err(CliError::error(
+            "interrupted; the rebuild was stopped and its temporary output removed",
+        ));
     }
     Ok(if !run.failed.is_empty() {
         ExitStatus::Error
@@ -158,16 +158,11 @@ fn select(plan: &Plan, wanted: &[String]) -> Result<Vec<NodeIndex>, CliError> {
     Ok(plan.graph.topo().filter(|i| picked.contains(i)).collect())
 }
 
-fn error(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
-    ctx.printer.error(&e.to_string());
-    ExitStatus::Error
-}
-
 /// Prints the report (text on stderr; JSON on stdout with `--json`) and writes `--report`.
-fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), ExitStatus> {
+fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), CliError> {
     let json = report.to_json();
     if let Some(file) = &a.report {
-        write_atomically(file, json.as_bytes()).map_err(|e| error(ctx, e))?;
+        write_atomically(file, json.as_bytes()).map_err(CliError::error)?;
     }
     if !report.reproducible() || !ctx.printer.quiet() {
         let text = forge_check::render_text(report);
@@ -208,7 +203,7 @@ fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, C
         .tmp_dir()
         .join(format!("export-check.{}", std::process::id()));
     let (cmp, kept) = forge_check::check_export(&ex, &work, a.keep)
-        .map_err(|e| error(ctx, format!("export check of `{request}`: {e}")))?;
+        .map_err(|e| CliError::error(format!("export check of `{request}`: {e}")))?;
     if let Some((first, second)) = kept {
         ctx.printer.info(&format!(
             "kept both exports: {} and {}",
