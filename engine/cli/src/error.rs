@@ -111,14 +111,6 @@ impl CliError {
     }
 }
 
-/// Transitional: an error already printed where it happened, carrying only its status. Goes
-/// away once every site returns a [`CliError`] that says what went wrong.
-impl From<ExitStatus> for CliError {
-    fn from(status: ExitStatus) -> Self {
-        Self::new(status, None)
-    }
-}
-
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.message {
@@ -150,13 +142,13 @@ impl From<Box<Diag>> for CliError {
 /// A store that cannot be opened or read: the command cannot run.
 impl From<forge_store::StoreError> for CliError {
     fn from(e: forge_store::StoreError) -> Self {
-        let hint = matches!(e, forge_store::StoreError::PaddingMismatch { .. }).then_some(
-            "drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`",
-        );
-        let err = Self::error(e);
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
+        let err = Self::error(&e);
+        if matches!(e, forge_store::StoreError::PaddingMismatch { .. }) {
+            err.with_hint(
+                "drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`",
+            )
+        } else {
+            err
         }
     }
 }
@@ -217,13 +209,8 @@ pub(crate) fn from_plan_export(
 }
 
 /// Some store paths a command needs are not valid (exit 1): the first five of them, and what to
-/// do about it. `what` says whose paths they are (`of `hello``).
-pub(crate) fn missing_paths(
-    store: &forge_store::Store,
-    missing: &[&str],
-    what: &str,
-    hint: &str,
-) -> CliError {
+/// do about it. `what` says whose paths they are, e.g. "of `hello`".
+fn missing_paths(store: &forge_store::Store, missing: &[&str], what: &str, hint: &str) -> CliError {
     let mut e = CliError::failure(format!(
         "{} path{} {what} {} not in the store",
         missing.len(),

@@ -135,8 +135,8 @@ impl Printer {
         self.stderr(Importance::Important, text);
     }
 
-    /// A `hint:` line.
-    pub fn hint(self, text: &str) {
+    /// A `hint:` line; hints come with the error a command returns ([`Self::report`]).
+    fn hint(self, text: &str) {
         self.prefixed(Importance::Important, "hint", "36", text);
     }
 

@@ -13,9 +13,8 @@ pub(super) fn run(ctx: &Ctx, a: &CompletionsArgs) -> Result<ExitStatus, CliError
     // that stops early (`forge completions bash | head`) is not an error.
     let mut script = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "forge", &mut script);
-    ctx.printer.raw_data(&script).map_err(|e| {
-        ctx.printer.error(&format!("writing the completions: {e}"));
-        ExitStatus::Error
-    })?;
+    ctx.printer
+        .raw_data(&script)
+        .map_err(|e| CliError::error(format!("writing the completions: {e}")))?;
     Ok(ExitStatus::Success)
 }

@@ -244,16 +244,17 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
                 report.signatures.values().sum::<usize>()
             ));
         } else {
-            ctx.printer.error(&format!(
+            let e = CliError::failure(format!(
                 "{} problem{} in {}",
                 report.problems.len(),
                 if report.problems.len() == 1 { "" } else { "s" },
                 dir.display()
             ));
-            if trusted.is_empty() {
-                ctx.printer
-                    .hint("no trusted keys: import the cache's key with `forge key import`");
-            }
+            return Err(if trusted.is_empty() {
+                e.with_hint("no trusted keys: import the cache's key with `forge key import`")
+            } else {
+                e
+            });
         }
     }
     Ok(if report.problems.is_empty() {

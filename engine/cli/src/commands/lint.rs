@@ -59,11 +59,11 @@ pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, CliError> {
                 if warnings == 1 { "" } else { "s" }
             ));
         } else {
-            ctx.printer.error(&format!(
+            return Err(CliError::failure(format!(
                 "lint: {errors} error{}, {warnings} warning{}",
                 if errors == 1 { "" } else { "s" },
                 if warnings == 1 { "" } else { "s" }
-            ));
+            )));
         }
     }
     Ok(if errors > 0 {

@@ -173,9 +173,8 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> 
                 }
             ));
         } else {
-            ctx.printer
-                .error(&format!("{bad} of {} paths are damaged", report.checked));
-            ctx.printer.hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again");
+            return Err(CliError::failure(format!("{bad} of {} paths are damaged", report.checked))
+                .with_hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again"));
         }
     }
     Ok(if report.is_clean() {
