@@ -222,3 +222,70 @@ fn missing_paths(store: &forge_store::Store, missing: &[&str], what: &str, hint:
     }
     e.with_hint(hint)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_constructor_and_can_be_overridden() {
+        assert_eq!(CliError::error("x").status(), ExitStatus::Error);
+        assert_eq!(CliError::failure("x").status(), ExitStatus::Failure);
+        assert_eq!(
+            CliError::diag(Diag::error("t::x", "bad")).status(),
+            ExitStatus::Failure
+        );
+        assert_eq!(
+            CliError::failure("x")
+                .with_status(ExitStatus::Error)
+                .status(),
+            ExitStatus::Error
+        );
+    }
+
+    #[test]
+    fn parts_are_kept_in_order() {
+        let e = CliError::failure("3 paths are missing")
+            .with_detail("  /a")
+            .with_detail("  /b")
+            .with_hint("realize first");
+        assert_eq!(e.message(), Some("3 paths are missing"));
+        assert_eq!(e.details(), ["  /a", "  /b"]);
+        assert_eq!(e.hints(), ["realize first"]);
+        assert!(e.recipe_diagnostics().is_empty());
+    }
+
+    #[test]
+    fn display_is_the_message_or_the_diagnostics() {
+        assert_eq!(CliError::error("no tree").to_string(), "no tree");
+        let mut ds = Diagnostics::default();
+        ds.push(Diag::error("t::a", "first"));
+        ds.push(Diag::warning("t::b", "second"));
+        let e = CliError::diagnostics(ds);
+        assert_eq!(e.to_string(), "first; second");
+        assert_eq!(e.with_message("2 problems").to_string(), "2 problems");
+    }
+
+    #[test]
+    fn a_padding_mismatch_says_how_to_open_the_store() {
+        let e = CliError::from(forge_store::StoreError::PaddingMismatch {
+            root: "/s".into(),
+            existing: 160,
+            requested: 0,
+        });
+        assert_eq!(e.status(), ExitStatus::Error);
+        assert_eq!(
+            e.message(),
+            Some("the store at `/s` pads its paths to 160 bytes; it cannot be reopened with 0")
+        );
+        assert_eq!(
+            e.hints(),
+            ["drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`"]
+        );
+        let other = CliError::from(forge_store::StoreError::Corrupt {
+            path: "/s/x".into(),
+            reason: "truncated".into(),
+        });
+        assert!(other.hints().is_empty());
+    }
+}

@@ -1,5 +1,5 @@
-//! One module per command; each returns an [`ExitStatus`], or a
-//! [`CliError`](crate::error::CliError) that [`run`] renders.
+//! One module per command; each returns an [`ExitStatus`], or a [`CliError`] that [`run`]
+//! renders.
 
 mod check;
 mod completions;
