@@ -6,8 +6,8 @@ use forge_plan::{Plan, Planner};
 use forge_recipe::RecipeSet;
 use forge_resolve::{HostProbe, Request, Resolver};
 
-use crate::ExitStatus;
 use crate::args::GlobalArgs;
+use crate::error::CliError;
 use crate::printer::Printer;
 
 /// Everything a command needs besides its own arguments.
@@ -107,25 +107,13 @@ impl Ctx {
         forge_store::paths_dir_for(&self.store, self.padded_length)
     }
 
-    pub fn open_store(&self) -> Result<forge_store::Store, ExitStatus> {
-        forge_store::Store::open(&self.store, self.padded_length).map_err(|e| {
-            self.printer.error(&e.to_string());
-            if matches!(e, forge_store::StoreError::PaddingMismatch { .. }) {
-                self.printer.hint(
-                    "drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`",
-                );
-            }
-            ExitStatus::Error
-        })
+    pub fn open_store(&self) -> Result<forge_store::Store, CliError> {
+        Ok(forge_store::Store::open(&self.store, self.padded_length)?)
     }
 
     /// A store name from what the user typed: a store path, a store name, a hash prefix, or a
     /// target/spec (its root's output).
-    pub fn resolve_path(
-        &self,
-        store: &forge_store::Store,
-        arg: &str,
-    ) -> Result<String, ExitStatus> {
+    pub fn resolve_path(&self, store: &forge_store::Store, arg: &str) -> Result<String, CliError> {
         let p = Path::new(arg);
         if arg.contains('/') {
             let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -139,10 +127,7 @@ impl Ctx {
             return Ok(arg.to_owned());
         }
         if arg.len() >= 6 && forge_core::nixbase32::is_valid(arg) {
-            let all = store.all_valid().map_err(|e| {
-                self.printer.error(&e.to_string());
-                ExitStatus::Error
-            })?;
+            let all = store.all_valid()?;
             let hits: Vec<&String> = all.iter().filter(|n| n.starts_with(arg)).collect();
             match hits.as_slice() {
                 [one] => return Ok((*one).clone()),
@@ -181,11 +166,10 @@ impl Ctx {
                     }
                 }
                 many => {
-                    self.printer.error(&format!(
+                    return Err(CliError::error(format!(
                         "`{arg}` matches {} store paths; give more of the hash",
                         many.len()
-                    ));
-                    return Err(ExitStatus::Error);
+                    )));
                 }
             }
         }
@@ -196,42 +180,37 @@ impl Ctx {
     }
 
     /// The recipe root for this run.
-    pub fn recipes_root(&self) -> Result<PathBuf, ExitStatus> {
+    pub fn recipes_root(&self) -> Result<PathBuf, CliError> {
         if self.example {
-            return crate::examples::materialize().map_err(|e| {
-                self.printer
-                    .error(&format!("cannot write the example recipes: {e}"));
-                ExitStatus::Error
-            });
+            return crate::examples::materialize()
+                .map_err(|e| CliError::error(format!("cannot write the example recipes: {e}")));
         }
         if let Some(r) = &self.recipes {
             return Ok(std::path::absolute(r).unwrap_or_else(|_| r.clone()));
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         find_root(&cwd).ok_or_else(|| {
-            self.printer.error(
+            CliError::error(
                 "no recipe tree here: no `recipes/` or `toolchains/` in this directory or above",
-            );
-            self.printer.hint(
+            )
+            .with_hint(
                 "run forge inside a recipe tree, or pass `--recipes DIR` (or set `FORGE_RECIPES`)",
-            );
-            ExitStatus::Error
+            )
         })
     }
 
-    /// Loads and checks the recipe tree; prints warnings, and errors when it fails.
-    pub fn load(&self) -> Result<RecipeSet, ExitStatus> {
+    /// Loads and checks the recipe tree; prints its warnings, or fails with its diagnostics.
+    pub fn load(&self) -> Result<RecipeSet, CliError> {
         let root = self.recipes_root()?;
         let loaded = RecipeSet::load(&root);
-        self.printer.diagnostics(&loaded.diags);
         if loaded.diags.has_errors() {
             let n = loaded.diags.error_count();
-            self.printer.error(&format!(
+            return Err(CliError::diagnostics(loaded.diags).with_message(format!(
                 "{n} error{} in the recipes; `forge lint` checks them",
                 if n == 1 { "" } else { "s" }
-            ));
-            return Err(ExitStatus::Failure);
+            )));
         }
+        self.printer.diagnostics(&loaded.diags);
         Ok(loaded.set)
     }
 
@@ -249,18 +228,9 @@ impl Ctx {
         set: &RecipeSet,
         host: &dyn HostProbe,
         text: &str,
-    ) -> Result<Plan, ExitStatus> {
-        let req = Request::parse(set, text).map_err(|d| {
-            self.printer.diag(&d);
-            ExitStatus::Failure
-        })?;
-        let graph = Resolver::new(set, host).resolve(&req).map_err(|d| {
-            self.printer.diag(&d);
-            ExitStatus::Failure
-        })?;
-        Planner::new(set).plan(graph).map_err(|d| {
-            self.printer.diag(&d);
-            ExitStatus::Failure
-        })
+    ) -> Result<Plan, CliError> {
+        let req = Request::parse(set, text)?;
+        let graph = Resolver::new(set, host).resolve(&req)?;
+        Ok(Planner::new(set).plan(graph)?)
     }
 }

@@ -1,11 +1,13 @@
 //! forge's command line: argument parsing, settings, and one module per command.
 //!
-//! The `forge` binary is a thin shell around [`main`]. Commands return an [`ExitStatus`]; all
-//! terminal output goes through [`printer::Printer`].
+//! The `forge` binary is a thin shell around [`main`]. Commands return an [`ExitStatus`] or an
+//! [`error::CliError`], which [`commands::run`] renders once; all terminal output goes through
+//! [`printer::Printer`].
 
 pub mod args;
 pub mod commands;
 pub mod context;
+pub mod error;
 pub mod examples;
 pub mod printer;
 pub mod progress;

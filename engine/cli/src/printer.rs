@@ -1,31 +1,60 @@
 //! The one place that decides what reaches the terminal: data on stdout, people on stderr.
+//!
+//! stdout carries data only: a command's result ([`Printer::data`]) or, with `--json`, one JSON
+//! object per line ([`Printer::json_line`]). stderr carries text for people, at two levels of
+//! importance: *important* text (errors, hints, anything the user must see to understand a
+//! failure) is shown even with `--quiet`; *normal* text (progress, info, warnings) is not. Live
+//! progress bars draw on stderr too, and only when [`Printer::live_progress`] says so. No other
+//! module writes to the terminal.
 
 use std::io::{IsTerminal, Write};
 
 use forge_recipe::Diagnostics;
+use indicatif::ProgressDrawTarget;
 
 use crate::args::ColorChoice;
+use crate::error::CliError;
+
+/// How much a line on stderr matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Importance {
+    /// Shown even with `--quiet`.
+    Important,
+    /// Hidden with `--quiet`.
+    Normal,
+}
 
 /// Output settings for one run.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     /// Colour on stderr.
-    pub color: bool,
-    /// Only errors.
-    pub quiet: bool,
+    color: bool,
+    /// Only important text on stderr.
+    quiet: bool,
+    /// Whether stderr is a terminal (live progress is drawn only on one).
+    stderr_is_terminal: bool,
 }
 
 impl Printer {
     pub fn new(choice: ColorChoice, quiet: bool) -> Self {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
         let color = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::stderr().is_terminal()
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stderr_is_terminal
             }
         };
-        Self { color, quiet }
+        Self {
+            color,
+            quiet,
+            stderr_is_terminal,
+        }
+    }
+
+    /// Whether `--quiet` hides normal text.
+    pub fn quiet(self) -> bool {
+        self.quiet
     }
 
     /// Width for rendered diagnostics.
@@ -36,53 +65,79 @@ impl Printer {
             .unwrap_or(100)
     }
 
-    /// Writes data to stdout.
-    pub fn data(self, text: &str) {
+    /// Writes `bytes` to stdout and flushes. The only place that touches stdout.
+    fn stdout(self, bytes: &[u8]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        if !text.ends_with('\n') {
-            let _ = out.write_all(b"\n");
+        out.write_all(bytes)?;
+        out.flush()
+    }
+
+    /// Writes `text` to stderr as it is, unless it is normal text and `--quiet` is on. The only
+    /// place that touches stderr (besides the progress target, which draws there).
+    fn stderr(self, importance: Importance, text: &str) {
+        if importance == Importance::Normal && self.quiet {
+            return;
         }
-        let _ = out.flush();
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+
+    /// A line on stderr with a coloured `prefix: `.
+    fn prefixed(self, importance: Importance, prefix: &str, ansi: &str, text: &str) {
+        let prefix = if self.color {
+            format!("\x1b[{ansi}m{prefix}\x1b[0m")
+        } else {
+            prefix.to_owned()
+        };
+        self.stderr(importance, &format!("{prefix}: {text}\n"));
+    }
+
+    /// Writes data to stdout, ending it with a newline if it has none.
+    pub fn data(self, text: &str) {
+        let mut bytes = text.as_bytes().to_vec();
+        if !text.ends_with('\n') {
+            bytes.push(b'\n');
+        }
+        let _ = self.stdout(&bytes);
+    }
+
+    /// Writes bytes to stdout as they are. A reader that stops early (`forge completions bash |
+    /// head`: a broken pipe) is not an error; any other failure is returned.
+    pub fn raw_data(self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.stdout(bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    /// One line of a JSON-lines stream on stdout (`--json` event streams).
+    pub fn json_line(self, value: &serde_json::Value) {
+        let _ = self.stdout(format!("{value}\n").as_bytes());
     }
 
     /// A line for people, on stderr.
     pub fn info(self, text: &str) {
-        if !self.quiet {
-            let _ = writeln!(std::io::stderr().lock(), "{text}");
-        }
+        self.stderr(Importance::Normal, &format!("{text}\n"));
     }
 
     /// A warning line.
     pub fn warn(self, text: &str) {
-        if !self.quiet {
-            let prefix = if self.color {
-                "\x1b[33mwarning\x1b[0m"
-            } else {
-                "warning"
-            };
-            let _ = writeln!(std::io::stderr().lock(), "{prefix}: {text}");
-        }
+        self.prefixed(Importance::Normal, "warning", "33", text);
     }
 
     /// An error line.
     pub fn error(self, text: &str) {
-        let prefix = if self.color {
-            "\x1b[31merror\x1b[0m"
-        } else {
-            "error"
-        };
-        let _ = writeln!(std::io::stderr().lock(), "{prefix}: {text}");
+        self.prefixed(Importance::Important, "error", "31", text);
     }
 
-    /// A `hint:` line.
-    pub fn hint(self, text: &str) {
-        let prefix = if self.color {
-            "\x1b[36mhint\x1b[0m"
-        } else {
-            "hint"
-        };
-        let _ = writeln!(std::io::stderr().lock(), "{prefix}: {text}");
+    /// Text that must be seen even with `--quiet` (the explanation of a failure too long for
+    /// one error line), written as it is.
+    pub fn important(self, text: &str) {
+        self.stderr(Importance::Important, text);
+    }
+
+    /// A `hint:` line; hints come with the error a command returns ([`Self::report`]).
+    fn hint(self, text: &str) {
+        self.prefixed(Importance::Important, "hint", "36", text);
     }
 
     /// Renders diagnostics on stderr (warnings are dropped when quiet).
@@ -97,7 +152,7 @@ impl Printer {
             return;
         }
         let text = shown.render(self.color, self.width());
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        self.stderr(Importance::Important, &text);
     }
 
     /// One diagnostic.
@@ -105,6 +160,36 @@ impl Printer {
         let mut ds = Diagnostics::default();
         ds.push(d.clone());
         self.diagnostics(&ds);
+    }
+
+    /// Renders the error a command ended with: its diagnostics, its `error:` line, its details
+    /// (normal text) and its hints.
+    pub fn report(self, e: &CliError) {
+        self.diagnostics(e.recipe_diagnostics());
+        if let Some(m) = e.message() {
+            self.error(m);
+        }
+        for d in e.details() {
+            self.info(d);
+        }
+        for h in e.hints() {
+            self.hint(h);
+        }
+    }
+
+    /// Whether live progress (bars redrawn in place) goes to the terminal: only when stderr is
+    /// one and `--quiet` is off. Otherwise progress is plain lines.
+    pub fn live_progress(self) -> bool {
+        self.stderr_is_terminal && !self.quiet
+    }
+
+    /// Where live progress draws: stderr when [`Self::live_progress`], else nowhere.
+    pub fn progress_target(self) -> ProgressDrawTarget {
+        if self.live_progress() {
+            ProgressDrawTarget::stderr_with_hz(10)
+        } else {
+            ProgressDrawTarget::hidden()
+        }
     }
 
     /// Bold text when colour is on.

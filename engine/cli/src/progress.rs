@@ -2,12 +2,11 @@
 //! stream for programs.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use forge_realize::{Event, How, Reporter};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::printer::Printer;
 
@@ -99,16 +98,19 @@ impl Reporter for Plain {
     }
 }
 
-/// One JSON object per line on stdout; log lines are left out (they are in `forge log`).
-#[derive(Debug, Default)]
+/// One JSON object per line on stdout (the printer's JSON-lines channel); log lines are left out
+/// (they are in `forge log`).
+#[derive(Debug)]
 pub struct Json {
-    start: Option<Instant>,
+    printer: Printer,
+    start: Instant,
 }
 
 impl Json {
-    pub fn new() -> Self {
+    pub fn new(printer: Printer) -> Self {
         Self {
-            start: Some(Instant::now()),
+            printer,
+            start: Instant::now(),
         }
     }
 }
@@ -119,12 +121,9 @@ impl Reporter for Json {
             return;
         }
         let mut v = serde_json::to_value(e).expect("events serialize");
-        if let Some(s) = self.start {
-            v["elapsed"] = serde_json::json!((s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-        }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{v}");
-        let _ = out.flush();
+        v["elapsed"] =
+            serde_json::json!((self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        self.printer.json_line(&v);
     }
 }
 
@@ -134,7 +133,7 @@ struct Running {
     started: Instant,
 }
 
-/// Live display: a header with counts and one line per running build (phase, elapsed time, last
+/// Live display (drawn on the printer's progress target): a header with counts and one line per running build (phase, elapsed time, last
 /// log line).
 pub struct Live {
     printer: Printer,
@@ -151,7 +150,7 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     pub fn new(printer: Printer) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let multi = MultiProgress::with_draw_target(printer.progress_target());
         let header = multi.add(ProgressBar::new(0));
         header.set_style(
             ProgressStyle::with_template(

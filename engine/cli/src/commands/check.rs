@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use forge_check::{CheckRun, Checker, NodeReport, Progress, RebuildError, RebuildOptions, Report};
+use forge_check::{CheckRun, Checker, NodeReport, Progress, RebuildOptions, Report};
 use forge_plan::{DrvKind, Plan};
 use petgraph::graph::NodeIndex;
 
@@ -14,39 +14,39 @@ use super::realize::{build_options, reporter, runtime};
 use crate::ExitStatus;
 use crate::args::CheckArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     let request = match (&a.request, ctx.example()) {
         (Some(r), _) => r.clone(),
         (None, true) => crate::examples::DEFAULT_TARGET.to_owned(),
         (None, false) => {
-            ctx.printer.error("name a target or spec to check");
-            ctx.printer
-                .hint("`forge check TARGET` rebuilds the realized nodes of TARGET and compares them with the store");
-            return Err(ExitStatus::Error);
+            return Err(CliError::error("name a target or spec to check").with_hint(
+                "`forge check TARGET` rebuilds the realized nodes of TARGET and compares them with the store",
+            ));
         }
     };
     if a.export {
         return export_check(ctx, a, &request);
     }
-    let set = ctx.load().map_err(|_| ExitStatus::Error)?;
+    // A target that cannot be checked is an error here (exit 2), whatever the reason.
+    let set = ctx.load().map_err(|e| e.with_status(ExitStatus::Error))?;
     let host = ctx.host();
     let plan = Arc::new(
         ctx.plan(&set, &host, &request)
-            .map_err(|_| ExitStatus::Error)?,
+            .map_err(|e| e.with_status(ExitStatus::Error))?,
     );
-    let store = Arc::new(ctx.open_store().map_err(|_| ExitStatus::Error)?);
-    let selected = select(ctx, &plan, &a.nodes)?;
+    let store = Arc::new(ctx.open_store()?);
+    let selected = select(&plan, &a.nodes)?;
     if selected.is_empty() {
-        ctx.printer.error(&format!(
+        return Err(CliError::error(format!(
             "`{request}` has no node forge builds: nothing to check"
-        ));
-        return Err(ExitStatus::Error);
+        )));
     }
     let forge_exe = std::env::current_exe()
-        .map_err(|e| error(ctx, format!("cannot find the forge executable: {e}")))?;
+        .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
     let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false);
-    let rt = runtime(ctx)?;
+    let rt = runtime()?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     rt.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -95,27 +95,12 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, ExitStatus> {
     };
     let run = checker
         .run(&rt, &request, &selected, &mut show)
-        .map_err(|e| match e {
-            RebuildError::NotRealized { target, missing } => {
-                let missing: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
-                super::report_missing(
-                    ctx,
-                    &store,
-                    &missing,
-                    &format!("needed to check `{target}`"),
-                    &format!(
-                        "`forge check` compares rebuilds with realized outputs: run `forge realize {target}` first"
-                    ),
-                );
-                ExitStatus::Error
-            }
-            other => error(ctx, other),
-        })?;
+        .map_err(|e| crate::error::from_rebuild(e, &store))?;
     summarize(ctx, a, &run)
 }
 
 /// The report, the one-line summary and the exit status of a check run.
-fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, ExitStatus> {
+fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, CliError> {
     let report = &run.report;
     finish(ctx, a, report)?;
     let s = &report.summary;
@@ -141,9 +126,9 @@ fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, Exi
         }
     ));
     if run.cancelled {
-        ctx.printer
-            .error("interrupted; the rebuild was stopped and its temporary output removed");
-        return Ok(ExitStatus::Error);
+        return Err(CliError::error(
+            "interrupted; the rebuild was stopped and its temporary output removed",
+        ));
     }
     Ok(if !run.failed.is_empty() {
         ExitStatus::Error
@@ -155,41 +140,35 @@ fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, Exi
 }
 
 /// The nodes to check, dependencies first: the `--node`s, or every node forge builds.
-fn select(ctx: &Ctx, plan: &Plan, wanted: &[String]) -> Result<Vec<NodeIndex>, ExitStatus> {
+fn select(plan: &Plan, wanted: &[String]) -> Result<Vec<NodeIndex>, CliError> {
     let built = |i: &NodeIndex| plan.drv(*i).inputs.kind == DrvKind::Build;
     if wanted.is_empty() {
         return Ok(plan.graph.topo().filter(built).collect());
     }
     let mut picked = BTreeSet::new();
     for w in wanted {
-        let i = super::pick_node(ctx, plan, Some(w)).map_err(|_| ExitStatus::Error)?;
+        let i = super::pick_node(plan, Some(w)).map_err(|e| e.with_status(ExitStatus::Error))?;
         if !built(&i) {
-            ctx.printer.error(&format!(
+            return Err(CliError::error(format!(
                 "`{w}` is taken from the host, not built by forge: there is nothing to rebuild"
-            ));
-            return Err(ExitStatus::Error);
+            )));
         }
         picked.insert(i);
     }
     Ok(plan.graph.topo().filter(|i| picked.contains(i)).collect())
 }
 
-fn error(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
-    ctx.printer.error(&e.to_string());
-    ExitStatus::Error
-}
-
 /// Prints the report (text on stderr; JSON on stdout with `--json`) and writes `--report`.
-fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), ExitStatus> {
+fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), CliError> {
     let json = report.to_json();
     if let Some(file) = &a.report {
-        write_atomically(file, json.as_bytes()).map_err(|e| error(ctx, e))?;
+        write_atomically(file, json.as_bytes()).map_err(CliError::error)?;
     }
-    if !report.reproducible() || !ctx.printer.quiet {
+    if !report.reproducible() || !ctx.printer.quiet() {
         let text = forge_check::render_text(report);
         if !report.reproducible() {
             // The explanation matters even with `--quiet`.
-            eprint_block(&text);
+            ctx.printer.important(&text);
         } else {
             ctx.printer.info(text.trim_end());
         }
@@ -198,11 +177,6 @@ fn finish(ctx: &Ctx, a: &CheckArgs, report: &Report) -> Result<(), ExitStatus> {
         ctx.printer.data(&json);
     }
     Ok(())
-}
-
-#[allow(clippy::print_stderr)]
-fn eprint_block(text: &str) {
-    eprint!("{text}");
 }
 
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -221,15 +195,15 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// `--export`: export the closure twice to the same place and compare the two caches.
-fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, ExitStatus> {
-    let store = ctx.open_store().map_err(|_| ExitStatus::Error)?;
+fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, CliError> {
+    let store = ctx.open_store()?;
     let ex = super::export::exportable(ctx, &store, &[request.to_owned()], false)
-        .map_err(|_| ExitStatus::Error)?;
+        .map_err(|e| e.with_status(ExitStatus::Error))?;
     let work = store
         .tmp_dir()
         .join(format!("export-check.{}", std::process::id()));
     let (cmp, kept) = forge_check::check_export(&ex, &work, a.keep)
-        .map_err(|e| error(ctx, format!("export check of `{request}`: {e}")))?;
+        .map_err(|e| CliError::error(format!("export check of `{request}`: {e}")))?;
     if let Some((first, second)) = kept {
         ctx.printer.info(&format!(
             "kept both exports: {} and {}",

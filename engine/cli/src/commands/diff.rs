@@ -5,14 +5,15 @@ use std::fmt::Write as _;
 use crate::ExitStatus;
 use crate::args::DiffArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &DiffArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &DiffArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let pa = ctx.plan(&set, &host, &a.a)?;
     let pb = ctx.plan(&set, &host, &a.b)?;
-    let ia = super::pick_node(ctx, &pa, a.node.as_deref())?;
-    let ib = super::pick_node(ctx, &pb, a.node.as_deref())?;
+    let ia = super::pick_node(&pa, a.node.as_deref())?;
+    let ib = super::pick_node(&pb, a.node.as_deref())?;
     let diffs = forge_plan::diff(&pa, ia, &pb, ib);
     if a.json {
         let doc = serde_json::json!({

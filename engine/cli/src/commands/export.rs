@@ -2,18 +2,14 @@
 
 use std::fmt::Write as _;
 
-use forge_spack::{ExportOptions, Exportable, Keyring, PlanExportError};
+use forge_spack::{ExportOptions, Exportable, Keyring};
 
 use crate::ExitStatus;
 use crate::args::{CacheCommand, ExportArgs, KeyCommand};
 use crate::context::Ctx;
+use crate::error::CliError;
 
-fn fail(ctx: &Ctx, e: impl std::fmt::Display) -> ExitStatus {
-    ctx.printer.error(&e.to_string());
-    ExitStatus::Failure
-}
-
-pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let Exportable {
         graph: g,
@@ -23,11 +19,9 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus
     let signer = match &a.sign {
         None => None,
         Some(fpr) => {
-            let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
+            let ring = Keyring::open(&ctx.keys)?;
             Some(ring.signer((!fpr.is_empty()).then_some(fpr.as_str())).map_err(|e| {
-                ctx.printer.error(&e.to_string());
-                ctx.printer.hint("`forge key generate \"Name <email>\"` makes one; `forge key list` shows the keyring");
-                ExitStatus::Failure
+                CliError::from(e).with_hint("`forge key generate \"Name <email>\"` makes one; `forge key list` shows the keyring")
             })?)
         }
     };
@@ -39,11 +33,14 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, ExitStatus
         ..ExportOptions::default()
     };
     let report = forge_spack::export(&g, &roots, &a.to, signer.as_ref(), &opts).map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        if matches!(e, forge_spack::ExportError::Relocation(_)) && store.config().padded_length == 0 {
-            ctx.printer.hint("Spack relocates binaries only into shorter prefixes: export from a store created with `--padded-length 200` (or more)");
+        let unpadded = matches!(e, forge_spack::ExportError::Relocation(_))
+            && store.config().padded_length == 0;
+        let err = CliError::failure(e);
+        if unpadded {
+            err.with_hint("Spack relocates binaries only into shorter prefixes: export from a store created with `--padded-length 200` (or more)")
+        } else {
+            err
         }
-        ExitStatus::Failure
     })?;
     for w in &report.warnings {
         ctx.printer.warn(w);
@@ -95,7 +92,7 @@ pub(super) fn exportable(
     store: &forge_store::Store,
     requests: &[String],
     with_build_deps: bool,
-) -> Result<Exportable, ExitStatus> {
+) -> Result<Exportable, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let mut plans = Vec::with_capacity(requests.len());
@@ -111,20 +108,8 @@ pub(super) fn exportable(
             roots: roots.clone(),
         })
         .collect();
-    forge_spack::exportable(store, &reqs, with_build_deps).map_err(|e| match e {
-        PlanExportError::NotRealized { request, missing } => {
-            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            super::report_missing(
-                ctx,
-                store,
-                &missing,
-                &format!("of `{request}`"),
-                &format!("run `forge realize {request}` first"),
-            );
-            ExitStatus::Failure
-        }
-        other => fail(ctx, other),
-    })
+    forge_spack::exportable(store, &reqs, with_build_deps)
+        .map_err(|e| crate::error::from_plan_export(e, store))
 }
 
 /// The plan a request stands for and the nodes to export: a target's roots (its root and extra
@@ -136,24 +121,24 @@ fn plan_request(
     host: &forge_resolve::SystemHost,
     store: &forge_store::Store,
     request: &str,
-) -> Result<(forge_plan::Plan, Vec<petgraph::graph::NodeIndex>), ExitStatus> {
+) -> Result<(forge_plan::Plan, Vec<petgraph::graph::NodeIndex>), CliError> {
     if !request.contains('/') {
         let plan = ctx.plan(set, host, request)?;
         let roots = plan.graph.roots();
         return Ok((plan, roots));
     }
-    let path = fs_err::canonicalize(request).map_err(|e| fail(ctx, e))?;
+    let path = fs_err::canonicalize(request).map_err(CliError::failure)?;
     let Some(name) = store.name_of(&path) else {
-        ctx.printer.error(&format!(
+        return Err(CliError::failure(format!(
             "`{request}` is not a path of the store {}",
             store.paths_dir().display()
-        ));
-        return Err(ExitStatus::Failure);
+        )));
     };
     if !store.is_valid(&name).unwrap_or(false) {
-        ctx.printer
-            .error(&format!("`{}` is not a valid store path", path.display()));
-        return Err(ExitStatus::Failure);
+        return Err(CliError::failure(format!(
+            "`{}` is not a valid store path",
+            path.display()
+        )));
     }
     for t in &set.targets {
         let Some(plan) = Ctx::plan_quietly(set, host, &t.name.value) else {
@@ -164,20 +149,19 @@ fn plan_request(
             return Ok((plan, vec![petgraph::graph::NodeIndex::new(i)]));
         }
     }
-    ctx.printer.error(&format!(
+    Err(CliError::failure(format!(
         "no target of the recipes produces `{name}`: forge cannot tell which recipe, variants and dependencies made it"
-    ));
-    ctx.printer.hint(
+    ))
+    .with_hint(
         "export it by the target or spec that built it (`forge plan --all` lists the targets)",
-    );
-    Err(ExitStatus::Failure)
+    ))
 }
 
-pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus> {
-    let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
+pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
+    let ring = Keyring::open(&ctx.keys)?;
     match cmd {
         KeyCommand::Generate { user_id } => {
-            let k = ring.generate(user_id).map_err(|e| fail(ctx, e))?;
+            let k = ring.generate(user_id)?;
             ctx.printer.info(&format!(
                 "generated {} for {user_id} in {}",
                 k.fingerprint,
@@ -186,7 +170,7 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus>
             ctx.printer.data(&k.fingerprint);
         }
         KeyCommand::Import { file } => {
-            let keys = ring.import_file(file).map_err(|e| fail(ctx, e))?;
+            let keys = ring.import_file(file)?;
             for k in keys {
                 ctx.printer.info(&format!(
                     "imported {} {}{}",
@@ -197,11 +181,11 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus>
             }
         }
         KeyCommand::Export { fingerprint } => {
-            let armored = ring.export_public(fingerprint).map_err(|e| fail(ctx, e))?;
+            let armored = ring.export_public(fingerprint)?;
             ctx.printer.data(&armored);
         }
         KeyCommand::List { json } => {
-            let keys = ring.list().map_err(|e| fail(ctx, e))?;
+            let keys = ring.list()?;
             if *json {
                 let v: Vec<serde_json::Value> = keys
                     .iter()
@@ -232,18 +216,18 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, ExitStatus>
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliError> {
     let CacheCommand::Verify {
         dir,
         unsigned,
         json,
     } = cmd;
-    let ring = Keyring::open(&ctx.keys).map_err(|e| fail(ctx, e))?;
-    let trusted = ring.trusted().map_err(|e| fail(ctx, e))?;
+    let ring = Keyring::open(&ctx.keys)?;
+    let trusted = ring.trusted()?;
     let opts = forge_spack::VerifyOptions {
         require_signatures: !*unsigned,
     };
-    let report = forge_spack::verify_cache(dir, &trusted, &opts).map_err(|e| fail(ctx, e))?;
+    let report = forge_spack::verify_cache(dir, &trusted, &opts)?;
     if *json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": dir, "manifests": report.manifests, "blobs": report.blobs, "signatures": report.signatures, "problems": problems})).expect("serializes"));
@@ -260,16 +244,17 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, ExitSta
                 report.signatures.values().sum::<usize>()
             ));
         } else {
-            ctx.printer.error(&format!(
+            let e = CliError::failure(format!(
                 "{} problem{} in {}",
                 report.problems.len(),
                 if report.problems.len() == 1 { "" } else { "s" },
                 dir.display()
             ));
-            if trusted.is_empty() {
-                ctx.printer
-                    .hint("no trusted keys: import the cache's key with `forge key import`");
-            }
+            return Err(if trusted.is_empty() {
+                e.with_hint("no trusted keys: import the cache's key with `forge key import`")
+            } else {
+                e
+            });
         }
     }
     Ok(if report.problems.is_empty() {

@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use crate::ExitStatus;
 use crate::args::FmtArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &FmtArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &FmtArgs) -> Result<ExitStatus, CliError> {
     let files: Vec<PathBuf> = if a.files.is_empty() {
         let root = ctx.recipes_root()?;
         forge_recipe::set::kdl_files(&root).map_err(|e| {
-            ctx.printer.error(&format!(
+            CliError::error(format!(
                 "cannot list KDL files under `{}`: {e}",
                 root.display()
-            ));
-            ExitStatus::Error
+            ))
         })?
     } else {
         a.files.clone()
@@ -55,14 +55,14 @@ pub(super) fn run(ctx: &Ctx, a: &FmtArgs) -> Result<ExitStatus, ExitStatus> {
         }
     }
     if broken > 0 {
+        // Each file that could not be formatted was reported on its own.
         return Ok(ExitStatus::Error);
     }
     if a.check && unformatted > 0 {
-        ctx.printer.error(&format!(
+        return Err(CliError::failure(format!(
             "{unformatted} file{} not formatted; run `forge fmt`",
             if unformatted == 1 { " is" } else { "s are" }
-        ));
-        return Ok(ExitStatus::Failure);
+        )));
     }
     Ok(ExitStatus::Success)
 }

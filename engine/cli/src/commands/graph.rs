@@ -7,8 +7,9 @@ use forge_resolve::EdgeRole;
 use crate::ExitStatus;
 use crate::args::{GraphArgs, GraphFormat};
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &GraphArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &GraphArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let plan = ctx.plan(&set, &host, &a.request)?;

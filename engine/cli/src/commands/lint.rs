@@ -7,8 +7,9 @@ use forge_resolve::Request;
 use crate::ExitStatus;
 use crate::args::LintArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, CliError> {
     let root = ctx.recipes_root()?;
     let loaded = RecipeSet::load(&root);
     let mut diags = loaded.diags;
@@ -58,11 +59,11 @@ pub(super) fn run(ctx: &Ctx, a: &LintArgs) -> Result<ExitStatus, ExitStatus> {
                 if warnings == 1 { "" } else { "s" }
             ));
         } else {
-            ctx.printer.error(&format!(
+            return Err(CliError::failure(format!(
                 "lint: {errors} error{}, {warnings} warning{}",
                 if errors == 1 { "" } else { "s" },
                 if warnings == 1 { "" } else { "s" }
-            ));
+            )));
         }
     }
     Ok(if errors > 0 {

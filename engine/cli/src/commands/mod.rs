@@ -1,4 +1,5 @@
-//! One module per command; each returns an [`ExitStatus`].
+//! One module per command; each returns an [`ExitStatus`], or a [`CliError`] that [`run`]
+//! renders.
 
 mod check;
 mod completions;
@@ -16,6 +17,7 @@ mod store_cmds;
 use crate::ExitStatus;
 use crate::args::{Cli, Command};
 use crate::context::Ctx;
+use crate::error::CliError;
 
 pub fn run(cli: Cli) -> ExitStatus {
     let ctx = Ctx::new(&cli.global);
@@ -38,17 +40,20 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Key(k) => export::key(&ctx, &k),
         Command::Cache(c) => export::cache(&ctx, &c),
         Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
-        Command::Completions(a) => completions::run(&a),
+        Command::Completions(a) => completions::run(&ctx, &a),
     };
-    result.unwrap_or_else(|status| status)
+    // The one place a command's error reaches the terminal.
+    result.unwrap_or_else(|e| {
+        ctx.printer.report(&e);
+        e.status()
+    })
 }
 
 /// Picks the node of `package` in a plan, or the root.
 pub(crate) fn pick_node(
-    ctx: &Ctx,
     plan: &forge_plan::Plan,
     package: Option<&str>,
-) -> Result<petgraph::graph::NodeIndex, ExitStatus> {
+) -> Result<petgraph::graph::NodeIndex, CliError> {
     let Some(p) = package else {
         return Ok(plan.graph.root);
     };
@@ -65,14 +70,11 @@ pub(crate) fn pick_node(
         .collect();
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => {
-            ctx.printer.error(&format!(
-                "`{p}` is not in the graph of `{}`",
-                plan.graph.name
-            ));
-            ctx.printer.hint("`forge plan` shows the nodes of a graph");
-            Err(ExitStatus::Failure)
-        }
+        [] => Err(CliError::failure(format!(
+            "`{p}` is not in the graph of `{}`",
+            plan.graph.name
+        ))
+        .with_hint("`forge plan` shows the nodes of a graph")),
         many => {
             // The same package in several contexts (built by two toolchains): take the one the
             // root's toolchain built, which is what a user means.
@@ -86,25 +88,4 @@ pub(crate) fn pick_node(
             Ok(many[0])
         }
     }
-}
-
-/// Says which store paths a command needs but the store lacks (the first five), with a hint.
-pub(crate) fn report_missing(
-    ctx: &Ctx,
-    store: &forge_store::Store,
-    missing: &[&str],
-    what: &str,
-    hint: &str,
-) {
-    ctx.printer.error(&format!(
-        "{} path{} {what} {} not in the store",
-        missing.len(),
-        if missing.len() == 1 { "" } else { "s" },
-        if missing.len() == 1 { "is" } else { "are" }
-    ));
-    for m in missing.iter().take(5) {
-        ctx.printer
-            .info(&format!("  {}", store.path_of(m).display()));
-    }
-    ctx.printer.hint(hint);
 }

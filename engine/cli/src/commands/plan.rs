@@ -12,8 +12,9 @@ use petgraph::graph::NodeIndex;
 use crate::ExitStatus;
 use crate::args::PlanArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     if a.all {
@@ -39,7 +40,7 @@ fn all(
     set: &forge_recipe::RecipeSet,
     host: &SystemHost,
     json: bool,
-) -> Result<ExitStatus, ExitStatus> {
+) -> Result<ExitStatus, CliError> {
     let mut rows = Vec::new();
     let mut failed = 0;
     let requests: Vec<Request> = set

@@ -1,6 +1,5 @@
 //! `forge realize`: build every missing node of a target or spec.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 use forge_realize::{Options, Reporter};
@@ -8,16 +7,17 @@ use forge_realize::{Options, Reporter};
 use crate::ExitStatus;
 use crate::args::RealizeArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 use crate::progress;
 
-pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     let request = match (&a.request, ctx.example()) {
         (Some(r), _) => r.clone(),
         (None, true) => crate::examples::DEFAULT_TARGET.to_owned(),
         (None, false) => {
-            ctx.printer.error("name a target or spec to realize");
-            ctx.printer.hint("`forge plan --all` lists the targets; `forge realize --example` builds the built-in example");
-            return Err(ExitStatus::Error);
+            return Err(CliError::error("name a target or spec to realize").with_hint(
+                "`forge plan --all` lists the targets; `forge realize --example` builds the built-in example",
+            ));
         }
     };
     // `FORGE_TIMINGS=1` prints where a run's set-up time goes (stderr).
@@ -30,11 +30,8 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
     let t_plan = t0.elapsed();
     let store = Arc::new(ctx.open_store()?);
     let t_store = t0.elapsed();
-    let forge_exe = std::env::current_exe().map_err(|e| {
-        ctx.printer
-            .error(&format!("cannot find the forge executable: {e}"));
-        ExitStatus::Error
-    })?;
+    let forge_exe = std::env::current_exe()
+        .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
     let reporter = reporter(ctx, a.json);
     // Probe isolation only when something is to be built: a no-op realize stays instant.
     let names = forge_realize::store_names(&plan);
@@ -70,7 +67,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         a.keep_going,
         a.keep_failed,
     );
-    let runtime = runtime(ctx)?;
+    let runtime = runtime()?;
     let report = runtime.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -88,24 +85,20 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, ExitStatus> 
         .await
     });
     drop(reporter);
-    let report = report.map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        ExitStatus::Error
-    })?;
+    let report = report.map_err(CliError::error)?;
     if report.cancelled {
-        ctx.printer.error(
+        return Err(CliError::failure(
             "interrupted; running builds were stopped and their scratch directories removed",
-        );
-        return Ok(ExitStatus::Failure);
+        ));
     }
     if !report.success() {
-        ctx.printer.error(&format!(
+        // What failed and why was reported as it happened; this is the tally.
+        return Err(CliError::failure(format!(
             "{} failed, {} skipped, {} built",
             report.failed.len(),
             report.skipped.len(),
             report.built.len()
-        ));
-        return Ok(ExitStatus::Failure);
+        )));
     }
     if !a.json && !report.built.is_empty() {
         ctx.printer.info(&format!(
@@ -157,11 +150,11 @@ pub(super) fn build_options(
     }
 }
 
-/// Progress on the terminal (live when it is one), or a JSON event stream on stdout.
+/// Progress on the terminal (live when the printer says so), or a JSON event stream on stdout.
 pub(super) fn reporter(ctx: &Ctx, json: bool) -> Arc<dyn Reporter> {
     if json {
-        Arc::new(progress::Json::new())
-    } else if std::io::stderr().is_terminal() && !ctx.printer.quiet {
+        Arc::new(progress::Json::new(ctx.printer))
+    } else if ctx.printer.live_progress() {
         Arc::new(progress::Live::new(ctx.printer))
     } else {
         Arc::new(progress::Plain::new(ctx.printer))
@@ -169,16 +162,12 @@ pub(super) fn reporter(ctx: &Ctx, json: bool) -> Arc<dyn Reporter> {
 }
 
 /// A multi-threaded runtime for the scheduler, and a watch that turns true on Ctrl-C.
-pub(super) fn runtime(ctx: &Ctx) -> Result<tokio::runtime::Runtime, ExitStatus> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| {
-            ctx.printer
-                .error(&format!("cannot start the scheduler: {e}"));
-            ExitStatus::Error
-        })
+        .map_err(|e| CliError::error(format!("cannot start the scheduler: {e}")))
 }
 
 /// Out-link and the output path, once every node is valid.
@@ -187,13 +176,10 @@ fn finish(
     a: &RealizeArgs,
     store: &forge_store::Store,
     plan: &forge_plan::Plan,
-) -> Result<ExitStatus, ExitStatus> {
+) -> Result<ExitStatus, CliError> {
     let root = plan.root().store_name();
     if let Some(link) = &a.out_link {
-        store.add_out_link(&root, link).map_err(|e| {
-            ctx.printer.error(&e.to_string());
-            ExitStatus::Error
-        })?;
+        store.add_out_link(&root, link)?;
     }
     if !a.json {
         ctx.printer

@@ -5,6 +5,7 @@ use forge_recipe::{RecipeSet, Template, Var, Version};
 use crate::ExitStatus;
 use crate::args::AddVersionArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
 /// The URL a recipe's template gives for `version`, if it has a template.
 fn template_url(template: &Template, name: &str, version: &Version) -> Option<String> {
@@ -53,32 +54,28 @@ fn insertion_point(lines: &[&str], new: &Version) -> (usize, String) {
         .unwrap_or((1, "    ".to_owned()))
 }
 
-pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, CliError> {
     let root = ctx.recipes_root()?;
     let loaded = RecipeSet::load(&root);
     let Some(recipe) = loaded.set.packages.get(&a.package) else {
-        ctx.printer.error(&format!(
+        return Err(CliError::error(format!(
             "no recipe for `{}` under `{}`",
             a.package,
             root.display()
+        ))
+        .with_hint(
+            "create `recipes/<name>.kdl` first; `recipes/README.md` shows a complete recipe",
         ));
-        ctx.printer
-            .hint("create `recipes/<name>.kdl` first; `recipes/README.md` shows a complete recipe");
-        return Err(ExitStatus::Error);
     };
-    let version = Version::parse(&a.version).map_err(|e| {
-        ctx.printer
-            .error(&format!("`{}` is not a version: {e}", a.version));
-        ExitStatus::Error
-    })?;
+    let version = Version::parse(&a.version)
+        .map_err(|e| CliError::error(format!("`{}` is not a version: {e}", a.version)))?;
     if let Some(existing) = recipe.version(&version) {
         let file = loaded.set.sources.get(recipe.file);
         let (line, _) = file.line_col(existing.span.offset);
-        ctx.printer.error(&format!(
+        return Err(CliError::failure(format!(
             "`{}` already has version `{}` ({}:{line})",
             a.package, existing.version.value, file.name
-        ));
-        return Err(ExitStatus::Failure);
+        )));
     }
     let path = loaded.set.sources.get(recipe.file).path.clone();
     let cache = forge_fetch::SourceCache::new(
@@ -86,10 +83,7 @@ pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, E
         forge_fetch::FetchOptions::default(),
     );
     ctx.printer.info(&format!("fetching {} …", a.url));
-    let (_, sha) = cache.import(&a.url).map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        ExitStatus::Failure
-    })?;
+    let (_, sha) = cache.import(&a.url).map_err(CliError::failure)?;
     // A URL is written only when the recipe's template does not already give it.
     let is_url = a.url.contains("://");
     let from_template = recipe
@@ -112,10 +106,7 @@ pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, E
     if let Some(n) = &a.note {
         line.push_str(&format!(" note={}", forge_recipe::fmt::quote(n)));
     }
-    let original = fs_err::read_to_string(&path).map_err(|e| {
-        ctx.printer.error(&e.to_string());
-        ExitStatus::Error
-    })?;
+    let original = fs_err::read_to_string(&path).map_err(CliError::error)?;
     let lines: Vec<&str> = original.lines().collect();
     let (at, indent) = insertion_point(&lines, &version);
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
@@ -127,18 +118,13 @@ pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, E
     let tmp = path.with_extension("kdl.forge-add.tmp");
     fs_err::write(&tmp, &text)
         .and_then(|()| fs_err::rename(&tmp, &path))
-        .map_err(|e| {
-            ctx.printer.error(&e.to_string());
-            ExitStatus::Error
-        })?;
+        .map_err(CliError::error)?;
     // The recipe must still be valid; if not, put the file back as it was.
     let after = RecipeSet::load(&root);
     if after.diags.has_errors() && !loaded.diags.has_errors() {
-        ctx.printer.diagnostics(&after.diags);
         let _ = fs_err::write(&path, &original);
-        ctx.printer
-            .error("the new line made the recipes invalid; the file was left unchanged");
-        return Ok(ExitStatus::Failure);
+        return Err(CliError::diagnostics(after.diags)
+            .with_message("the new line made the recipes invalid; the file was left unchanged"));
     }
     ctx.printer
         .info(&format!("added to {} (line {}):", path.display(), at + 1));

@@ -3,12 +3,13 @@
 use crate::ExitStatus;
 use crate::args::ShowArgs;
 use crate::context::Ctx;
+use crate::error::CliError;
 
-pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn run(ctx: &Ctx, a: &ShowArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
     let plan = ctx.plan(&set, &host, &a.request)?;
-    let i = super::pick_node(ctx, &plan, a.node.as_deref())?;
+    let i = super::pick_node(&plan, a.node.as_deref())?;
     let d = plan.drv(i);
     if a.canonical {
         ctx.printer.data(&d.canonical);

@@ -5,13 +5,7 @@ use std::fmt::Write as _;
 use crate::ExitStatus;
 use crate::args::{GcArgs, JsonArg, LogArgs, PathInfoArgs, VerifyArgs, WhyDependsArgs};
 use crate::context::Ctx;
-
-fn store_err(ctx: &Ctx) -> impl Fn(forge_store::StoreError) -> ExitStatus + '_ {
-    |e| {
-        ctx.printer.error(&e.to_string());
-        ExitStatus::Error
-    }
-}
+use crate::error::CliError;
 
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -28,16 +22,16 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let mut rows = Vec::new();
     let mut missing = 0;
     for p in &a.paths {
         let name = ctx.resolve_path(&store, p)?;
-        match store.query(&name).map_err(store_err(ctx))? {
+        match store.query(&name)? {
             Some(info) => {
                 let closure = if a.closure_size {
-                    Some(store.closure_size(&name).map_err(store_err(ctx))?)
+                    Some(store.closure_size(&name)?)
                 } else {
                     None
                 };
@@ -100,11 +94,11 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, ExitS
     })
 }
 
-pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let from = ctx.resolve_path(&store, &a.from)?;
     let to = ctx.resolve_path(&store, &a.to)?;
-    let Some(chain) = store.why_depends(&from, &to).map_err(store_err(ctx))? else {
+    let Some(chain) = store.why_depends(&from, &to)? else {
         ctx.printer.data(&format!(
             "{} does not depend on {}",
             store.path_of(&from).display(),
@@ -116,8 +110,7 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, E
     let _ = writeln!(out, "{}", store.path_of(&chain[0]).display());
     for w in chain.windows(2) {
         let (x, y) = (&w[0], &w[1]);
-        let evidence = forge_store::find_reference(&store.path_of(x), &y[..forge_store::HASH_LEN])
-            .map_err(store_err(ctx))?;
+        let evidence = forge_store::find_reference(&store.path_of(x), &y[..forge_store::HASH_LEN])?;
         match evidence {
             Some((file, off, context)) => {
                 let rel = file.strip_prefix(store.path_of(x)).unwrap_or(&file);
@@ -137,9 +130,9 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, E
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let report = store.verify(a.check_contents).map_err(store_err(ctx))?;
+    let report = store.verify(a.check_contents)?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&report).expect("serializes"));
@@ -180,9 +173,8 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, ExitStatus
                 }
             ));
         } else {
-            ctx.printer
-                .error(&format!("{bad} of {} paths are damaged", report.checked));
-            ctx.printer.hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again");
+            return Err(CliError::failure(format!("{bad} of {} paths are damaged", report.checked))
+                .with_hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again"));
         }
     }
     Ok(if report.is_clean() {
@@ -192,9 +184,9 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, ExitStatus
     })
 }
 
-pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let roots = store.roots().map_err(store_err(ctx))?;
+    let roots = store.roots()?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&roots).expect("serializes"));
@@ -213,9 +205,9 @@ pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let report = store.gc(a.dry_run).map_err(store_err(ctx))?;
+    let report = store.gc(a.dry_run)?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&report).expect("serializes"));
@@ -240,7 +232,7 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, ExitStatus> {
+pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
     let name = ctx.resolve_path(&store, &a.path)?;
     let key = if a.wrapper {
@@ -248,20 +240,16 @@ pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, ExitStatus> {
     } else {
         name.clone()
     };
-    match store.read_log(&key).map_err(store_err(ctx))? {
+    match store.read_log(&key)? {
         Some(text) => {
             ctx.printer.data(&text);
             Ok(ExitStatus::Success)
         }
-        None => {
-            ctx.printer.error(&format!(
-                "no {}log is kept for `{}`",
-                if a.wrapper { "wrapper " } else { "" },
-                store.path_of(&name).display()
-            ));
-            ctx.printer
-                .hint("logs are kept for paths built by this store; host tools have none");
-            Ok(ExitStatus::Failure)
-        }
+        None => Err(CliError::failure(format!(
+            "no {}log is kept for `{}`",
+            if a.wrapper { "wrapper " } else { "" },
+            store.path_of(&name).display()
+        ))
+        .with_hint("logs are kept for paths built by this store; host tools have none")),
     }
 }
