@@ -370,13 +370,14 @@ fn the_recipe_set_lints_clean_and_every_matrix_target_plans() {
     let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
     let targets = v["targets"].as_array().unwrap();
     // The matrix the recipes issue asks for: 25.11 with all nine GCCs, the older series with
-    // GCC 7-14, each also as -gpu, the two host-toolchain targets, and the two built from the
+    // GCC 7-14, each also as -gpu, the two host-toolchain targets, and the three built from the
     // sources Debian's archive serves.
     let mut want = vec![
         "slurm-25.11-host".to_owned(),
         "slurm-22.05-host".to_owned(),
         "slurm-24.11-gcc13-deb".to_owned(),
         "slurm-24.11-host-deb".to_owned(),
+        "gcc-13.4.0-deb".to_owned(),
     ];
     for (series, gccs) in [
         ("25.11", 7..=15),
