@@ -1313,3 +1313,94 @@ fn a_busy_host_with_locked_mounts_still_gets_full_isolation() {
         .unwrap();
     assert!(line.contains("rw,nosuid,nodev,noexec"), "{line}");
 }
+
+#[test]
+fn the_lock_round_trips_and_locked_names_what_drifted() {
+    let w = World::new();
+    let pkgs = |flag: &str| {
+        [
+            Pkg {
+                name: "base",
+                deps: &[],
+                script: format!("mkdir -p \"$out\"; echo base {flag} > \"$out/base\""),
+            },
+            Pkg {
+                name: "app",
+                deps: &["base"],
+                script: "mkdir -p \"$out\"; echo app > \"$out/app\"".into(),
+            },
+        ]
+    };
+    write_tree(&w.recipes(), &pkgs("v1"), &[("app", "app")]);
+    let lock = w.recipes().join("forge.lock");
+    // --locked without a lock says so.
+    let o = w.run(&["plan", "app", "--locked"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("there is no"),
+        "{}",
+        text(&o.stderr)
+    );
+    // --lock writes it; --locked then passes, and a realize under --locked builds.
+    let o = w.run(&["plan", "app", "--lock"]);
+    assert!(
+        text(&o.stderr).contains("locked `app`"),
+        "{}",
+        text(&o.stderr)
+    );
+    let written = fs_err::read_to_string(&lock).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(doc["lock-version"], 1);
+    assert_eq!(doc["targets"]["app"]["nodes"].as_array().unwrap().len(), 2);
+    ok(&w.run(&["plan", "app", "--locked"]));
+    ok(&w.run(&["realize", "app", "--locked"]));
+    // Writing again with nothing changed leaves the file as it was.
+    ok(&w.run(&["plan", "app", "--lock"]));
+    assert_eq!(fs_err::read_to_string(&lock).unwrap(), written);
+    // A dependency's build step changes: --locked refuses, names the input, builds nothing.
+    write_tree(&w.recipes(), &pkgs("v2"), &[("app", "app")]);
+    let o = w.run(&["realize", "app", "--locked"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no longer resolves to what"), "{err}");
+    assert!(err.contains("app > base"), "{err}");
+    assert!(
+        err.contains("echo base v1") && err.contains("echo base v2"),
+        "{err}"
+    );
+    assert!(err.contains("forge plan --lock app"), "{err}");
+    assert!(!err.contains("building"), "nothing is built: {err}");
+    // forge diff takes the lock as a side, either way round.
+    let o = w.run(&["diff", "forge.lock", "app"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("app > base:") && out.contains("echo base v1"),
+        "{out}"
+    );
+    let o = w.run(&["diff", "app", "forge.lock:app", "--json"]);
+    let d: serde_json::Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    assert_eq!(d["identical"], false);
+    assert!(d["b"].as_str().unwrap().ends_with("-app-1.0"));
+    // Re-locking accepts the change.
+    ok(&w.run(&["plan", "app", "--lock"]));
+    ok(&w.run(&["plan", "app", "--locked"]));
+    // Only targets are locked; a damaged lock is refused with its path.
+    let o = w.run(&["plan", "app@1.0", "--locked"]);
+    assert!(
+        text(&o.stderr).contains("only targets are locked"),
+        "{}",
+        text(&o.stderr)
+    );
+    let damaged = fs_err::read_to_string(&lock)
+        .unwrap()
+        .replacen("\"1.0\"", "\"1.1\"", 1);
+    fs_err::write(&lock, damaged).unwrap();
+    let o = w.run(&["plan", "app", "--locked"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("forge.lock") && text(&o.stderr).contains("edited or damaged"),
+        "{}",
+        text(&o.stderr)
+    );
+}

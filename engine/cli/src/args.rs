@@ -279,6 +279,12 @@ pub struct RealizeArgs {
     /// Print a JSON event stream on stdout (planned, started, phase, finished, failed …)
     #[arg(long)]
     pub json: bool,
+    /// Record the target's plan in `forge.lock` beside the recipes
+    #[arg(long, conflicts_with = "locked")]
+    pub lock: bool,
+    /// Refuse to build unless the target resolves to exactly what `forge.lock` holds
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +355,12 @@ pub struct PlanArgs {
     /// Print JSON on stdout instead of a tree
     #[arg(long)]
     pub json: bool,
+    /// Record the target's plan in `forge.lock` beside the recipes (with `--all`: every target)
+    #[arg(long, conflicts_with = "locked")]
+    pub lock: bool,
+    /// Fail if the target no longer resolves to what `forge.lock` holds, naming what drifted
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -385,7 +397,8 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// First target or spec
+    /// First target or spec, or a lock file (`forge.lock`, or `forge.lock:TARGET`) for the
+    /// locked plan of a target
     #[arg(value_name = "A")]
     pub a: String,
     /// Second target or spec

@@ -1,4 +1,5 @@
-//! `forge diff`: which inputs of two derivations differ, recursively through dependencies.
+//! `forge diff`: which inputs of two derivations differ, recursively through dependencies — two
+//! plans' derivations, or a plan's and a lock file's ([`Derivations`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,6 +7,7 @@ use petgraph::graph::NodeIndex;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::derivation::DrvInputs;
 use crate::planner::Plan;
 
 /// One differing input.
@@ -65,41 +67,90 @@ fn items(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Derivations that can be looked up by hash: a plan's, or a lock file's.
+pub trait Derivations {
+    /// The hashed inputs of the derivation with this (Nix-base32) hash.
+    fn inputs_of(&self, hash: &str) -> Option<&DrvInputs>;
+}
+
+impl Derivations for Plan {
+    fn inputs_of(&self, hash: &str) -> Option<&DrvInputs> {
+        self.drvs
+            .iter()
+            .find(|d| d.hash.to_string() == hash)
+            .map(|d| &d.inputs)
+    }
+}
+
 /// Compares node `ai` of `a` with node `bi` of `b`.
 pub fn diff(a: &Plan, ai: NodeIndex, b: &Plan, bi: NodeIndex) -> Vec<Difference> {
+    let (ha, hb) = (a.drv(ai).hash.to_string(), b.drv(bi).hash.to_string());
+    diff_by_hash(&Indexed::new(a), &ha, &Indexed::new(b), &hb)
+}
+
+/// Compares the derivation `ha` of `a` with the derivation `hb` of `b`, recursively through
+/// dependencies of the same name and role.
+pub fn diff_by_hash(
+    a: &dyn Derivations,
+    ha: &str,
+    b: &dyn Derivations,
+    hb: &str,
+) -> Vec<Difference> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    walk(
-        a,
-        ai,
-        b,
-        bi,
-        &a.drv(ai).inputs.name.clone(),
-        &mut out,
-        &mut seen,
-    );
+    let label = a.inputs_of(ha).map(|i| i.name.clone()).unwrap_or_default();
+    walk(a, ha, b, hb, &label, &mut out, &mut seen);
     out
 }
 
+/// A plan's derivations indexed by hash, for many lookups.
+struct Indexed<'p>(BTreeMap<String, &'p DrvInputs>);
+
+impl<'p> Indexed<'p> {
+    fn new(p: &'p Plan) -> Self {
+        Self(
+            p.drvs
+                .iter()
+                .map(|d| (d.hash.to_string(), &d.inputs))
+                .collect(),
+        )
+    }
+}
+
+impl Derivations for Indexed<'_> {
+    fn inputs_of(&self, hash: &str) -> Option<&DrvInputs> {
+        self.0.get(hash).copied()
+    }
+}
+
+/// `<hash>-<name>-<version>` of a derivation.
+fn store_name(d: &dyn Derivations, hash: &str) -> String {
+    d.inputs_of(hash).map_or_else(
+        || hash.to_owned(),
+        |i| format!("{hash}-{}-{}", i.name, i.version),
+    )
+}
+
 fn walk(
-    a: &Plan,
-    ai: NodeIndex,
-    b: &Plan,
-    bi: NodeIndex,
+    a: &dyn Derivations,
+    ha: &str,
+    b: &dyn Derivations,
+    hb: &str,
     label: &str,
     out: &mut Vec<Difference>,
     seen: &mut BTreeSet<(String, String)>,
 ) {
-    let (da, db) = (a.drv(ai), b.drv(bi));
-    if da.hash == db.hash || !seen.insert((da.hash.to_string(), db.hash.to_string())) {
+    if ha == hb || !seen.insert((ha.to_owned(), hb.to_owned())) {
         return;
     }
-    let mut va = serde_json::to_value(&da.inputs).expect("serializes");
-    let mut vb = serde_json::to_value(&db.inputs).expect("serializes");
+    let (Some(da), Some(db)) = (a.inputs_of(ha), b.inputs_of(hb)) else {
+        return;
+    };
+    let mut va = serde_json::to_value(da).expect("serializes");
+    let mut vb = serde_json::to_value(db).expect("serializes");
     // Dependencies are compared by name and role below, recursively.
-    let deps_a = va.as_object_mut().and_then(|m| m.remove("deps"));
-    let deps_b = vb.as_object_mut().and_then(|m| m.remove("deps"));
-    let _ = (deps_a, deps_b);
+    let _ = va.as_object_mut().and_then(|m| m.remove("deps"));
+    let _ = vb.as_object_mut().and_then(|m| m.remove("deps"));
     let mut fa = BTreeMap::new();
     let mut fb = BTreeMap::new();
     flatten(&va, String::new(), &mut fa);
@@ -120,30 +171,21 @@ fn walk(
             removed: ix.iter().filter(|i| !iy.contains(i)).cloned().collect(),
         });
     }
-    let index = |p: &Plan, i: NodeIndex| -> BTreeMap<(String, String), NodeIndex> {
-        p.graph
-            .deps(i)
-            .into_iter()
-            .map(|(d, e)| {
-                (
-                    (
-                        p.graph.node(d).name().to_owned(),
-                        format!("{:?}", e.role).to_lowercase(),
-                    ),
-                    d,
-                )
-            })
+    let index = |i: &DrvInputs| -> BTreeMap<(String, String), String> {
+        i.deps
+            .iter()
+            .map(|d| ((d.name.clone(), d.role.as_str().to_owned()), d.drv.clone()))
             .collect()
     };
-    let (ma, mb) = (index(a, ai), index(b, bi));
+    let (ma, mb) = (index(da), index(db));
     let keys: BTreeSet<&(String, String)> = ma.keys().chain(mb.keys()).collect();
     for k in keys {
         match (ma.get(k), mb.get(k)) {
-            (Some(x), Some(y)) => walk(a, *x, b, *y, &format!("{label} > {}", k.0), out, seen),
+            (Some(x), Some(y)) => walk(a, x, b, y, &format!("{label} > {}", k.0), out, seen),
             (Some(x), None) => out.push(Difference {
                 node: label.to_owned(),
                 input: format!("deps.{}", k.0),
-                old: Some(a.drv(*x).store_name().into()),
+                old: Some(store_name(a, x)),
                 new: None,
                 added: Vec::new(),
                 removed: Vec::new(),
@@ -152,7 +194,7 @@ fn walk(
                 node: label.to_owned(),
                 input: format!("deps.{}", k.0),
                 old: None,
-                new: Some(b.drv(*y).store_name().into()),
+                new: Some(store_name(b, y)),
                 added: Vec::new(),
                 removed: Vec::new(),
             }),

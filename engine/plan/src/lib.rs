@@ -11,12 +11,14 @@ pub mod arg;
 mod buildsys;
 pub mod derivation;
 pub mod diff;
+pub mod lock;
 pub mod planner;
 pub mod spack;
 
 pub use arg::{Arg, Piece};
 pub use derivation::{BUILD_PROTOCOL, Derivation, DrvHash, DrvInputs, DrvKind, Fetch};
-pub use diff::{Difference, diff};
+pub use diff::{Derivations, Difference, diff, diff_by_hash};
+pub use lock::{Drift, LOCK_FILE, Lock, LockError};
 pub use planner::{Plan, Planner, is_archive, store_names, url_file_name};
 pub use spack::{PackageMeta, SpackIdentity, VariantMeta};
 

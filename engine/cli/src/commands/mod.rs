@@ -8,6 +8,7 @@ mod export;
 mod fmt;
 mod graph;
 mod lint;
+mod lock;
 mod plan;
 mod realize;
 mod recipe;

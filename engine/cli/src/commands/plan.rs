@@ -17,14 +17,16 @@ use crate::error::CliError;
 pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
+    let mode = super::lock::Mode::from_flags(a.lock, a.locked);
     if a.all {
-        return all(ctx, &set, &host, a.json);
+        return all(ctx, &set, &host, a.json, mode);
     }
     let request = a
         .request
         .as_deref()
         .expect("clap requires it without --all");
     let plan = ctx.plan(&set, &host, request)?;
+    super::lock::apply(ctx, &set, request, &plan, mode)?;
     if a.json {
         ctx.printer.data(
             &serde_json::to_string_pretty(&plan_json(&plan, &ctx.paths_dir())).expect("serializes"),
@@ -40,6 +42,7 @@ fn all(
     set: &forge_recipe::RecipeSet,
     host: &SystemHost,
     json: bool,
+    mode: super::lock::Mode,
 ) -> Result<ExitStatus, CliError> {
     let mut rows = Vec::new();
     let mut failed = 0;
@@ -49,14 +52,18 @@ fn all(
         .map(|t| Request::for_target(set, t))
         .collect();
     let results = forge_plan::Planner::new(set).resolve_and_plan_all(host, &requests);
+    let mut lock = super::lock::Session::open(ctx, mode)?;
     for (t, result) in set.targets.iter().zip(results) {
         match result {
-            Ok(plan) => rows.push(serde_json::json!({
-                "name": t.name.value,
-                "status": "ok",
-                "nodes": plan.graph.len(),
-                "root": plan.root().store_name(),
-            })),
+            Ok(plan) => {
+                lock.apply(set, &t.name.value, &plan)?;
+                rows.push(serde_json::json!({
+                    "name": t.name.value,
+                    "status": "ok",
+                    "nodes": plan.graph.len(),
+                    "root": plan.root().store_name(),
+                }));
+            }
             Err(d) => {
                 let status = if d.code_str() == "resolve::conflict" {
                     "conflict"
@@ -77,6 +84,7 @@ fn all(
             }
         }
     }
+    lock.finish(ctx)?;
     if json {
         ctx.printer.data(
             &serde_json::to_string_pretty(&serde_json::json!({ "targets": rows }))

@@ -27,6 +27,13 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     let t_load = t0.elapsed();
     let host = ctx.host();
     let plan = Arc::new(ctx.plan(&set, &host, &request)?);
+    super::lock::apply(
+        ctx,
+        &set,
+        &request,
+        &plan,
+        super::lock::Mode::from_flags(a.lock, a.locked),
+    )?;
     let t_plan = t0.elapsed();
     let store = Arc::new(ctx.open_store()?);
     let t_store = t0.elapsed();
