@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # Build tools the end-to-end builds take from the host (their versions are part of the hashes),
 # GnuPG to verify signatures independently, pigz and b3sum for the benchmarks' baselines.
 packages=(gcc g++ make patch file binutils pkg-config autoconf automake libtool m4 cmake flex bison
-          texinfo perl python3 gnupg pigz b3sum xz-utils bzip2 zstd procps)
+          texinfo gawk perl python3 gnupg pigz b3sum xz-utils bzip2 zstd procps)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -31,6 +31,10 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# No crate may declare a dependency it does not use (library crates also warn through
+# `unused_crate_dependencies`; this covers the binaries and dev-dependencies).
+command -v cargo-machete >/dev/null 2>&1 || cargo install cargo-machete --locked --version 0.9.2
+cargo machete
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
 # The source-mirror builder on its fixture archive (a fake Sources index served on 127.0.0.1).
 FORGE="$CARGO_TARGET_DIR/debug/forge" python3 -m unittest discover -s tests/sources -p 'test_*.py'

@@ -12,6 +12,8 @@
 //! - `fs`: removing, copying and staged-install helpers;
 //! - [`wrapper`]: the compiler wrappers that add target flags and RUNPATHs.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod env;
 mod fs;
 mod phases;

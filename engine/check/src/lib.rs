@@ -36,6 +36,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod archive;
 mod compare;
 mod context;

@@ -11,6 +11,8 @@
 //!
 //! Nothing here reads recipes, touches the network or knows about the store's database.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod elf;
 pub mod graph;
 pub mod json;

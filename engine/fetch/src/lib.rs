@@ -7,6 +7,8 @@
 //! Part of forge's realize stage. Nothing here knows about recipes or the store: it takes digests,
 //! URLs and paths, and returns verified files and unpacked trees.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod cache;
 pub mod inner;
 pub mod unpack;

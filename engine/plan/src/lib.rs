@@ -7,6 +7,8 @@
 //! ([`spack`]), so that later stages never read recipes again. It reads local sources beside
 //! recipes (to hash them) and nothing else: no network, no store.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod arg;
 mod buildsys;
 pub mod derivation;

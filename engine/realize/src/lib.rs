@@ -11,6 +11,8 @@
 //! "Obtain a valid path" is one step (`node::obtain`) with, for now, one way to do it: build. A
 //! substituter (fetching from a forge-exported cache) will be the second.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod error;
 mod event;
 mod inputs;

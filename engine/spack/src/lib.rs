@@ -36,6 +36,8 @@
 //! # let _ = report; Ok(()) }
 //! ```
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod base32;
 mod buildinfo;
 mod cache;

@@ -10,6 +10,8 @@
 //!
 //! This crate does not build, fetch or plan anything; it only keeps outputs safe.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod commit;
 mod db;
 mod error;
