@@ -6,7 +6,6 @@
 //! This crate measures; it changes nothing in the engine and is not a timed test: numbers
 //! depend on the machine, so they are printed, not asserted.
 
-
 pub mod content;
 pub mod measure;
 pub mod realize;

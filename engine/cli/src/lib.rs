@@ -4,7 +4,6 @@
 //! [`error::CliError`], which [`commands::run`] renders once; all terminal output goes through
 //! [`printer::Printer`].
 
-
 pub mod args;
 pub mod commands;
 pub mod context;
