@@ -37,6 +37,16 @@ enum Command {
         /// Timed runs
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// A real target instead of a synthetic graph (with `--recipes` and `--store`; every
+        /// node must already be valid there)
+        #[arg(long, requires_all = ["recipes", "store"])]
+        target: Option<String>,
+        /// The recipe tree of `--target`
+        #[arg(long)]
+        recipes: Option<PathBuf>,
+        /// The store `--target` was realized in
+        #[arg(long)]
+        store: Option<PathBuf>,
     },
     /// Scheduler efficiency on sleep-only builds with known durations (target <= 1.05 x ideal)
     Scheduler {
@@ -107,7 +117,16 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Plan(a) if a.synthetic.is_empty() => tree(&a),
         Command::Plan(a) => synthetic_trees(&a),
-        Command::RealizeNoop { nodes, runs } => print(forge_bench::realize::noop(nodes, runs)),
+        Command::RealizeNoop {
+            nodes,
+            runs,
+            target,
+            recipes,
+            store,
+        } => print(match (target, recipes, store) {
+            (Some(t), Some(r), Some(s)) => forge_bench::realize::noop_real(&t, &r, &s, runs),
+            _ => forge_bench::realize::noop(nodes, runs),
+        }),
         Command::Scheduler {
             nodes,
             jobs,
