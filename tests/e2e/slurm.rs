@@ -10,9 +10,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
+use common::cluster::{Cluster, runpath, store_path};
 use common::*;
 
 /// Debian source packages whose `.orig` tarballs are the upstream artifacts the recipes pin.
@@ -63,71 +64,6 @@ fn mirror() -> PathBuf {
 /// `forge plan SPEC --json` over the repository's recipes.
 fn plan_json(w: &World, spec: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&w.run_in(&repo(), &["plan", spec, "--json"]))).unwrap()
-}
-
-/// The planned store path of package `name` in `plan`.
-fn store_path(plan: &serde_json::Value, name: &str) -> PathBuf {
-    let n = plan["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("{name} in the plan"));
-    PathBuf::from(n["store_path"].as_str().unwrap())
-}
-
-/// The RUNPATH (or RPATH) line `readelf -d` prints for `file`.
-fn runpath(file: &Path) -> String {
-    let dynamic = text(
-        &Command::new("readelf")
-            .arg("-d")
-            .arg(file)
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    dynamic
-        .lines()
-        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
-        .unwrap_or_else(|| panic!("{} has a RUNPATH:\n{dynamic}", file.display()))
-        .to_owned()
-}
-
-struct Daemons(Vec<Child>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-        }
-        for c in &mut self.0 {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -226,119 +162,26 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
     );
 
     // Start munged, slurmctld and slurmd on 127.0.0.1 and run a job through them.
-    let state = w.path().join("cluster");
-    fs_err::create_dir_all(state.join("ctld")).unwrap();
-    fs_err::create_dir_all(state.join("d")).unwrap();
-    let key = state.join("munge.key");
-    {
-        use std::io::Read;
-        let mut k = vec![0u8; 1024];
-        fs_err::File::open("/dev/urandom")
-            .unwrap()
-            .read_exact(&mut k)
-            .unwrap();
-        fs_err::write(&key, &k).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs_err::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
-    }
-    let socket = state.join("munge.socket");
-    let mut daemons = Daemons(Vec::new());
-    daemons.0.push(
-        Command::new(munge.join("sbin/munged"))
-            .arg("--foreground")
-            .arg("--force")
-            .arg(format!("--key-file={}", key.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", state.join("munged.pid").display()))
-            .arg(format!("--log-file={}", state.join("munged.log").display()))
-            .arg(format!(
-                "--seed-file={}",
-                state.join("munged.seed").display()
-            ))
-            .env_clear()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until("munged's socket", 30, || socket.exists());
-    let cred = Command::new(munge.join("bin/munge"))
-        .args(["-n", "-S"])
-        .arg(&socket)
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(cred.status.success(), "munge: {}", text(&cred.stderr));
-    let host = text(&Command::new("hostname").arg("-s").output().unwrap().stdout)
-        .trim()
-        .to_owned();
-    let conf = state.join("slurm.conf");
-    let (ctld_port, d_port) = (free_port(), free_port());
-    fs_err::write(
-        &conf,
-        format!(
-            "ClusterName=forgetest\nSlurmctldHost=localhost(127.0.0.1)\nSlurmUser=root\nSlurmdUser=root\n\
-             AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket={sock}\n\
-             SlurmctldPort={ctld_port}\nSlurmdPort={d_port}\nStateSaveLocation={s}/ctld\nSlurmdSpoolDir={s}/d\n\
-             SlurmctldPidFile={s}/slurmctld.pid\nSlurmdPidFile={s}/slurmd.pid\n\
-             SlurmctldLogFile={s}/slurmctld.log\nSlurmdLogFile={s}/slurmd.log\n\
-             ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
-             AccountingStorageType=accounting_storage/none\nSchedulerType=sched/backfill\n\
-             SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nMpiDefault=none\nReturnToService=2\n\
-             SlurmctldTimeout=30\nSlurmdTimeout=30\nInactiveLimit=0\nMinJobAge=30\nKillWait=5\nWaittime=0\n\
-             NodeName={host} NodeAddr=127.0.0.1 NodeHostname={host} CPUs=2 RealMemory=1000 State=UNKNOWN\n\
-             PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP\n",
-            sock = socket.display(),
-            s = state.display(),
-        ),
-    )
-    .unwrap();
-    for daemon in ["slurmctld", "slurmd"] {
-        daemons.0.push(
-            Command::new(slurm.join("sbin").join(daemon))
-                .arg("-D")
-                .arg("-f")
-                .arg(&conf)
-                .env_clear()
-                .env("SLURM_CONF", &conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-    }
-    // Clients get the configuration and, for the job's `hostname`, a PATH (srun passes its
-    // environment on to the tasks).
-    let client = |prog: &str, args: &[&str]| {
-        Command::new(slurm.join("bin").join(prog))
-            .args(args)
-            .env_clear()
-            .env("SLURM_CONF", &conf)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap()
-    };
-    let version = client("sinfo", &["--version"]);
+    let cluster = Cluster::start(&w.path().join("cluster"), &slurm, &munge, "");
+    let version = cluster.client("sinfo", &["--version"]);
     assert_eq!(
         text(&version.stdout).trim(),
         "slurm 22.05.8",
         "{}",
         text(&version.stderr)
     );
-    wait_until("the node to become idle", 60, || {
-        text(&client("sinfo", &["-h", "-o", "%T"]).stdout).trim() == "idle"
-    });
-    let job = client("srun", &["-n", "2", "hostname"]);
+    cluster.wait_idle();
+    let job = cluster.client("srun", &["-n", "2", "hostname"]);
     assert!(
         job.status.success(),
         "srun failed: {}\n{}",
         text(&job.stderr),
-        fs_err::read_to_string(state.join("slurmctld.log")).unwrap_or_default()
+        cluster.ctld_log()
     );
     let lines: Vec<String> = text(&job.stdout).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines.iter().all(|l| l.trim() == host), "{lines:?}");
-    drop(daemons);
+    assert!(lines.iter().all(|l| l.trim() == cluster.host), "{lines:?}");
+    drop(cluster);
 
     // A second realize builds nothing.
     let again = realize(&["--json"]);

@@ -1,0 +1,478 @@
+//! The heavy suite: the headline graph really built, from a cold store, on this machine.
+//!
+//! - `toolchain`: gcc 13.4.0 from Debian's wrapper of its GFDL-free repack, with its own
+//!   closure at the versions Debian serves, then gmp +cxx compiled by it for x86-64-v3, linking
+//!   the gcc-runtime taken from that build (target `gcc-13.4.0-deb`);
+//! - `closure`: Slurm 24.11.5 and its whole closure, compiled by that gcc
+//!   (`slurm-24.11-gcc13-deb`); the built munged, slurmctld and slurmd run a job and a PMIx job
+//!   on 127.0.0.1.
+//!
+//! Each realizes with `--jobs 2 --cores 2`, prints a table per node (build time, size,
+//! bit-identical in `forge check`) and the schedule's efficiency, and `forge check`s its graph.
+//! Hours on two cores, so not part of CI: `tests/heavy/run.sh toolchain|closure|all` runs them
+//! (its README section says how). Sources come from Debian's archive through
+//! `tests/sources/debian-mirror.py`; the store and mirror live in `$HEAVY_DIR`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::cluster::{Cluster, runpath, store_path};
+use common::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Where the heavy suite keeps its store, mirror and caches.
+struct Heavy {
+    dir: PathBuf,
+}
+
+impl Heavy {
+    fn new() -> Self {
+        let dir = std::env::var_os("HEAVY_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("heavy"),
+            PathBuf::from,
+        );
+        fs_err::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    fn mirror(&self) -> PathBuf {
+        self.dir.join("mirror")
+    }
+
+    /// `forge` with this suite's store, caches, the repository's recipes and the mirror.
+    fn forge(&self) -> Command {
+        let mut c = Command::new(forge_bin());
+        c.env_remove("FORGE_RECIPES")
+            .env_remove("FORGE_MIRRORS")
+            .env_remove("FORGE_PADDED_LENGTH")
+            .env("FORGE_STORE", self.store())
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
+            .env("FORGE_SOURCE_CACHE", self.dir.join("cache/sources"))
+            .env("NO_COLOR", "1")
+            .arg("--recipes")
+            .arg(repo())
+            .arg("--mirror")
+            .arg(format!("file://{}", self.mirror().display()));
+        c
+    }
+
+    /// Files every source of `target` that Debian's archive serves under the mirror.
+    fn fill_mirror(&self, target: &str) {
+        let o = Command::new("python3")
+            .arg(repo().join("tests/sources/debian-mirror.py"))
+            .arg("--mirror")
+            .arg(self.mirror())
+            .arg("--forge")
+            .arg(forge_bin())
+            .arg("--recipes")
+            .arg(repo())
+            .arg(target)
+            .output()
+            .unwrap();
+        say(&format!(
+            "sources of {target} (tests/sources/debian-mirror.py):\n{}",
+            text(&o.stdout)
+        ));
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+
+    fn plan(&self, target: &str) -> serde_json::Value {
+        let o = self
+            .forge()
+            .args(["plan", target, "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&o)).unwrap()
+    }
+
+    /// Realizes `target` and returns its root path and the build events.
+    fn realize(&self, target: &str) -> Realized {
+        let started = Instant::now();
+        // GNU time reports the peak RSS of the biggest process of the run (a compiler).
+        let time = Path::new("/usr/bin/time");
+        let rss_file = self.dir.join(format!("{target}.rss"));
+        let mut c = if time.exists() {
+            let mut c = Command::new(time);
+            c.arg("-f").arg("%M").arg("-o").arg(&rss_file);
+            let f = self.forge();
+            c.arg(f.get_program());
+            c.args(f.get_args());
+            for (k, v) in f.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            c
+        } else {
+            self.forge()
+        };
+        c.args(["realize", target, "--jobs", "2", "--cores", "2", "--json"]);
+        let o = c.output().unwrap();
+        let wall = started.elapsed().as_secs_f64();
+        let ev = events(&o.stdout);
+        for e in ev.iter().filter(|e| e["event"] == "failed") {
+            say(&format!(
+                "FAILED {}: {}\n  {}",
+                e["node"],
+                e["message"],
+                e["tail"]
+                    .as_array()
+                    .map(|t| t
+                        .iter()
+                        .map(|l| l.as_str().unwrap_or_default().to_owned())
+                        .collect::<Vec<_>>()
+                        .join("\n  "))
+                    .unwrap_or_default()
+            ));
+        }
+        let root = PathBuf::from(ok(&o).lines().last().unwrap_or_default().trim());
+        let peak_kib = fs_err::read_to_string(&rss_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        Realized {
+            root,
+            wall,
+            events: ev,
+            peak_kib,
+        }
+    }
+
+    /// `forge check TARGET` with a JSON report.
+    fn check(&self, target: &str) -> serde_json::Value {
+        let report = self.dir.join(format!("{target}.check.json"));
+        let o = self
+            .forge()
+            .args(["check", target, "--cores", "2", "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        say(&text(&o.stderr));
+        serde_json::from_slice(
+            &fs_err::read(&report)
+                .unwrap_or_else(|_| panic!("forge check wrote no report: {}", text(&o.stderr))),
+        )
+        .unwrap()
+    }
+
+    /// Size of a store path's files, in bytes.
+    fn size(&self, path: &str) -> u64 {
+        let o = self
+            .forge()
+            .args(["path-info", "--json", path])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+        v[0]["size"].as_u64().unwrap_or(0)
+    }
+}
+
+struct Realized {
+    root: PathBuf,
+    wall: f64,
+    events: Vec<serde_json::Value>,
+    peak_kib: Option<u64>,
+}
+
+/// Shown with `--nocapture` (the heavy script passes it).
+#[allow(clippy::print_stderr)]
+fn say(s: &str) {
+    eprintln!("{s}");
+}
+
+/// The per-node table, the schedule's efficiency, and the reproducibility summary.
+fn report(
+    h: &Heavy,
+    target: &str,
+    plan: &serde_json::Value,
+    r: &Realized,
+    check: &serde_json::Value,
+) {
+    let built: BTreeMap<String, f64> = r
+        .events
+        .iter()
+        .filter(|e| e["event"] == "finished" && e["how"] == "built")
+        .map(|e| {
+            (
+                e["node"].as_str().unwrap().to_owned(),
+                e["seconds"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let identical: BTreeMap<String, bool> = check["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| {
+                    (
+                        n["name"].as_str().unwrap_or_default().to_owned(),
+                        n["reproducible"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        "\n{target}: {} nodes, {} built here\n{:<44} {:>9} {:>10}  {}\n",
+        plan["nodes"].as_array().unwrap().len(),
+        built.len(),
+        "node",
+        "build s",
+        "size MiB",
+        "bit-identical"
+    );
+    let mut total_bytes = 0;
+    for n in plan["nodes"].as_array().unwrap() {
+        if n["origin"] != "build" {
+            continue;
+        }
+        let path = n["store_path"].as_str().unwrap();
+        let name = path.rsplit('/').next().unwrap();
+        let label = &name[33..];
+        let bytes = h.size(path);
+        total_bytes += bytes;
+        let secs = built
+            .get(name)
+            .map_or_else(|| "(valid)".to_owned(), |s| format!("{s:.1}"));
+        let same = match identical.get(label) {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        out.push_str(&format!(
+            "{label:<44} {secs:>9} {:>10.1}  {same}\n",
+            bytes as f64 / 1048576.0
+        ));
+    }
+    let work: f64 = built.values().sum();
+    out.push_str(&format!(
+        "total: {:.1} MiB; wall {:.0} s; sum of build times {:.0} s; wall / (sum / 2 slots) = {:.3} (target <= 1.10){}\n",
+        total_bytes as f64 / 1048576.0,
+        r.wall,
+        work,
+        if work > 0.0 { r.wall / (work / 2.0) } else { 0.0 },
+        r.peak_kib.map_or_else(String::new, |k| format!(
+            "; peak RSS {:.0} MiB",
+            k as f64 / 1024.0
+        ))
+    ));
+    out.push_str(&format!(
+        "forge check: {}/{} built nodes bit-identical\n",
+        check["summary"]["reproducible"], check["summary"]["nodes"]
+    ));
+    say(&out);
+}
+
+/// Every compile and link of `node` went through the wrapper with the x86-64-v3 flags.
+fn compiled_for_v3(h: &Heavy, path: &Path) -> usize {
+    let o = h
+        .forge()
+        .args(["log", "--wrapper"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut n = 0;
+    for line in text(&o.stdout).lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if r["mode"] == "compile" || r["mode"] == "link" {
+            n += 1;
+            assert!(
+                r["added"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "-march=x86-64-v3"),
+                "{} compiled without the target flags: {r}",
+                path.display()
+            );
+        }
+    }
+    n
+}
+
+/// `ldd FILE` with an empty environment: every library found, none from the host's compiler.
+fn ldd(file: &Path) -> String {
+    let o = Command::new("/usr/bin/ldd")
+        .arg(file)
+        .env_clear()
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(!out.contains("not found"), "{}:\n{out}", file.display());
+    out
+}
+
+#[test]
+#[ignore = "heavy (hours on two cores): tests/heavy/run.sh toolchain"]
+fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
+    let h = Heavy::new();
+    let target = "gcc-13.4.0-deb";
+    h.fill_mirror(target);
+    let r = h.realize(target);
+    let plan = h.plan(target);
+    let gcc = store_path(&plan, "gcc");
+    let gmp = r.root.clone();
+    let runtime = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "gcc-runtime" && n["version"] == "13.4.0-deb")
+        .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
+        .expect("gcc-runtime 13.4.0-deb in the plan");
+    // The compiler runs from the store with an empty environment.
+    let o = Command::new(gcc.join("bin/gcc"))
+        .arg("-dumpfullversion")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "13.4.0", "{}", text(&o.stderr));
+    // The runtime was taken from that compiler.
+    for lib in ["libstdc++.so.6", "libgcc_s.so.1", "libgfortran.so.5"] {
+        assert!(
+            runtime.join("lib").join(lib).exists(),
+            "{lib} in {}",
+            runtime.display()
+        );
+    }
+    // gmp's C++ library links that runtime through its RUNPATH, and the loader agrees.
+    let gmpxx = gmp.join("lib/libgmpxx.so");
+    let rp = runpath(&gmpxx);
+    assert!(rp.contains(&runtime.display().to_string()), "{rp}");
+    let deps = ldd(&gmpxx);
+    let libstdcxx = deps
+        .lines()
+        .find(|l| l.contains("libstdc++.so.6"))
+        .unwrap_or_else(|| panic!("libstdc++ in\n{deps}"));
+    assert!(
+        libstdcxx.contains(&runtime.display().to_string()),
+        "{libstdcxx}"
+    );
+    assert!(
+        compiled_for_v3(&h, &gmp) > 50,
+        "gmp's compiles were recorded"
+    );
+    // The forge-built g++ compiles a program against gmpxx that runs with an empty environment.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("fact.cc");
+    fs_err::write(
+        &src,
+        "#include <gmpxx.h>\n#include <iostream>\nint main() { mpz_class f = 1; for (int i = 2; i <= 30; ++i) f *= i; std::cout << f << std::endl; }\n",
+    )
+    .unwrap();
+    let exe = work.path().join("fact");
+    let o = Command::new(gcc.join("bin/g++"))
+        .args(["-O2", "-march=x86-64-v3"])
+        .arg(&src)
+        .arg(format!("-I{}/include", gmp.display()))
+        .arg(format!("-L{}/lib", gmp.display()))
+        .arg(format!("-Wl,-rpath,{}/lib", gmp.display()))
+        .arg(format!("-Wl,-rpath,{}/lib", runtime.display()))
+        .args(["-lgmpxx", "-lgmp", "-o"])
+        .arg(&exe)
+        .env_clear()
+        .env("PATH", format!("{}/bin:/usr/bin:/bin", gcc.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "g++: {}", text(&o.stderr));
+    let o = Command::new(&exe).env_clear().output().unwrap();
+    assert_eq!(
+        text(&o.stdout).trim(),
+        "265252859812191058636308480000000",
+        "{}",
+        text(&o.stderr)
+    );
+    let check = h.check(target);
+    report(&h, target, &plan, &r, &check);
+    assert_eq!(
+        check["summary"]["reproducible"], check["summary"]["nodes"],
+        "every built node rebuilds bit for bit"
+    );
+}
+
+#[test]
+#[ignore = "heavy (hours on two cores): tests/heavy/run.sh closure"]
+fn closure_slurm_24_11_from_debian_sources_builds_runs_jobs_and_pmix() {
+    let h = Heavy::new();
+    let target = "slurm-24.11-gcc13-deb";
+    h.fill_mirror(target);
+    let r = h.realize(target);
+    let plan = h.plan(target);
+    let slurm = r.root.clone();
+    let munge = store_path(&plan, "munge");
+    for (bin, arg, want) in [
+        (slurm.join("sbin/slurmd"), "-V", "slurm 24.11.5"),
+        (munge.join("sbin/munged"), "--version", "munge-0.5.16"),
+    ] {
+        let o = Command::new(&bin).arg(arg).env_clear().output().unwrap();
+        let out = text(&o.stdout) + &text(&o.stderr);
+        assert!(
+            o.status.success() && out.contains(want),
+            "{} {arg}: {out}",
+            bin.display()
+        );
+    }
+    for lib in ["lib/libslurmfull.so", "lib/slurm/libslurmfull.so"] {
+        let p = slurm.join(lib);
+        if p.exists() {
+            ldd(&p);
+        }
+    }
+    assert!(
+        compiled_for_v3(&h, &slurm) > 500,
+        "slurm's compiles were recorded"
+    );
+    let cluster = Cluster::start(
+        &h.dir.join("cluster"),
+        &slurm,
+        &munge,
+        "MpiParams=ports=20000-20100\n",
+    );
+    cluster.wait_idle();
+    let job = cluster.client("srun", &["-n", "2", "hostname"]);
+    assert!(
+        job.status.success(),
+        "srun: {}\n{}",
+        text(&job.stderr),
+        cluster.ctld_log()
+    );
+    assert_eq!(
+        text(&job.stdout).lines().count(),
+        2,
+        "{}",
+        text(&job.stdout)
+    );
+    let pmix = cluster.client("srun", &["--mpi=pmix", "-n", "2", "printenv", "PMIX_RANK"]);
+    let mut ranks: Vec<String> = text(&pmix.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    ranks.sort();
+    assert_eq!(
+        ranks,
+        ["0", "1"],
+        "srun --mpi=pmix: {}\n{}",
+        text(&pmix.stderr),
+        cluster.ctld_log()
+    );
+    drop(cluster);
+    let check = h.check(target);
+    report(&h, target, &plan, &r, &check);
+    assert_eq!(
+        check["summary"]["reproducible"], check["summary"]["nodes"],
+        "every built node rebuilds bit for bit"
+    );
+}
