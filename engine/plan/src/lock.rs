@@ -226,14 +226,6 @@ impl Lock {
             differences,
         })
     }
-
-    /// The root store name of a locked target, if locked.
-    pub fn root_of(&self, target: &str) -> Option<&str> {
-        self.targets
-            .get(target)
-            .and_then(|t| t.roots.first())
-            .map(String::as_str)
-    }
 }
 
 /// The hash part of a store name.
