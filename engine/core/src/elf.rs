@@ -231,7 +231,8 @@ pub fn relocatable_strings(data: &[u8]) -> Option<ElfStrings> {
     let load = segments.iter().find(|s| {
         s.kind == PT_LOAD && s.vaddr <= vaddr && vaddr < s.vaddr.saturating_add(s.filesz)
     })?;
-    let strtab = vaddr - load.vaddr + load.offset;
+    // The load segment's offset is untrusted too: near 2^64 the sum overflows.
+    let strtab = (vaddr - load.vaddr).checked_add(load.offset)?;
     for p in paths {
         let off = usize::try_from(strtab.checked_add(p)?).ok()?;
         out.rpaths.push(cstr(data, off)?);
