@@ -12,19 +12,7 @@ cd "$(dirname "$0")/.."
 # GnuPG to verify signatures independently, pigz and b3sum for the benchmarks' baselines.
 packages=(gcc g++ make patch file binutils pkg-config autoconf automake libtool m4 cmake flex bison
           texinfo gawk perl python3 gnupg pigz b3sum xz-utils bzip2 zstd procps)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "run-all: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
-        exit 2
-    fi
-    echo "run-all: installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+tests/install-packages.sh "${packages[@]}"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

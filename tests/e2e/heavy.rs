@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::cluster::{Cluster, runpath, store_path};
+use common::cluster::{Cluster, compiled_for_v3, runpath, store_path};
 use common::*;
 
 fn repo() -> PathBuf {
@@ -277,33 +277,6 @@ fn report(
     say(&out);
 }
 
-/// Every compile and link of `node` went through the wrapper with the x86-64-v3 flags.
-fn compiled_for_v3(h: &Heavy, path: &Path) -> usize {
-    let o = h
-        .forge()
-        .args(["log", "--wrapper"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let mut n = 0;
-    for line in text(&o.stdout).lines() {
-        let r: serde_json::Value = serde_json::from_str(line).unwrap();
-        if r["mode"] == "compile" || r["mode"] == "link" {
-            n += 1;
-            assert!(
-                r["added"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|f| f == "-march=x86-64-v3"),
-                "{} compiled without the target flags: {r}",
-                path.display()
-            );
-        }
-    }
-    n
-}
-
 /// `ldd FILE` with an empty environment: every library found, none from the host's compiler.
 fn ldd(file: &Path) -> String {
     let o = Command::new("/usr/bin/ldd")
@@ -362,7 +335,7 @@ fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
         "{libstdcxx}"
     );
     assert!(
-        compiled_for_v3(&h, &gmp) > 50,
+        compiled_for_v3(h.forge(), &gmp) > 50,
         "gmp's compiles were recorded"
     );
     // The forge-built g++ compiles a program against gmpxx that runs with an empty environment.
@@ -432,7 +405,7 @@ fn closure_slurm_24_11_from_debian_sources_builds_runs_jobs_and_pmix() {
         }
     }
     assert!(
-        compiled_for_v3(&h, &slurm) > 500,
+        compiled_for_v3(h.forge(), &slurm) > 500,
         "slurm's compiles were recorded"
     );
     let cluster = Cluster::start(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::cluster::{Cluster, runpath, store_path};
+use common::cluster::{Cluster, compiled_for_v3, runpath, store_path};
 use common::*;
 
 /// Debian source packages whose `.orig` tarballs are the upstream artifacts the recipes pin.
@@ -134,27 +134,7 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
         if n["origin"] != "build" || n["toolchain"].is_null() {
             continue;
         }
-        let log = w
-            .forge()
-            .args(["log", "--wrapper"])
-            .arg(n["store_path"].as_str().unwrap())
-            .output()
-            .unwrap();
-        for line in text(&log.stdout).lines() {
-            let r: serde_json::Value = serde_json::from_str(line).unwrap();
-            if r["mode"] == "compile" || r["mode"] == "link" {
-                compiles += 1;
-                assert!(
-                    r["added"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|f| f == "-march=x86-64-v3"),
-                    "{} compiled without the target flags: {r}",
-                    n["name"]
-                );
-            }
-        }
+        compiles += compiled_for_v3(w.forge(), Path::new(n["store_path"].as_str().unwrap()));
     }
     assert!(
         compiles > 500,

@@ -29,18 +29,7 @@ esac
 # peak memory, and the tools the functional checks use.
 packages=(gcc g++ make patch file binutils pkg-config autoconf automake libtool m4 cmake flex bison
           texinfo gawk perl python3 xz-utils bzip2 zstd procps time)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "heavy: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
-        exit 2
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+tests/install-packages.sh "${packages[@]}"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 export HEAVY_DIR=${HEAVY_DIR:-$CARGO_TARGET_DIR/heavy}

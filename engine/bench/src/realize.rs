@@ -181,19 +181,34 @@ pub fn noop(nodes: usize, runs: usize) -> Result<String, String> {
         baseline.push(timed(forge(&bin, work.path(), &["--version"]))?);
         realize.push(timed(forge(&bin, work.path(), &["realize", "top"]))?);
     }
+    Ok(noop_report(
+        &format!(
+            "{} nodes, all valid, {} runs ({})",
+            dag.len(),
+            runs.max(3),
+            bin.display()
+        ),
+        "top",
+        realize,
+        baseline,
+    ))
+}
+
+/// The lines both no-op benchmarks print: the realize next to `forge --version`, and the ratio
+/// to the 20 ms budget.
+fn noop_report(
+    what: &str,
+    target: &str,
+    realize: Vec<Duration>,
+    baseline: Vec<Duration>,
+) -> String {
     let (rmin, rmed) = min_median(realize);
     let (bmin, bmed) = min_median(baseline);
     let mut out = String::new();
+    let _ = writeln!(out, "forge-bench realize-noop: {what}");
     let _ = writeln!(
         out,
-        "forge-bench realize-noop: {} nodes, all valid, {} runs ({})",
-        dag.len(),
-        runs.max(3),
-        bin.display()
-    );
-    let _ = writeln!(
-        out,
-        "  forge realize top:  min {} ms, median {} ms   (target: <= 20 ms)",
+        "  forge realize {target}:  min {} ms, median {} ms   (target: <= 20 ms)",
         ms(rmin),
         ms(rmed)
     );
@@ -208,7 +223,7 @@ pub fn noop(nodes: usize, runs: usize) -> Result<String, String> {
         "  ratio to the 20 ms budget: {:.2}",
         rmed.as_secs_f64() / 0.020
     );
-    Ok(out)
+    out
 }
 
 /// `forge-bench realize-noop --target T --recipes DIR --store DIR`: a no-op realize of a real
@@ -250,33 +265,16 @@ pub fn noop_real(
         baseline.push(timed(run(&["--version"]))?);
         realize.push(timed(run(&["realize", target]))?);
     }
-    let (rmin, rmed) = min_median(realize);
-    let (bmin, bmed) = min_median(baseline);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "forge-bench realize-noop: `{target}`, all valid in {}, {} runs",
-        store.display(),
-        runs.max(3)
-    );
-    let _ = writeln!(
-        out,
-        "  forge realize {target}:  min {} ms, median {} ms   (target: <= 20 ms)",
-        ms(rmin),
-        ms(rmed)
-    );
-    let _ = writeln!(
-        out,
-        "  forge --version:    min {} ms, median {} ms   (process start-up)",
-        ms(bmin),
-        ms(bmed)
-    );
-    let _ = writeln!(
-        out,
-        "  ratio to the 20 ms budget: {:.2}",
-        rmed.as_secs_f64() / 0.020
-    );
-    Ok(out)
+    Ok(noop_report(
+        &format!(
+            "`{target}`, all valid in {}, {} runs",
+            store.display(),
+            runs.max(3)
+        ),
+        target,
+        realize,
+        baseline,
+    ))
 }
 
 /// The wall time of list scheduling `nodes` on `slots` with exact durations and no overhead:

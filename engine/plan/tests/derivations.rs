@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use forge_plan::{Plan, Planner};
 use forge_recipe::RecipeSet;
@@ -16,17 +16,7 @@ use serde_json::Value;
 
 #[path = "../../../tests/fixtures/support.rs"]
 mod support;
-use support::{fixture_root, host, texts};
-
-fn load_with(files: Vec<(String, PathBuf, String)>) -> RecipeSet {
-    let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());
-    assert!(
-        !loaded.diags.has_errors(),
-        "{}",
-        loaded.diags.render(false, 100)
-    );
-    loaded.set
-}
+use support::{fixture_root, host, load_with, texts};
 
 /// Plans of every target that resolves (the two conflicting matrix rows do not).
 fn plans(set: &RecipeSet) -> Vec<Plan> {

@@ -1,25 +1,13 @@
 //! forge.lock: a plan recorded, read back, checked against fresh plans, and refused when
 //! damaged.
 
-use std::path::PathBuf;
-
 use forge_plan::{Drift, Lock, LockError, Plan, Planner};
 use forge_recipe::RecipeSet;
 use forge_resolve::{Request, Resolver};
 
 #[path = "../../../tests/fixtures/support.rs"]
 mod support;
-use support::{fixture_root, host, texts};
-
-fn load_with(files: Vec<(String, PathBuf, String)>) -> RecipeSet {
-    let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());
-    assert!(
-        !loaded.diags.has_errors(),
-        "{}",
-        loaded.diags.render(false, 100)
-    );
-    loaded.set
-}
+use support::{fixture_root, host, load_with, texts};
 
 fn plan_of(set: &RecipeSet, target: &str) -> Plan {
     let t = set.target(target).expect("target");

@@ -437,13 +437,7 @@ target "sched-require" {
 }
 "#,
     );
-    let loaded = RecipeSet::load_texts(&fixture_root(), files, Default::default());
-    assert!(
-        !loaded.diags.has_errors(),
-        "{}",
-        loaded.diags.render(false, 100)
-    );
-    let set = loaded.set;
+    let set = support::load_with(files);
     let gmps = |target: &str| -> Vec<String> {
         let g = resolve(&set, target).expect("resolves");
         let mut v: Vec<String> = g

@@ -37,6 +37,29 @@ pub fn runpath(file: &Path) -> String {
         .to_owned()
 }
 
+/// How many compiles and links the wrapper recorded for a built store path (`forge log
+/// --wrapper`, run by `forge`), asserting that each got the x86-64-v3 flags.
+pub fn compiled_for_v3(mut forge: Command, path: &Path) -> usize {
+    let o = forge.args(["log", "--wrapper"]).arg(path).output().unwrap();
+    let mut n = 0;
+    for line in text(&o.stdout).lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if r["mode"] == "compile" || r["mode"] == "link" {
+            n += 1;
+            assert!(
+                r["added"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "-march=x86-64-v3"),
+                "{} compiled without the target flags: {r}",
+                path.display()
+            );
+        }
+    }
+    n
+}
+
 /// Polls `f` every 200 ms until it holds, for at most `secs` seconds.
 pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
