@@ -222,6 +222,10 @@ for is64 in (True, False):
         with open(f"{out}/made-{64 if is64 else 32}{'le' if le else 'be'}.elf", "wb") as f:
             f.write(elf(is64, le))
 PY
+# Inputs that once crashed the reader (regression tests of forge-core) are seeds too.
+for f in "$repo"/engine/core/tests/fuzz-regressions/elf/*; do
+    [ -f "$f" ] && cp "$f" "$out/regression-$(basename "$f")"
+done
 echo "seeded $(ls "$out" | wc -l) inputs into $out"
 
 # ar: static libraries of this machine, and archives written by GNU ar (long names, symbol

@@ -47,7 +47,7 @@ const SENTINEL: &[u8] = b"sentinel: must survive\n";
 const KEEP: &[u8] = b"outside: must survive\n";
 
 fn names(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
+    fs_err::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
@@ -71,13 +71,13 @@ fn resolve(path: &Path) -> Option<PathBuf> {
             }
             Some(Component::Normal(n)) => {
                 let next = out.join(n);
-                match std::fs::symlink_metadata(&next) {
+                match fs_err::symlink_metadata(&next) {
                     Ok(m) if m.file_type().is_symlink() => {
                         hops += 1;
                         if hops > 40 {
                             return None;
                         }
-                        let target = std::fs::read_link(&next).unwrap();
+                        let target = fs_err::read_link(&next).unwrap();
                         for t in target.iter().rev() {
                             queue.push_front(t.to_owned());
                         }
@@ -92,7 +92,7 @@ fn resolve(path: &Path) -> Option<PathBuf> {
 }
 
 fn file_is(path: &Path, contents: &[u8]) {
-    let meta = std::fs::symlink_metadata(path).unwrap();
+    let meta = fs_err::symlink_metadata(path).unwrap();
     assert!(
         meta.file_type().is_file(),
         "{} was replaced",
@@ -100,7 +100,7 @@ fn file_is(path: &Path, contents: &[u8]) {
     );
     assert_eq!(meta.nlink(), 1, "{} gained a hard link", path.display());
     assert_eq!(
-        std::fs::read(path).unwrap(),
+        fs_err::read(path).unwrap(),
         contents,
         "{} changed",
         path.display()
@@ -117,17 +117,17 @@ fuzz_target!(|data: &[u8]| {
         .prefix("forge-fuzz-unpack.")
         .tempdir()
         .unwrap();
-    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let root = fs_err::canonicalize(tmp.path()).unwrap();
     // The destination sits three levels down, so that an escape by `..` lands in the scratch
     // directory where it is seen.
     let dest = root.join("d1/d2/dest");
     let outside = root.join("outside");
-    std::fs::create_dir_all(&dest).unwrap();
-    std::fs::create_dir(&outside).unwrap();
-    std::fs::write(root.join("sentinel"), SENTINEL).unwrap();
-    std::fs::write(outside.join("keep"), KEEP).unwrap();
+    fs_err::create_dir_all(&dest).unwrap();
+    fs_err::create_dir(&outside).unwrap();
+    fs_err::write(root.join("sentinel"), SENTINEL).unwrap();
+    fs_err::write(outside.join("keep"), KEEP).unwrap();
     let input = root.join("input");
-    std::fs::write(&input, archive).unwrap();
+    fs_err::write(&input, archive).unwrap();
 
     let result = unpack(&input, name, &dest, LIMITS);
     if let Ok(report) = &result {
@@ -151,9 +151,9 @@ fuzz_target!(|data: &[u8]| {
     let mut total = 0u64;
     let mut todo = vec![dest.clone()];
     while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
+        for e in fs_err::read_dir(&d).unwrap() {
             let path = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
             let ft = meta.file_type();
             assert!(
                 !(ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket()),
