@@ -314,6 +314,9 @@ pub struct VersionDecl {
     pub inner: Option<InnerDecl>,
     /// Deprecated versions are chosen only when asked for explicitly.
     pub deprecated: bool,
+    /// Chosen over newer versions unless a constraint rules it out (`preferred=#true`, as in
+    /// Spack): keeps a package's default where a newer version is declared for some targets.
+    pub preferred: bool,
     /// A note for maintainers, e.g. which upstream artifact this is.
     pub note: Option<String>,
     /// The whole `version` node.

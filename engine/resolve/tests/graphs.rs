@@ -465,3 +465,35 @@ target "sched-require" {
     let text = loaded.diags.render(false, 100);
     assert!(text.contains("`gmp@9` matches no version"), "{text}");
 }
+
+#[test]
+fn a_preferred_version_wins_over_newer_ones_unless_ruled_out() {
+    let with = |targets: &str| {
+        let mut files = support::texts(&fixture_root());
+        for (name, _, text) in &mut files {
+            if name == "recipes/hwloc.kdl" {
+                *text = text.replacen(
+                    "version \"2.10.0\" sha256=\"0ce13d1480082b24284414da7c8fa523eeed3efe85106f3e20b685f154be85a4\"",
+                    "version \"2.10.0\" sha256=\"0ce13d1480082b24284414da7c8fa523eeed3efe85106f3e20b685f154be85a4\" preferred=#true",
+                    1,
+                );
+                assert!(text.contains("preferred=#true"));
+            }
+            if name == "recipes/targets.kdl" {
+                text.push_str(targets);
+            }
+        }
+        support::load_with(files)
+    };
+    let set = with(
+        "target \"newest\" {\n    spec \"sched@25.11 ^hwloc@=2.11.2\"\n}\ntarget \"ruled-out\" {\n    spec \"sched@25.11 ^hwloc@2.11:\"\n}\n",
+    );
+    let hwloc = |target: &str| -> String {
+        let g = resolve(&set, target).expect("resolves");
+        node(&g, "hwloc").version.to_string()
+    };
+    // The preferred 2.10.0, though 2.11.2 is newer; 2.11.2 when asked for or when 2.10 is ruled out.
+    assert_eq!(hwloc("sched-host"), "2.10.0");
+    assert_eq!(hwloc("newest"), "2.11.2");
+    assert_eq!(hwloc("ruled-out"), "2.11.2");
+}

@@ -20,6 +20,7 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
             "path",
             "expand",
             "deprecated",
+            "preferred",
             "note",
             "inner",
             "inner-sha256",
@@ -29,6 +30,10 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
     let span = cx.span(node.span());
     let deprecated = match props.get("deprecated") {
         Some(e) => cx.boolean(e, "`deprecated`")?,
+        None => false,
+    };
+    let preferred = match props.get("preferred") {
+        Some(e) => cx.boolean(e, "`preferred`")?,
         None => false,
     };
     let note = match props.get("note") {
@@ -45,6 +50,7 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
         source,
         inner,
         deprecated,
+        preferred,
         note,
         span,
     })

@@ -1,5 +1,5 @@
-//! Versions: none declared twice, each downloadable from somewhere, and a package with versions
-//! has a `build` (and one without has a `host` line or is a runtime).
+//! Versions: none declared twice, each downloadable from somewhere, at most one preferred, and a
+//! package with versions has a `build` (and one without has a `host` line or is a runtime).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,19 @@ impl Check<'_> {
                 seen.insert(&v.version.value, v.version.span);
             }
             self.version_source(r, v);
+        }
+        let preferred: Vec<&VersionDecl> = r.versions.iter().filter(|v| v.preferred).collect();
+        if let [first, second, ..] = preferred.as_slice() {
+            self.err(
+                "recipe::several-preferred",
+                format!(
+                    "`{}` prefers both {} and {}",
+                    r.name.value, first.version.value, second.version.value
+                ),
+                second.span,
+                "a second preferred version",
+                "mark one version `preferred=#true`: the one a target gets unless it asks for another",
+            );
         }
         if r.versions.is_empty()
             && r.host.is_none()

@@ -126,7 +126,7 @@ impl Pass<'_, '_> {
     }
 
     /// A runtime takes its compiler's version; anything else the newest version every constraint
-    /// allows, deprecated ones only when asked for exactly.
+    /// allows — a preferred one if any is allowed — deprecated ones only when asked for exactly.
     fn choose_version(
         &self,
         key: &NodeKey,
@@ -154,8 +154,8 @@ impl Pass<'_, '_> {
             .iter()
             .filter(|v| cs.iter().all(|c| c.version.matches(&v.version.value)))
             .filter(|v| !v.deprecated || explicit_deprecated(&v.version.value))
-            .map(|v| &v.version.value)
-            .max();
+            .max_by(|a, b| (a.preferred, &a.version.value).cmp(&(b.preferred, &b.version.value)))
+            .map(|v| &v.version.value);
         match best {
             Some(v) => Ok(v.clone()),
             None => Err(self.no_version(key, r, cs)),

@@ -157,8 +157,8 @@ impl<'a> Resolver<'a> {
             .versions
             .iter()
             .filter(|v| req_v.matches(&v.version.value) && (!v.deprecated || !req_v.is_any()))
-            .map(|v| &v.version.value)
-            .max();
+            .max_by(|a, b| (a.preferred, &a.version.value).cmp(&(b.preferred, &b.version.value)))
+            .map(|v| &v.version.value);
         if let Some(v) = best {
             return Ok(v.clone());
         }
