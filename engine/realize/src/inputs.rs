@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use forge_builder::DepPath;
 use forge_core::StoreName;
-use forge_plan::{DrvKind, Plan};
 use forge_plan::DepType;
+use forge_plan::{DrvKind, Plan};
 use forge_store::Store;
 use petgraph::graph::NodeIndex;
 
