@@ -23,8 +23,9 @@ use crate::spack::{PackageMeta, SpackIdentity};
 pub struct Plan {
     /// The resolved graph.
     pub graph: Graph,
-    /// `drvs[i]` is the derivation of node `i`.
-    pub drvs: Vec<Derivation>,
+    /// `drvs[i]` is the derivation of node `i` (shared with the planner's cache and other plans:
+    /// a node common to many targets is neither copied nor dropped per target).
+    pub drvs: Vec<Arc<Derivation>>,
     /// `spack[i]` is how node `i` appears in Spack (for a host tool: the external's name).
     pub spack: Vec<Arc<SpackIdentity>>,
     /// Spack's name of the graph's target architecture (`x86_64_v3`).
@@ -47,7 +48,7 @@ impl Plan {
 
 /// The store names of every node of a plan, by node index.
 pub fn store_names(plan: &Plan) -> Vec<forge_core::StoreName> {
-    plan.drvs.iter().map(Derivation::store_name).collect()
+    plan.drvs.iter().map(|d| d.store_name()).collect()
 }
 
 /// Turns graphs into plans. Keeps a cache of local-source hashes, so planning many targets
@@ -176,7 +177,7 @@ impl<'a> Planner<'a> {
 
     /// Plans every node of `graph`.
     pub fn plan(&self, graph: Graph) -> Result<Plan, Box<Diag>> {
-        let mut drvs: Vec<Derivation> = Vec::with_capacity(graph.len());
+        let mut drvs: Vec<Arc<Derivation>> = Vec::with_capacity(graph.len());
         let mut spack = Vec::with_capacity(graph.len());
         let mut packages = BTreeMap::new();
         for i in graph.topo() {
@@ -218,15 +219,15 @@ impl<'a> Planner<'a> {
         &self,
         graph: &Graph,
         i: NodeIndex,
-        done: &[Derivation],
-    ) -> Result<(Derivation, Arc<SpackIdentity>), Box<Diag>> {
+        done: &[Arc<Derivation>],
+    ) -> Result<Derived, Box<Diag>> {
         let key = memo_key(graph, i, done);
         // Copied out of the lock: other threads planning other targets use the cache too.
         let hit = self.derived.lock().expect("cache").get(&key).cloned();
-        if let Some((d, id)) = hit {
-            return Ok((Derivation::clone(&d), id));
+        if let Some(hit) = hit {
+            return Ok(hit);
         }
-        let d = self.derive(graph, i, self.deps(graph, i, done))?;
+        let d = Arc::new(self.derive(graph, i, self.deps(graph, i, done))?);
         let node = graph.node(i);
         let id = Arc::new(SpackIdentity::of(
             &self.set.packages[node.name()],
@@ -236,12 +237,12 @@ impl<'a> Planner<'a> {
         self.derived
             .lock()
             .expect("cache")
-            .insert(key, (Arc::new(d.clone()), Arc::clone(&id)));
+            .insert(key, (Arc::clone(&d), Arc::clone(&id)));
         Ok((d, id))
     }
 
     /// The dependencies of node `i` as a derivation lists them.
-    fn deps(&self, graph: &Graph, i: NodeIndex, done: &[Derivation]) -> Vec<DrvDep> {
+    fn deps(&self, graph: &Graph, i: NodeIndex, done: &[Arc<Derivation>]) -> Vec<DrvDep> {
         let mut v: Vec<DrvDep> = graph
             .deps(i)
             .into_iter()
@@ -451,7 +452,7 @@ impl<'a> Planner<'a> {
 /// A digest of everything the derivation of node `i` depends on besides its recipe, written
 /// without ambiguity (every string length-prefixed) and hashed with blake3, so that looking up
 /// a derivation costs no allocation.
-fn memo_key(graph: &Graph, i: NodeIndex, done: &[Derivation]) -> [u8; 32] {
+fn memo_key(graph: &Graph, i: NodeIndex, done: &[Arc<Derivation>]) -> [u8; 32] {
     fn put(h: &mut blake3::Hasher, bytes: &[u8]) {
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
