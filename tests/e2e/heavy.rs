@@ -140,7 +140,16 @@ impl Heavy {
                     .unwrap_or_default()
             ));
         }
-        let root = PathBuf::from(ok(&o).lines().last().unwrap_or_default().trim());
+        ok(&o);
+        // With --json, stdout holds only events: the root's path comes from the plan.
+        let plan = self.plan(target);
+        let root = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["hash"] == plan["root"])
+            .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
+            .expect("the root in the plan");
         let peak_kib = fs_err::read_to_string(&rss_file)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());
@@ -297,15 +306,19 @@ fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
     h.fill_mirror(target);
     let r = h.realize(target);
     let plan = h.plan(target);
-    let gcc = store_path(&plan, "gcc");
+    // The plan also holds the machine's gcc 12 (it compiles gcc 13): pick by version.
+    let built = |name: &str| {
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name && n["version"] == "13.4.0-deb")
+            .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("{name} 13.4.0-deb in the plan"))
+    };
+    let gcc = built("gcc");
     let gmp = r.root.clone();
-    let runtime = plan["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "gcc-runtime" && n["version"] == "13.4.0-deb")
-        .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
-        .expect("gcc-runtime 13.4.0-deb in the plan");
+    let runtime = built("gcc-runtime");
     // The compiler runs from the store with an empty environment.
     let o = Command::new(gcc.join("bin/gcc"))
         .arg("-dumpfullversion")
