@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::cluster::{Cluster, compiled_for_v3, runpath, store_path};
+use common::cluster::{Cluster, compiled_for_v3, node_path, runpath, store_path};
 use common::*;
 
 fn repo() -> PathBuf {
@@ -143,18 +143,13 @@ impl Heavy {
         ok(&o);
         // With --json, stdout holds only events: the root's path comes from the plan.
         let plan = self.plan(target);
-        let root = plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["hash"] == plan["root"])
-            .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
-            .expect("the root in the plan");
+        let root = node_path(&plan, |n| n["hash"] == plan["root"]).expect("the root in the plan");
         let peak_kib = fs_err::read_to_string(&rss_file)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());
         Realized {
             root,
+            plan,
             wall,
             events: ev,
             peak_kib,
@@ -192,6 +187,8 @@ impl Heavy {
 
 struct Realized {
     root: PathBuf,
+    /// `forge plan --json` of the target.
+    plan: serde_json::Value,
     wall: f64,
     events: Vec<serde_json::Value>,
     peak_kib: Option<u64>,
@@ -204,13 +201,8 @@ fn say(s: &str) {
 }
 
 /// The per-node table, the schedule's efficiency, and the reproducibility summary.
-fn report(
-    h: &Heavy,
-    target: &str,
-    plan: &serde_json::Value,
-    r: &Realized,
-    check: &serde_json::Value,
-) {
+fn report(h: &Heavy, target: &str, r: &Realized, check: &serde_json::Value) {
+    let plan = &r.plan;
     let built: BTreeMap<String, f64> = r
         .events
         .iter()
@@ -305,15 +297,10 @@ fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
     let target = "gcc-13.4.0-deb";
     h.fill_mirror(target);
     let r = h.realize(target);
-    let plan = h.plan(target);
+    let plan = &r.plan;
     // The plan also holds the machine's gcc 12 (it compiles gcc 13): pick by version.
     let built = |name: &str| {
-        plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == name && n["version"] == "13.4.0-deb")
-            .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
+        node_path(plan, |n| n["name"] == name && n["version"] == "13.4.0-deb")
             .unwrap_or_else(|| panic!("{name} 13.4.0-deb in the plan"))
     };
     let gcc = built("gcc");
@@ -382,7 +369,7 @@ fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
         text(&o.stderr)
     );
     let check = h.check(target);
-    report(&h, target, &plan, &r, &check);
+    report(&h, target, &r, &check);
     assert_eq!(
         check["summary"]["reproducible"], check["summary"]["nodes"],
         "every built node rebuilds bit for bit"
@@ -396,9 +383,9 @@ fn closure_slurm_24_11_from_debian_sources_builds_runs_jobs_and_pmix() {
     let target = "slurm-24.11-gcc13-deb";
     h.fill_mirror(target);
     let r = h.realize(target);
-    let plan = h.plan(target);
+    let plan = &r.plan;
     let slurm = r.root.clone();
-    let munge = store_path(&plan, "munge");
+    let munge = store_path(plan, "munge");
     for (bin, arg, want) in [
         (slurm.join("sbin/slurmd"), "-V", "slurm 24.11.5"),
         (munge.join("sbin/munged"), "--version", "munge-0.5.16"),
@@ -456,7 +443,7 @@ fn closure_slurm_24_11_from_debian_sources_builds_runs_jobs_and_pmix() {
     );
     drop(cluster);
     let check = h.check(target);
-    report(&h, target, &plan, &r, &check);
+    report(&h, target, &r, &check);
     assert_eq!(
         check["summary"]["reproducible"], check["summary"]["nodes"],
         "every built node rebuilds bit for bit"

@@ -11,13 +11,19 @@ use super::text;
 /// The planned store path of package `name` in a `forge plan --json` document (the first node
 /// of that name).
 pub fn store_path(plan: &serde_json::Value, name: &str) -> PathBuf {
-    let n = plan["nodes"]
-        .as_array()
-        .unwrap()
+    node_path(plan, |n| n["name"] == name).unwrap_or_else(|| panic!("{name} in the plan"))
+}
+
+/// The store path of the first node of a `forge plan --json` document that `pick` accepts.
+pub fn node_path(
+    plan: &serde_json::Value,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> Option<PathBuf> {
+    plan["nodes"]
+        .as_array()?
         .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("{name} in the plan"));
-    PathBuf::from(n["store_path"].as_str().unwrap())
+        .find(|n| pick(n))
+        .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
 }
 
 /// The RUNPATH (or RPATH) line `readelf -d` prints for `file`.
