@@ -325,6 +325,19 @@ fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
     let gmpxx = gmp.join("lib/libgmpxx.so");
     let rp = runpath(&gmpxx);
     assert!(rp.contains(&runtime.display().to_string()), "{rp}");
+    assert!(!rp.contains(&gcc.display().to_string()), "{rp}");
+    // …and the compiler is no runtime dependency of what it compiled.
+    let o = h
+        .forge()
+        .arg("why-depends")
+        .args([&gmp, &gcc])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o.stdout).contains("does not depend on"),
+        "{}",
+        text(&o.stdout)
+    );
     let deps = ldd(&gmpxx);
     let libstdcxx = deps
         .lines()

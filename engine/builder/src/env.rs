@@ -391,6 +391,7 @@ fn compiler_wrappers(
             scratch.display()
         )],
         rpaths,
+        drop_rpaths_under: vec![compiler.path.clone()],
         log: scratch.join("wrapper.log"),
     };
     let cfg_path = scratch.join("wrapper.json");

@@ -38,8 +38,8 @@ pub fn runpath(file: &Path) -> String {
     );
     dynamic
         .lines()
-        .find(|l| l.contains("RUNPATH") || l.contains("RPATH"))
-        .unwrap_or_else(|| panic!("{} has a RUNPATH:\n{dynamic}", file.display()))
+        .find(|l| l.contains("(RUNPATH)"))
+        .unwrap_or_else(|| panic!("{} has a DT_RUNPATH:\n{dynamic}", file.display()))
         .to_owned()
 }
 
