@@ -266,6 +266,34 @@ fn host_tools_are_used_unless_ruled_out() {
 }
 
 #[test]
+fn a_host_tool_rejected_for_a_revised_choice_is_taken_back() {
+    let set = load();
+    let g = resolve(&set, "tokens-revised").expect("resolves");
+    assert_eq!(node(&g, "tokens").version.as_str(), "1.17");
+    let m4 = node(&g, "m4");
+    assert_eq!(
+        m4.key.context,
+        Context::Host,
+        "the stale rejection is undone"
+    );
+    assert!(matches!(m4.origin, Origin::Host(_)));
+    let g = resolve(&set, "tokens-old").expect("resolves");
+    assert_eq!(node(&g, "tokens").version.as_str(), "1.15");
+    let m4 = node(&g, "m4");
+    assert_eq!(m4.origin, Origin::Build, "still ruled out by tokens 1.15");
+    assert_eq!(m4.version.as_str(), "1.4.20");
+}
+
+#[test]
+fn the_requests_pins_hold_from_the_first_pass() {
+    let set = load();
+    let g = resolve(&set, "tokens-pinned").unwrap_or_else(|d| panic!("resolves: {d:?}"));
+    assert_eq!(node(&g, "tokens").version.as_str(), "1.17");
+    assert_eq!(node(&g, "tokgen").version.as_str(), "2.0");
+    assert_eq!(node(&g, "m4").key.context, Context::Host);
+}
+
+#[test]
 fn versions_variants_and_conditions_follow_the_request() {
     let set = load();
     let g = resolve(&set, "sched-host").expect("resolves");

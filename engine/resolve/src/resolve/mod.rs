@@ -213,6 +213,9 @@ impl<'a> Resolver<'a> {
         root_constraint: &Constraint,
     ) -> Result<Graph, Box<Diag>> {
         let mut rejected: BTreeSet<String> = BTreeSet::new();
+        // Packages whose rejection was undone once: a second rejection is final, so the passes
+        // cannot take a tool and give it back forever.
+        let mut retried: BTreeSet<String> = BTreeSet::new();
         let mut known: Known = BTreeMap::new();
         let mut history: Vec<Known> = Vec::new();
         for _ in 0..MAX_PASSES {
@@ -225,7 +228,17 @@ impl<'a> Resolver<'a> {
                 }
                 PassOutcome::Done(p) => {
                     if p.gathered == known || self.settled(req, arch, root_ctx, &rejected, &p) {
-                        return self.finish(req, arch, p);
+                        let stale = self.stale_rejections(&rejected, &retried, &p.gathered);
+                        if stale.is_empty() {
+                            return self.finish(req, arch, p);
+                        }
+                        for s in stale {
+                            rejected.remove(&s);
+                            retried.insert(s);
+                        }
+                        known = p.gathered;
+                        history.clear();
+                        continue;
                     }
                     if history.contains(&p.gathered) {
                         break;
@@ -239,6 +252,41 @@ impl<'a> Resolver<'a> {
             "conditional dependencies switch each other on and off; pin the variants involved in the spec (e.g. `+pmix`)",
         );
         Err(Box::new(self.diag_for(req, d, None, "for this spec")))
+    }
+
+    /// Rejected host packages that the settled graph no longer needs to build: every constraint
+    /// it gathered on them is one the host's tool meets. A rejection comes from the constraints
+    /// of an earlier pass, which can hold a conditional dependency of a choice later revised
+    /// (`depends "automake@:1.16.3" when="@:1.15"` while a package sat at its preferred 1.15,
+    /// before the spec's `@=1.17.2-deb` reached it).
+    fn stale_rejections(
+        &self,
+        rejected: &BTreeSet<String>,
+        retried: &BTreeSet<String>,
+        gathered: &Known,
+    ) -> Vec<String> {
+        rejected
+            .iter()
+            .filter(|pkg| !retried.contains(*pkg))
+            .filter(|pkg| {
+                let Some(decl) = &self.recipe(pkg).host else {
+                    return false;
+                };
+                let Ok(tool) = self.host.probe(pkg, decl) else {
+                    return false;
+                };
+                let mut keys = gathered
+                    .iter()
+                    .filter(|(k, _)| k.package == **pkg)
+                    .peekable();
+                // Not in the graph any more: nothing to gain from another pass.
+                keys.peek().is_some()
+                    && keys
+                        .flat_map(|(_, cs)| cs)
+                        .all(|c| c.variants.is_empty() && c.version.matches(&tool.version))
+            })
+            .cloned()
+            .collect()
     }
 
     /// Whether another pass would repeat `p` exactly, found without running it: a pass reads

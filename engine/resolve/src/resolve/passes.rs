@@ -87,6 +87,7 @@ impl<'r, 'a> Pass<'r, 'a> {
             if self.nodes.contains_key(&key) {
                 continue;
             }
+            self.apply_request(&key);
             let chosen = match self.choose(&key)? {
                 Some(c) => c,
                 None => continue,
@@ -102,54 +103,6 @@ impl<'r, 'a> Pass<'r, 'a> {
         if !self.newly_rejected.is_empty() {
             return Ok(PassOutcome::Restart(self.newly_rejected, self.gathered));
         }
-        // `^dep` clauses of the request apply to that package in the root's context and on the host.
-        for dep in &self.req.spec.deps {
-            let dn = dep.name().unwrap_or_default();
-            let c = Constraint {
-                version: dep.version_req(),
-                variants: dep
-                    .variants
-                    .iter()
-                    .map(|c| (c.name.value.clone(), c.setting.clone()))
-                    .collect(),
-                origin: format!("`^{dep}` in the request `{}`", self.req.name).into(),
-                span: None,
-            };
-            let keys: Vec<NodeKey> = self
-                .nodes
-                .keys()
-                .filter(|k| {
-                    k.package == dn && (k.context == self.root_ctx || k.context == Context::Host)
-                })
-                .cloned()
-                .collect();
-            for k in keys {
-                self.add_constraint(&k, c.clone());
-            }
-        }
-        // `require` settings apply to that package in every context.
-        for r in &self.req.settings.require {
-            let spec = &r.spec;
-            let c = Constraint {
-                version: spec.version_req(),
-                variants: spec
-                    .variants
-                    .iter()
-                    .map(|c| (c.name.value.clone(), c.setting.clone()))
-                    .collect(),
-                origin: format!("`require \"{spec}\"` of `{}`", self.req.name).into(),
-                span: None,
-            };
-            let keys: Vec<NodeKey> = self
-                .nodes
-                .keys()
-                .filter(|k| k.package == r.name())
-                .cloned()
-                .collect();
-            for k in keys {
-                self.add_constraint(&k, c.clone());
-            }
-        }
         Ok(PassOutcome::Done(Pass0 {
             gathered: self.gathered,
             nodes: self.nodes,
@@ -157,6 +110,38 @@ impl<'r, 'a> Pass<'r, 'a> {
             edges: self.edges,
             provider_checks: self.provider_checks,
         }))
+    }
+
+    /// The request's own constraints on `key`, added before it is first chosen so that even the
+    /// first pass honours them: `^dep` clauses apply to that package in the root's context and
+    /// on the host, `require` settings in every context.
+    fn apply_request(&mut self, key: &NodeKey) {
+        let req = self.req;
+        let as_constraint = |spec: &forge_recipe::Spec, origin: String| Constraint {
+            version: spec.version_req(),
+            variants: spec
+                .variants
+                .iter()
+                .map(|c| (c.name.value.clone(), c.setting.clone()))
+                .collect(),
+            origin: origin.into(),
+            span: None,
+        };
+        if key.context == self.root_ctx || key.context == Context::Host {
+            for dep in &req.spec.deps {
+                if dep.name().unwrap_or_default() == key.package {
+                    let c = as_constraint(dep, format!("`^{dep}` in the request `{}`", req.name));
+                    self.add_constraint(key, c);
+                }
+            }
+        }
+        for r in &req.settings.require {
+            if r.name() == key.package {
+                let spec = &r.spec;
+                let c = as_constraint(spec, format!("`require \"{spec}\"` of `{}`", req.name));
+                self.add_constraint(key, c);
+            }
+        }
     }
 
     pub(super) fn add_constraint(&mut self, key: &NodeKey, c: Constraint) {
