@@ -368,3 +368,60 @@ fn the_ci_script_realizes_checks_and_archives() {
             .starts_with("realize ")
     );
 }
+
+/// An output that names its build directory is flagged when it is committed (it will differ in
+/// any other store); one that names only its own output path is not.
+#[test]
+fn outputs_that_embed_the_build_directory_get_a_note() {
+    let w = World::new();
+    let leak = r#"mkdir -p "$out/share"; printf 'built in %s\n' "$PWD" > "$out/share/where"; echo ok > "$out/share/fine""#;
+    write_tree(
+        &w.recipes(),
+        &[
+            Pkg {
+                name: "whereami",
+                deps: &[],
+                script: leak.into(),
+            },
+            Pkg {
+                name: "whereami-too",
+                deps: &[],
+                script: leak.into(),
+            },
+            Pkg {
+                name: "steady",
+                deps: &[],
+                script: r#"mkdir -p "$out/share"; echo "$out" > "$out/share/self""#.into(),
+            },
+        ],
+        &[
+            ("whereami", "whereami"),
+            ("whereami-too", "whereami-too"),
+            ("steady", "steady"),
+        ],
+    );
+    let notes = |target: &str| -> Vec<String> {
+        let o = w.run(&["realize", target, "--json"]);
+        ok(&o);
+        events(&o.stdout)
+            .into_iter()
+            .filter(|e| e["event"] == "note")
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let leaky = notes("whereami");
+    assert_eq!(leaky.len(), 1, "{leaky:?}");
+    assert!(
+        leaky[0].starts_with("share/where embed the build directory"),
+        "{leaky:?}"
+    );
+    assert_eq!(notes("steady"), Vec::<String>::new());
+    // On a terminal the warning names the node.
+    let o = w.run(&["realize", "whereami-too"]);
+    ok(&o);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("whereami-too-1.0: share/where embed the build directory"),
+        "{err}"
+    );
+}

@@ -270,7 +270,13 @@ async fn build_node(job: &Arc<Job>, i: NodeIndex) -> Outcome {
     .await;
     drop(pins);
     match commit {
-        Ok(Ok(())) => {
+        Ok(Ok(embeds)) => {
+            if let Some(first) = embeds.first() {
+                job.reporter.event(&Event::Note {
+                    node: name.clone(),
+                    message: build_dir_note(&embeds, first),
+                });
+            }
             keep_scratch(false);
             Outcome::Valid {
                 how: How::Built,
@@ -286,7 +292,22 @@ async fn build_node(job: &Arc<Job>, i: NodeIndex) -> Outcome {
     }
 }
 
-/// Keeps the build's logs and commits its output, on a blocking thread.
+/// The note for an output whose files name the build's scratch directory.
+fn build_dir_note(embeds: &[std::path::PathBuf], first: &std::path::Path) -> String {
+    let more = match embeds.len() {
+        1 => String::new(),
+        n => format!(" and {} other file{}", n - 1, if n == 2 { "" } else { "s" }),
+    };
+    format!(
+        "{}{more} embed the build directory, which is deleted after the build and differs between \
+         stores: map it away (the wrapper adds -ffile-prefix-map to what it compiles; compilers it \
+         does not see need the flag too)",
+        first.display()
+    )
+}
+
+/// Keeps the build's logs and commits its output, on a blocking thread; returns the output's
+/// files that name the build directory.
 async fn commit(
     store: &Arc<Store>,
     name: &StoreName,
@@ -294,7 +315,7 @@ async fn commit(
     deriver: String,
     built: &BuildResult,
     candidates: Vec<StoreName>,
-) -> Result<Result<(), forge_store::StoreError>, tokio::task::JoinError> {
+) -> Result<Result<Vec<std::path::PathBuf>, forge_store::StoreError>, tokio::task::JoinError> {
     let store = Arc::clone(store);
     let (name, out) = (name.clone(), out.to_path_buf());
     let (log, seconds) = (built.log.clone(), built.seconds);
@@ -306,14 +327,14 @@ async fn commit(
             store.store_log(&format!("{name}.wrapper"), &wrapper_log)?;
         }
         let candidates: Vec<String> = candidates.into_iter().map(String::from).collect();
-        store.commit(CommitRequest {
+        let committed = store.commit(CommitRequest {
             name: &name,
             staged: &out,
             deriver: &deriver,
             candidates: &candidates,
             build_seconds: seconds,
         })?;
-        Ok(())
+        Ok(committed.embeds_build_dir)
     })
     .await
 }

@@ -2,6 +2,7 @@
 //! rename into place. The database row is written by the caller, last.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,7 @@ pub(crate) struct Prepared {
     pub(crate) size: u64,
     pub(crate) files: u64,
     pub(crate) references: Vec<String>,
+    pub(crate) embeds_build_dir: Vec<PathBuf>,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -274,9 +276,12 @@ pub(crate) fn prepare(store: &Store, req: &crate::CommitRequest<'_>) -> Result<P
     normalize(req.staged, &store.sbang_path(), true)?;
     let mut candidates: Vec<String> = req.candidates.to_vec();
     candidates.push(req.name.to_owned());
-    let references: Vec<String> = crate::refs::scan_references(req.staged, &candidates)?
-        .into_iter()
-        .collect();
+    // Every build runs in a scratch directory under this one; an output that names it depends
+    // on where the store is, and on a directory that is gone once the build ends.
+    let mut build_root = store.meta.join("build").into_os_string().into_vec();
+    build_root.push(b'/');
+    let scan = crate::refs::scan(req.staged, &candidates, Some(&build_root))?;
+    let references: Vec<String> = scan.references.into_iter().collect();
     let tree = forge_core::treehash::hash_tree(req.staged)?;
     // Everything written so far reaches the disk before the path appears under its name.
     let dir = fs_err::File::open(store.paths_dir()).map_err(|e| fs_err_at(store.paths_dir(), e))?;
@@ -294,5 +299,6 @@ pub(crate) fn prepare(store: &Store, req: &crate::CommitRequest<'_>) -> Result<P
         size: tree.bytes,
         files: tree.files,
         references,
+        embeds_build_dir: scan.containing,
     })
 }

@@ -85,6 +85,16 @@ pub struct PathInfo {
     pub references: Vec<String>,
 }
 
+/// What a commit registered, and what it noticed.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The registered path.
+    pub info: PathInfo,
+    /// Files of the output (relative, sorted) that name a build's scratch directory: they
+    /// depend on where the store is, and on a directory deleted after the build.
+    pub embeds_build_dir: Vec<PathBuf>,
+}
+
 pub use forge_core::name::split as parse_name;
 
 /// The content-addressed store.
@@ -382,7 +392,7 @@ impl Store {
     /// Makes a finished output valid: normalizes it, rewrites over-long shebang lines to go
     /// through `sbang`, scans it for references, hashes it, syncs it, renames it into place and
     /// registers it. The caller must hold the path's lock.
-    pub fn commit(&self, req: CommitRequest<'_>) -> Result<PathInfo> {
+    pub fn commit(&self, req: CommitRequest<'_>) -> Result<Committed> {
         let prepared = commit::prepare(self, &req)?;
         let info = PathInfo {
             name: req.name.to_owned(),
@@ -396,6 +406,7 @@ impl Store {
             build_seconds: req.build_seconds,
             references: prepared.references,
         };
+        let embeds_build_dir = prepared.embeds_build_dir;
         db::register(&mut self.db(), &info).map_err(|e| match e {
             db::RegisterError::Db(e) => self.db_err(e),
             db::RegisterError::InvalidReference(r) => StoreError::InvalidReference {
@@ -403,7 +414,10 @@ impl Store {
                 reference: r,
             },
         })?;
-        Ok(info)
+        Ok(Committed {
+            info,
+            embeds_build_dir,
+        })
     }
 
     /// Normalizes a tree as a commit would (modes, times, long shebangs through `sbang`) without

@@ -5,7 +5,7 @@
 //! the garbage collector keeps it and an export ships it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -74,6 +74,20 @@ fn walk(root: &Path) -> Result<Vec<(PathBuf, bool)>> {
 /// Scans the tree at `root` for the hash parts of `candidates` (store names) and returns the
 /// names found.
 pub fn scan_references(root: &Path, candidates: &[String]) -> Result<BTreeSet<String>> {
+    Ok(scan(root, candidates, None)?.references)
+}
+
+/// What one pass over an output finds.
+pub(crate) struct Scan {
+    /// Candidate store names whose hash part occurs.
+    pub(crate) references: BTreeSet<String>,
+    /// Files (relative to the root, sorted) whose bytes or symlink target contain the needle.
+    pub(crate) containing: Vec<PathBuf>,
+}
+
+/// One parallel pass over the tree at `root`: the candidates' hash parts, and which files
+/// contain `needle`.
+pub(crate) fn scan(root: &Path, candidates: &[String], needle: Option<&[u8]>) -> Result<Scan> {
     let table: HashMap<[u8; HASH_LEN], String> = candidates
         .iter()
         .filter_map(|n| {
@@ -81,31 +95,49 @@ pub fn scan_references(root: &Path, candidates: &[String]) -> Result<BTreeSet<St
             Some((h, n.clone()))
         })
         .collect();
-    if table.is_empty() {
-        return Ok(BTreeSet::new());
+    if table.is_empty() && needle.is_none() {
+        return Ok(Scan {
+            references: BTreeSet::new(),
+            containing: Vec::new(),
+        });
     }
+    let finder = needle.map(memchr::memmem::Finder::new);
     let entries = walk(root)?;
-    let sets: Vec<BTreeSet<String>> = entries
+    let found: Vec<(BTreeSet<String>, bool)> = entries
         .par_iter()
-        .map(|(p, is_link)| -> Result<BTreeSet<String>> {
+        .map(|(p, is_link)| -> Result<(BTreeSet<String>, bool)> {
             let mut found = BTreeSet::new();
-            if *is_link {
-                let t = fs_err::read_link(p).map_err(|e| StoreError::Io {
-                    path: p.clone(),
-                    source: std::io::Error::new(e.kind(), e.to_string()),
-                })?;
-                scan_bytes(t.as_os_str().as_bytes(), &table, &mut found);
+            let data = if *is_link {
+                fs_err::read_link(p)
+                    .map(|t| t.into_os_string().into_vec())
+                    .map_err(|e| StoreError::Io {
+                        path: p.clone(),
+                        source: std::io::Error::new(e.kind(), e.to_string()),
+                    })?
             } else {
-                let data = fs_err::read(p).map_err(|e| StoreError::Io {
+                fs_err::read(p).map_err(|e| StoreError::Io {
                     path: p.clone(),
                     source: std::io::Error::new(e.kind(), e.to_string()),
-                })?;
-                scan_bytes(&data, &table, &mut found);
-            }
-            Ok(found)
+                })?
+            };
+            scan_bytes(&data, &table, &mut found);
+            let contains = finder.as_ref().is_some_and(|f| f.find(&data).is_some());
+            Ok((found, contains))
         })
         .collect::<Result<_>>()?;
-    Ok(sets.into_iter().flatten().collect())
+    let mut references = BTreeSet::new();
+    let mut containing = Vec::new();
+    for ((set, contains), (p, _)) in found.into_iter().zip(&entries) {
+        references.extend(set);
+        if contains {
+            containing.push(p.strip_prefix(root).unwrap_or(p).to_path_buf());
+        }
+    }
+    containing.sort();
+    Ok(Scan {
+        references,
+        containing,
+    })
 }
 
 /// The first file under `root` whose bytes (or symlink target) contain `needle`, with the byte
