@@ -662,3 +662,38 @@ fn a_target_with_extra_roots_shares_equal_nodes_and_refuses_disagreeing_ones() {
         "{err}"
     );
 }
+
+/// miette's graphical handler panics on a label past column 65,535: long lines are cut around
+/// the span instead, and the header still gives the real line and column.
+#[test]
+fn a_diagnostic_far_along_a_line_is_cut_around_its_span() {
+    let w = World::new();
+    let spec = format!("hello{}@@", " ".repeat(70_000));
+    let o = w
+        .forge()
+        .args(["--example", "plan", &spec])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", &err[..err.len().min(2000)]);
+    assert!(err.contains("[command line:1:70007]"), "{err:.2000}");
+    assert!(err.contains("…") && err.contains("@@"), "{err:.2000}");
+    assert!(err.lines().all(|l| l.chars().count() < 300), "{err:.2000}");
+
+    // The same in a recipe: a 65,600-character description, then an unknown node on its line.
+    let t = Tree::of(&repo().join("examples/hello"));
+    let hello = t.root().join("recipes/hello.kdl");
+    let kdl = fs_err::read_to_string(&hello).unwrap().replace(
+        "description \"a program that links libgreet\"",
+        &format!("description \"{}\"; licence \"MIT\"", "a".repeat(65_600)),
+    );
+    fs_err::write(&hello, kdl).unwrap();
+    let o = t.forge(&["lint"]);
+    let err = t.stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", &err[..err.len().min(2000)]);
+    assert!(
+        err.contains("[recipes/hello.kdl:2:65621]") && err.contains("licence \"MIT\""),
+        "{err:.2000}"
+    );
+    assert!(err.lines().all(|l| l.chars().count() < 300), "{err:.2000}");
+}

@@ -379,12 +379,254 @@ impl Diagnostics {
         let mut out = String::new();
         for d in &self.items {
             // Rendering into a String cannot fail.
-            let _ = handler.render_report(&mut out, d);
+            let _ = handler.render_report(&mut out, &Rendered::new(d));
         }
         out
     }
 }
 
+/// Lines longer than this (in bytes) are cut around the labels on them when rendered: miette's
+/// graphical handler panics on a label past column 65,535 (a format width is a `u16`), and a
+/// line of thousands of characters helps nobody anyway.
+const LONG_LINE: usize = 400;
+
+/// Bytes kept on either side of a label's start and end on a long line.
+const KEEP: usize = 60;
+
+/// What stands for the part of a long line that was cut.
+const CUT: &str = "…";
+
+/// A diagnostic as rendered: the same message, code, help and labels, with its source's long
+/// lines cut around the labels ([`Excerpt`]).
+#[derive(Debug)]
+struct Rendered<'a> {
+    diag: &'a Diag,
+    source: Option<NamedSource<Excerpt>>,
+    labels: Vec<LabeledSpan>,
+}
+
+impl<'a> Rendered<'a> {
+    fn new(diag: &'a Diag) -> Self {
+        let Some(named) = &diag.source else {
+            return Self {
+                diag,
+                source: None,
+                labels: Vec::new(),
+            };
+        };
+        let spans: Vec<(usize, usize)> = diag
+            .labels
+            .iter()
+            .map(|(s, _)| (s.offset, s.offset + s.len))
+            .collect();
+        let excerpt = Excerpt::new(Arc::clone(named.inner()), &spans);
+        let labels = diag
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, (span, text))| {
+                let text = (!text.is_empty()).then(|| text.clone());
+                let start = excerpt.map(span.offset, false);
+                let end = excerpt.map(span.offset + span.len, true).max(start);
+                let span = SourceSpan::new(start.into(), end - start);
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(text, span)
+                } else {
+                    LabeledSpan::new_with_span(text, span)
+                }
+            })
+            .collect();
+        Self {
+            diag,
+            source: Some(NamedSource::new(named.name(), excerpt)),
+            labels,
+        }
+    }
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.diag, f)
+    }
+}
+
+impl std::error::Error for Rendered<'_> {}
+
+impl Diagnostic for Rendered<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diag.code()
+    }
+    fn severity(&self) -> Option<Severity> {
+        self.diag.severity()
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diag.help()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.source.is_none() || self.labels.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.labels.iter().cloned()))
+    }
+}
+
+/// A source text with every line longer than [`LONG_LINE`] cut to the pieces around the labels'
+/// ends (or its start, when no label ends on it), the rest replaced by [`CUT`]. Line breaks are
+/// all kept, so line numbers stay right; columns reported for a span start are those of the
+/// whole text.
+#[derive(Debug)]
+struct Excerpt {
+    whole: Arc<str>,
+    /// The cut text; `None` when no line is long.
+    cut: Option<String>,
+    /// The pieces of the whole text kept in `cut`, in order: (offset in `cut`, offset in
+    /// `whole`, length).
+    kept: Vec<(usize, usize, usize)>,
+}
+
+impl Excerpt {
+    fn new(whole: Arc<str>, spans: &[(usize, usize)]) -> Self {
+        let text: &str = &whole;
+        let is_break = |c: char| c == '\n' || c == '\r';
+        if !text.split(is_break).any(|l| l.len() > LONG_LINE) {
+            return Self {
+                whole,
+                cut: None,
+                kept: Vec::new(),
+            };
+        }
+        let mut cut = String::with_capacity(text.len().min(1 << 16));
+        let mut kept = Vec::new();
+        let mut keep = |cut: &mut String, from: usize, to: usize| {
+            if from < to {
+                kept.push((cut.len(), from, to - from));
+                cut.push_str(&text[from..to]);
+            }
+        };
+        let mut start = 0;
+        while start <= text.len() {
+            let end = text[start..]
+                .find(is_break)
+                .map_or(text.len(), |i| start + i);
+            if end - start <= LONG_LINE {
+                keep(&mut cut, start, end);
+            } else {
+                let floor = |mut i: usize| {
+                    while !text.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    i
+                };
+                let ceil = |mut i: usize| {
+                    while !text.is_char_boundary(i) {
+                        i += 1;
+                    }
+                    i
+                };
+                let mut windows: Vec<(usize, usize)> = spans
+                    .iter()
+                    .flat_map(|&(s, e)| [s, e])
+                    .filter(|p| (start..=end).contains(p))
+                    .map(|p| {
+                        (
+                            floor(p.saturating_sub(KEEP).max(start)),
+                            ceil((p + KEEP).min(end)),
+                        )
+                    })
+                    .collect();
+                if windows.is_empty() {
+                    windows.push((start, ceil(start + 2 * KEEP)));
+                }
+                windows.sort_unstable();
+                let mut at = start;
+                for (from, to) in windows {
+                    if from > at {
+                        cut.push_str(CUT);
+                    }
+                    keep(&mut cut, from.max(at), to);
+                    at = at.max(to);
+                }
+                if at < end {
+                    cut.push_str(CUT);
+                }
+            }
+            match text[end..].chars().next() {
+                Some(c) => {
+                    keep(&mut cut, end, end + c.len_utf8());
+                    start = end + c.len_utf8();
+                }
+                None => break,
+            }
+        }
+        Self {
+            whole,
+            cut: Some(cut),
+            kept,
+        }
+    }
+
+    /// Where offset `at` of the whole text is in the cut text; an offset in a cut part is the
+    /// start of its [`CUT`] mark, or its end when `end` (so a span keeps the mark).
+    fn map(&self, at: usize, end: bool) -> usize {
+        if self.cut.is_none() {
+            return at;
+        }
+        let mark = if end { CUT.len() } else { 0 };
+        let i = self.kept.partition_point(|&(_, w, _)| w <= at);
+        let Some(&(c, w, len)) = i.checked_sub(1).and_then(|i| self.kept.get(i)) else {
+            return mark;
+        };
+        if at <= w + len {
+            c + (at - w)
+        } else {
+            c + len + mark
+        }
+    }
+
+    /// Where offset `at` of the cut text is in the whole text; a [`CUT`] mark stands for the
+    /// start of what it replaced.
+    fn unmap(&self, at: usize) -> usize {
+        let i = self.kept.partition_point(|&(c, _, _)| c <= at);
+        match i.checked_sub(1).and_then(|i| self.kept.get(i)) {
+            None => 0,
+            Some(&(c, w, len)) => w + (at - c).min(len),
+        }
+    }
+}
+
+impl miette::SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let Some(cut) = &self.cut else {
+            return self.whole.read_span(span, before, after);
+        };
+        let contents = cut.as_str().read_span(span, before, after)?;
+        if before != 0 {
+            return Ok(contents);
+        }
+        // Without lines before, the contents start at the span and their column is the span's:
+        // report the whole text's (in bytes, as miette counts).
+        let at = self.unmap(contents.span().offset());
+        let line_start = self.whole.as_bytes()[..at]
+            .iter()
+            .rposition(|b| matches!(b, b'\n' | b'\r'))
+            .map_or(0, |i| i + 1);
+        Ok(Box::new(miette::MietteSpanContents::new(
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            at - line_start,
+            contents.line_count(),
+        )))
+    }
+}
 impl IntoIterator for Diagnostics {
     type Item = Diag;
     type IntoIter = std::vec::IntoIter<Diag>;
@@ -404,4 +646,58 @@ pub fn did_you_mean<'a>(
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_one(name: &str, text: &str, range: std::ops::Range<usize>) -> String {
+        let mut ds = Diagnostics::default();
+        ds.push(Diag::error("t::x", "bad").label_text(name, text, range, "here"));
+        ds.render(false, 100)
+    }
+
+    #[test]
+    fn a_label_past_column_65535_is_shown_on_a_cut_line() {
+        let text = format!(
+            "{}é{}!{}",
+            "é".repeat(40_000),
+            " ".repeat(30_000),
+            "x".repeat(500)
+        );
+        let at = text.find('!').unwrap();
+        let out = render_one("spec", &text, at..at + 1);
+        assert!(out.contains(&format!("[spec:1:{}]", at + 1)), "{out:.3000}");
+        assert!(out.lines().all(|l| l.chars().count() < 200), "{out:.3000}");
+        let line = out
+            .lines()
+            .find(|l| l.contains('!'))
+            .expect("the span's text");
+        assert!(line.starts_with(" 1 │ …") && line.ends_with('…'), "{line}");
+    }
+
+    #[test]
+    fn short_lines_are_rendered_whole_and_long_context_lines_are_cut() {
+        let text = format!("{}\nshort line here\n", "y".repeat(70_000));
+        let at = text.find("here").unwrap();
+        let out = render_one("f", &text, at..at + 4);
+        assert!(out.contains("[f:2:12]"), "{out:.3000}");
+        assert!(out.contains(" 2 │ short line here\n"), "{out:.3000}");
+        assert!(
+            out.contains(" 1 │ yyy") && out.lines().all(|l| l.len() < 400),
+            "{out:.3000}"
+        );
+    }
+
+    #[test]
+    fn a_span_over_a_cut_part_keeps_the_mark() {
+        let text = format!("\"{}\"", "z".repeat(10_000));
+        let e = Excerpt::new(Arc::from(text.as_str()), &[(0, text.len())]);
+        let cut = e.cut.as_deref().unwrap();
+        let (start, end) = (e.map(0, false), e.map(text.len(), true));
+        assert_eq!((start, end), (0, cut.len()));
+        assert!(cut.contains(CUT) && cut.len() < 300, "{cut}");
+        assert_eq!(e.unmap(e.map(text.len() - 1, false)), text.len() - 1);
+    }
 }
