@@ -697,3 +697,57 @@ fn a_diagnostic_far_along_a_line_is_cut_around_its_span() {
     );
     assert!(err.lines().all(|l| l.chars().count() < 300), "{err:.2000}");
 }
+
+/// Specs and cache file names can hold any byte: what forge prints about them has their
+/// control characters escaped, so an escape sequence never reaches the terminal.
+#[test]
+fn control_characters_in_specs_and_cache_names_are_escaped() {
+    let w = World::new();
+    let raw = |o: &Output| {
+        let err = text(&o.stderr);
+        assert!(
+            !err.contains(['\x1b', '\x07', '\r']),
+            "control characters reached the terminal: {err:?}"
+        );
+        err
+    };
+    for (spec, shown) in [
+        ("hello\x1b[31m", "hello\\u{1b}[31m"),
+        ("\x1b]0;pwned\x07", "\\u{1b}]0;pwned\\u{7}"),
+        ("hello@1.0\r\x1b[2J", "hello@1.0\\r\\u{1b}[2J"),
+    ] {
+        let o = w
+            .forge()
+            .args(["--example", "plan", spec])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{spec:?}");
+        let err = raw(&o);
+        assert!(err.contains("resolve::bad-spec"), "{err}");
+        // The source line shows control pictures; messages show escapes.
+        assert!(err.contains(" 1 │ ") && err.contains('␛'), "{err}");
+        if spec.starts_with("hello\x1b") {
+            assert!(err.contains(&format!("`{shown}`")), "{err}");
+        }
+    }
+
+    let cache = w.path().join("cache-dir");
+    let spec_dir = cache.join("v3/manifests/spec/x");
+    fs_err::create_dir_all(&spec_dir).unwrap();
+    fs_err::create_dir_all(cache.join("v3/manifests/index")).unwrap();
+    fs_err::write(cache.join("v3/manifests/index/index.manifest.json"), "{").unwrap();
+    fs_err::write(spec_dir.join("a\x1b[31m\r.spec.manifest.json"), "").unwrap();
+    let o = w
+        .forge()
+        .arg("cache")
+        .arg("verify")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = raw(&o);
+    assert!(
+        err.contains("`v3/manifests/spec/x/a\\u{1b}[31m\\r.spec.manifest.json`"),
+        "{err}"
+    );
+}

@@ -1404,3 +1404,53 @@ fn the_lock_round_trips_and_locked_names_what_drifted() {
         text(&o.stderr)
     );
 }
+
+/// An archive entry whose name holds an escape sequence is refused when the source is unpacked,
+/// and the error names the entry escaped: no control character reaches the terminal.
+#[test]
+fn an_archive_entry_with_control_characters_is_refused_and_shown_escaped() {
+    let w = World::new();
+    let dist = w.path().join("dist");
+    fs_err::create_dir_all(&dist).unwrap();
+    let tar_path = dist.join("payload-1.0.tar");
+    {
+        let mut b = tar::Builder::new(fs_err::File::create(&tar_path).unwrap());
+        for name in ["payload-1.0/ok", "payload-1.0/\x1b]0;pwned\x07\x1b[2Jdata"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, &b"x"[..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let sha = {
+        use sha2::Digest;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(fs_err::read(&tar_path).unwrap())
+        )
+    };
+    let root = w.recipes();
+    write_tree(&root, &[], &[("payload", "payload")]);
+    fs_err::write(
+        root.join("recipes/payload.kdl"),
+        format!(
+            "package \"payload\" {{\n    url \"file://{}/payload-{{version}}.tar\"\n    version \"1.0\" sha256=\"{sha}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out && cp -r . $out/\" }}\n    }}\n}}\n",
+            dist.display()
+        ),
+    )
+    .unwrap();
+    let o = w.run(&["realize", "payload"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing entry `payload-1.0/\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jdata`")
+            && err.contains("control character"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(['\x1b', '\x07']),
+        "control characters reached the terminal: {err:?}"
+    );
+}

@@ -6,9 +6,15 @@
 //! failure) is shown even with `--quiet`; *normal* text (progress, info, warnings) is not. Live
 //! progress bars draw on stderr too, and only when [`Printer::live_progress`] says so. No other
 //! module writes to the terminal.
+//!
+//! Text from outside (names, specs, paths, build output) may hold control characters; every
+//! line written here for people or as text data has them escaped
+//! ([`forge_core::text::escape_lines`]), so only the colours this module adds reach the
+//! terminal as codes. Bytes written with [`Printer::raw_data`] (a build log) go out as they are.
 
 use std::io::{IsTerminal, Write};
 
+use forge_core::text::escape_lines;
 use forge_recipe::Diagnostics;
 use indicatif::ProgressDrawTarget;
 
@@ -83,6 +89,7 @@ impl Printer {
 
     /// A line on stderr with a coloured `prefix: `.
     fn prefixed(self, importance: Importance, prefix: &str, ansi: &str, text: &str) {
+        let text = escape_lines(text);
         let prefix = if self.color {
             format!("\x1b[{ansi}m{prefix}\x1b[0m")
         } else {
@@ -93,6 +100,7 @@ impl Printer {
 
     /// Writes data to stdout, ending it with a newline if it has none.
     pub fn data(self, text: &str) {
+        let text = escape_lines(text);
         let mut bytes = text.as_bytes().to_vec();
         if !text.ends_with('\n') {
             bytes.push(b'\n');
@@ -116,6 +124,7 @@ impl Printer {
 
     /// A line for people, on stderr.
     pub fn info(self, text: &str) {
+        let text = escape_lines(text);
         self.stderr(Importance::Normal, &format!("{text}\n"));
     }
 
@@ -132,7 +141,7 @@ impl Printer {
     /// Text that must be seen even with `--quiet` (the explanation of a failure too long for
     /// one error line), written as it is.
     pub fn important(self, text: &str) {
-        self.stderr(Importance::Important, text);
+        self.stderr(Importance::Important, &escape_lines(text));
     }
 
     /// A `hint:` line; hints come with the error a command returns ([`Self::report`]).

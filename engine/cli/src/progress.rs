@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use forge_core::text::escape_lines;
 use forge_realize::{Event, How, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -239,9 +240,11 @@ impl Reporter for Live {
                 let _ = self.multi.println(text);
             }
             Event::Note { node, message } => {
-                let _ = self
-                    .multi
-                    .println(format!("warning: {}: {message}", short(node)));
+                let _ = self.multi.println(format!(
+                    "warning: {}: {}",
+                    short(node),
+                    escape_lines(message)
+                ));
             }
             Event::Failed { node, .. } => {
                 if let Some(r) = state.remove(node) {

@@ -7,7 +7,8 @@
 //!   hashes), written by one serializer with one string-escaping routine;
 //! - [`treehash`]: content hashes of file trees;
 //! - [`graph`]: the closure of a set of nodes under an edge relation;
-//! - [`elf`]: a bounded reader of the few ELF structures forge looks at.
+//! - [`elf`]: a bounded reader of the few ELF structures forge looks at;
+//! - [`text`]: outside text (names, specs, build output) escaped for a terminal.
 //!
 //! Nothing here reads recipes, touches the network or knows about the store's database.
 
@@ -18,6 +19,7 @@ pub mod graph;
 pub mod json;
 pub mod name;
 pub mod nixbase32;
+pub mod text;
 pub mod treehash;
 
 pub use name::{HASH_BYTES, HASH_LEN, StoreHash, StoreName};

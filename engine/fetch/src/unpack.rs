@@ -4,8 +4,9 @@
 //! relative to a directory handle, walking its path one component at a time with `O_NOFOLLOW`, so
 //! nothing is ever written through a symlink — not even one the archive itself created. Absolute
 //! names, `..` components, symlinks whose target leaves the tree, hard links to anything but a
-//! regular file already extracted, and device, FIFO or socket entries are refused with an error
-//! that names the entry. Setuid, setgid and sticky bits are dropped. Sizes are bounded before any
+//! regular file already extracted, device, FIFO or socket entries, and names holding control
+//! characters (which a terminal would act on) are refused with an error that names the entry,
+//! escaped. Setuid, setgid and sticky bits are dropped. Sizes are bounded before any
 //! data is read, and so is the metadata (long names, pax headers) the tar reader buffers in memory.
 //!
 //! A symlink's target may climb with leading `..` components as far as the top of the tree, then
@@ -165,6 +166,16 @@ fn clean_path(raw: &[u8]) -> Result<PathBuf, String> {
     if raw.contains(&0) {
         return Err("NUL byte in the name".into());
     }
+    // A name a terminal would act on (an escape sequence, a carriage return, a bidirectional
+    // override) has no place in a source tree: every listing and log of it would be rewritten.
+    if String::from_utf8_lossy(raw)
+        .chars()
+        .any(forge_core::text::is_unsafe)
+    {
+        return Err(
+            "control character in the name (shown escaped); repack the archive without it".into(),
+        );
+    }
     let p = Path::new(OsStr::from_bytes(raw));
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -178,17 +189,16 @@ fn clean_path(raw: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// An entry's name for messages: as stored, but a hostile megabyte-long name is cut short.
+/// An entry's name for messages: as stored, with control characters escaped, and a hostile
+/// megabyte-long name cut short.
 fn lossy(raw: &[u8]) -> String {
     const SHOWN: usize = 1024;
+    let shown = String::from_utf8_lossy(&raw[..raw.len().min(SHOWN)]);
+    let shown = forge_core::text::escape(&shown);
     if raw.len() <= SHOWN {
-        return String::from_utf8_lossy(raw).into_owned();
+        return shown.into_owned();
     }
-    format!(
-        "{}… ({} bytes)",
-        String::from_utf8_lossy(&raw[..SHOWN]),
-        raw.len()
-    )
+    format!("{shown}… ({} bytes)", raw.len())
 }
 
 impl<'a> Extractor<'a> {

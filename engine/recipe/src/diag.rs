@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use forge_core::text::{escape, escape_lines};
 use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceSpan};
 use serde::Serialize;
 
@@ -397,7 +398,8 @@ const KEEP: usize = 60;
 const CUT: &str = "…";
 
 /// A diagnostic as rendered: the same message, code, help and labels, with its source's long
-/// lines cut around the labels ([`Excerpt`]).
+/// lines cut around the labels ([`Excerpt`]) and every character a terminal would act on
+/// escaped (a spec or a name can hold any byte).
 #[derive(Debug)]
 struct Rendered<'a> {
     diag: &'a Diag,
@@ -425,7 +427,7 @@ impl<'a> Rendered<'a> {
             .iter()
             .enumerate()
             .map(|(i, (span, text))| {
-                let text = (!text.is_empty()).then(|| text.clone());
+                let text = (!text.is_empty()).then(|| escape(text).into_owned());
                 let start = excerpt.map(span.offset, false);
                 let end = excerpt.map(span.offset + span.len, true).max(start);
                 let span = SourceSpan::new(start.into(), end - start);
@@ -438,7 +440,7 @@ impl<'a> Rendered<'a> {
             .collect();
         Self {
             diag,
-            source: Some(NamedSource::new(named.name(), excerpt)),
+            source: Some(NamedSource::new(escape(named.name()), excerpt)),
             labels,
         }
     }
@@ -446,7 +448,7 @@ impl<'a> Rendered<'a> {
 
 impl fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.diag, f)
+        f.write_str(&escape_lines(&self.diag.message))
     }
 }
 
@@ -460,7 +462,8 @@ impl Diagnostic for Rendered<'_> {
         self.diag.severity()
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diag.help()
+        let help = self.diag.help.as_deref()?;
+        Some(Box::new(escape_lines(help)))
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
@@ -473,59 +476,107 @@ impl Diagnostic for Rendered<'_> {
     }
 }
 
-/// A source text with every line longer than [`LONG_LINE`] cut to the pieces around the labels'
-/// ends (or its start, when no label ends on it), the rest replaced by [`CUT`]. Line breaks are
-/// all kept, so line numbers stay right; columns reported for a span start are those of the
-/// whole text.
+/// A source text as shown: every line longer than [`LONG_LINE`] cut to the pieces around the
+/// labels' ends (or its start, when no label ends on it), the rest replaced by [`CUT`], and
+/// every character a terminal would act on replaced by a visible stand-in ([`stand_in`]). Line
+/// breaks are all kept, so line numbers stay right; columns reported for a span start are those
+/// of the whole text.
 #[derive(Debug)]
 struct Excerpt {
     whole: Arc<str>,
-    /// The cut text; `None` when no line is long.
+    /// The text as shown; `None` when it is the whole text.
     cut: Option<String>,
-    /// The pieces of the whole text kept in `cut`, in order: (offset in `cut`, offset in
-    /// `whole`, length).
+    /// The pieces of the whole text kept as they are in `cut`, in order: (offset in `cut`,
+    /// offset in `whole`, length). Between two pieces is a replacement.
     kept: Vec<(usize, usize, usize)>,
+}
+
+/// What a character a terminal would act on looks like in a rendered source line: its Unicode
+/// control picture (`␛` for escape), or `�`.
+fn stand_in(c: char) -> char {
+    match u32::from(c) {
+        n @ 0..0x20 => char::from_u32(0x2400 + n).unwrap_or('�'),
+        0x7f => '␡',
+        _ => '�',
+    }
+}
+
+/// Builds an [`Excerpt`]'s text.
+struct Cutter<'t> {
+    text: &'t str,
+    cut: String,
+    kept: Vec<(usize, usize, usize)>,
+}
+
+impl Cutter<'_> {
+    /// Whether the character `c` at `at` is replaced: a line break (`\n`, or `\r` before one)
+    /// and a tab are kept, any other character a terminal acts on is not.
+    fn replaced(&self, at: usize, c: char) -> bool {
+        match c {
+            '\n' | '\t' => false,
+            '\r' => !self.text[at + 1..].starts_with('\n'),
+            c => forge_core::text::is_unsafe(c),
+        }
+    }
+
+    /// Copies `text[from..to]`, replacing what [`Self::replaced`] says.
+    fn copy(&mut self, from: usize, to: usize) {
+        let mut piece = from;
+        for (i, c) in self.text[from..to].char_indices() {
+            let at = from + i;
+            if self.replaced(at, c) {
+                self.keep(piece, at);
+                self.cut.push(stand_in(c));
+                piece = at + c.len_utf8();
+            }
+        }
+        self.keep(piece, to);
+    }
+
+    fn keep(&mut self, from: usize, to: usize) {
+        if from < to {
+            self.kept.push((self.cut.len(), from, to - from));
+            self.cut.push_str(&self.text[from..to]);
+        }
+    }
 }
 
 impl Excerpt {
     fn new(whole: Arc<str>, spans: &[(usize, usize)]) -> Self {
         let text: &str = &whole;
-        let is_break = |c: char| c == '\n' || c == '\r';
-        if !text.split(is_break).any(|l| l.len() > LONG_LINE) {
+        let mut x = Cutter {
+            text,
+            cut: String::new(),
+            kept: Vec::new(),
+        };
+        if !text.split('\n').any(|l| l.len() > LONG_LINE)
+            && !text.char_indices().any(|(i, c)| x.replaced(i, c))
+        {
             return Self {
                 whole,
                 cut: None,
                 kept: Vec::new(),
             };
         }
-        let mut cut = String::with_capacity(text.len().min(1 << 16));
-        let mut kept = Vec::new();
-        let mut keep = |cut: &mut String, from: usize, to: usize| {
-            if from < to {
-                kept.push((cut.len(), from, to - from));
-                cut.push_str(&text[from..to]);
+        x.cut.reserve(text.len().min(1 << 16));
+        let floor = |mut i: usize| {
+            while !text.is_char_boundary(i) {
+                i -= 1;
             }
+            i
+        };
+        let ceil = |mut i: usize| {
+            while !text.is_char_boundary(i) {
+                i += 1;
+            }
+            i
         };
         let mut start = 0;
-        while start <= text.len() {
-            let end = text[start..]
-                .find(is_break)
-                .map_or(text.len(), |i| start + i);
+        loop {
+            let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
             if end - start <= LONG_LINE {
-                keep(&mut cut, start, end);
+                x.copy(start, end);
             } else {
-                let floor = |mut i: usize| {
-                    while !text.is_char_boundary(i) {
-                        i -= 1;
-                    }
-                    i
-                };
-                let ceil = |mut i: usize| {
-                    while !text.is_char_boundary(i) {
-                        i += 1;
-                    }
-                    i
-                };
                 let mut windows: Vec<(usize, usize)> = spans
                     .iter()
                     .flat_map(|&(s, e)| [s, e])
@@ -544,23 +595,22 @@ impl Excerpt {
                 let mut at = start;
                 for (from, to) in windows {
                     if from > at {
-                        cut.push_str(CUT);
+                        x.cut.push_str(CUT);
                     }
-                    keep(&mut cut, from.max(at), to);
+                    x.copy(from.max(at), to);
                     at = at.max(to);
                 }
                 if at < end {
-                    cut.push_str(CUT);
+                    x.cut.push_str(CUT);
                 }
             }
-            match text[end..].chars().next() {
-                Some(c) => {
-                    keep(&mut cut, end, end + c.len_utf8());
-                    start = end + c.len_utf8();
-                }
-                None => break,
+            if end == text.len() {
+                break;
             }
+            x.copy(end, end + 1);
+            start = end + 1;
         }
+        let Cutter { cut, kept, .. } = x;
         Self {
             whole,
             cut: Some(cut),
@@ -568,21 +618,23 @@ impl Excerpt {
         }
     }
 
-    /// Where offset `at` of the whole text is in the cut text; an offset in a cut part is the
-    /// start of its [`CUT`] mark, or its end when `end` (so a span keeps the mark).
+    /// Where offset `at` of the whole text is in the cut text; an offset in a replaced part is
+    /// the start of its replacement, or its end when `end` (so a span keeps the replacement).
     fn map(&self, at: usize, end: bool) -> usize {
-        if self.cut.is_none() {
+        let Some(cut) = &self.cut else {
             return at;
-        }
-        let mark = if end { CUT.len() } else { 0 };
-        let i = self.kept.partition_point(|&(_, w, _)| w <= at);
-        let Some(&(c, w, len)) = i.checked_sub(1).and_then(|i| self.kept.get(i)) else {
-            return mark;
         };
-        if at <= w + len {
-            c + (at - w)
+        let i = self.kept.partition_point(|&(_, w, _)| w <= at);
+        let before = i.checked_sub(1).and_then(|i| self.kept.get(i));
+        if let Some(&(c, w, len)) = before
+            && at <= w + len
+        {
+            return c + (at - w);
+        }
+        if end {
+            self.kept.get(i).map_or(cut.len(), |&(c, _, _)| c)
         } else {
-            c + len + mark
+            before.map_or(0, |&(c, _, len)| c + len)
         }
     }
 

@@ -618,7 +618,8 @@ fn names_with_nul_bytes_are_refused() {
             mode: 0o644,
             data: b"x".to_vec(),
         }],
-        &format!("{}\0/../../escape", "n".repeat(120)),
+        // Shown escaped, like every control character in a name.
+        &format!("{}\\u{{0}}/../../escape", "n".repeat(120)),
         "NUL byte",
     );
 }
@@ -1233,4 +1234,53 @@ fn a_hostile_inner_archive_is_refused_like_any_other() {
     let e = unpack_wrapper(&s, &bytes, "gcc-13.4.0*.tar.*", &"0".repeat(64)).unwrap_err();
     assert!(matches!(e, forge_fetch::InnerError::NotFound { .. }), "{e}");
     s.assert_contained();
+}
+
+// ---- names a terminal would act on ----
+
+/// An entry whose name holds an escape sequence, a carriage return or a bidirectional override
+/// is refused before anything is created for it, and the error shows the name escaped.
+#[test]
+fn names_with_control_characters_are_refused_and_shown_escaped() {
+    for (name, shown) in [
+        (
+            "src/\x1b[2J\x1b]0;pwned\x07.c",
+            "src/\\u{1b}[2J\\u{1b}]0;pwned\\u{7}.c",
+        ),
+        ("ok\rREADME", "ok\\rREADME"),
+        ("a/b\nerror: fake", "a/b\\nerror: fake"),
+        ("evil\u{202e}c.sh", "evil\\u{202e}c.sh"),
+        ("c1\u{9b}31m", "c1\\u{9b}31m"),
+    ] {
+        in_every_tarball(
+            &[dir("src", 0o755), file(name, 0o644, b"x")],
+            Limits::default(),
+            |_, s, r| {
+                let message = r
+                    .as_ref()
+                    .map(|_| String::new())
+                    .unwrap_or_else(|e| e.to_string());
+                expect_refused(r, shown, "control character");
+                assert!(
+                    !message.chars().any(forge_core::text::is_unsafe),
+                    "{message:?}"
+                );
+                assert_eq!(s.dest_names(), ["src".to_owned()].into(), "{name:?}");
+            },
+        );
+        let s = Scratch::new();
+        let r = s.unpack(
+            "a.zip",
+            &zip(&[zfile(name, 0o644, b"x")]),
+            Limits::default(),
+        );
+        expect_refused(r, shown, "control character");
+        assert!(s.dest_names().is_empty());
+    }
+    // A link whose target holds one is refused too.
+    refused_everywhere(
+        &[file("a", 0o644, b"x"), hardlink("b", "a\x1b[0m")],
+        "b",
+        "control character",
+    );
 }
