@@ -1454,3 +1454,64 @@ fn an_archive_entry_with_control_characters_is_refused_and_shown_escaped() {
         "control characters reached the terminal: {err:?}"
     );
 }
+
+/// `--out-link` replaces only a symlink (a previous out-link, as Nix does); a regular file or a
+/// directory in its place is refused before anything is built, named, and left as it was, with
+/// no temporary file next to it.
+#[test]
+fn out_link_replaces_only_a_symlink() {
+    let w = World::new();
+    let leftovers = |dir: &Path| -> Vec<String> {
+        fs_err::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    let realize = |link: &Path| {
+        w.forge()
+            .args(["realize", "--example", "-o"])
+            .arg(link)
+            .output()
+            .unwrap()
+    };
+
+    let file = w.path().join("notes.txt");
+    fs_err::write(&file, "precious\n").unwrap();
+    let o = realize(&file);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("`{}`", file.display()))
+            && err.contains("regular file")
+            && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("building"),
+        "refused only after building: {err}"
+    );
+    assert_eq!(fs_err::read_to_string(&file).unwrap(), "precious\n");
+
+    let dir = w.path().join("result-dir");
+    fs_err::create_dir(&dir).unwrap();
+    fs_err::write(dir.join("keep"), "x").unwrap();
+    let o = realize(&dir);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("directory") && err.contains("result-dir"),
+        "{err}"
+    );
+    assert!(dir.join("keep").exists() && !dir.is_symlink());
+    assert_eq!(leftovers(w.path()), Vec::<String>::new());
+
+    // A symlink, dangling or not, is an old out-link: it is replaced.
+    let link = w.path().join("result");
+    fs_err::os::unix::fs::symlink("/nonexistent/old", &link).unwrap();
+    let out = store_path_from(&ok(&realize(&link)));
+    assert_eq!(fs_err::read_link(&link).unwrap(), out);
+    let again = store_path_from(&ok(&realize(&link)));
+    assert_eq!(fs_err::read_link(&link).unwrap(), again);
+    assert_eq!(leftovers(w.path()), Vec::<String>::new());
+}

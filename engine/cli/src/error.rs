@@ -143,12 +143,14 @@ impl From<Box<Diag>> for CliError {
 impl From<forge_store::StoreError> for CliError {
     fn from(e: forge_store::StoreError) -> Self {
         let err = Self::error(&e);
-        if matches!(e, forge_store::StoreError::PaddingMismatch { .. }) {
-            err.with_hint(
+        match e {
+            forge_store::StoreError::PaddingMismatch { .. } => err.with_hint(
                 "drop `--padded-length` (or `FORGE_PADDED_LENGTH`), or use another `--store`",
-            )
-        } else {
-            err
+            ),
+            forge_store::StoreError::OutLinkTaken { .. } => {
+                err.with_hint("move it away, or pass another path to `--out-link`")
+            }
+            _ => err,
         }
     }
 }

@@ -49,6 +49,16 @@ pub enum StoreError {
         /// The missing reference.
         reference: String,
     },
+    /// An out-link's path holds something other than a symlink.
+    #[error(
+        "refusing to replace `{path}` with an out-link: it is {what}, and only a symlink is replaced"
+    )]
+    OutLinkTaken {
+        /// The out-link's path.
+        path: PathBuf,
+        /// What is there (`a regular file`, `a directory`).
+        what: &'static str,
+    },
     /// A name that is not `<hash>-<name>-<version>`.
     #[error("`{0}` is not a store path name (expected `<32-character hash>-<name>-<version>`)")]
     BadName(String),

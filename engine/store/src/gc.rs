@@ -69,9 +69,31 @@ fn link_name_for(path: &Path) -> String {
 }
 
 impl Store {
-    /// Makes `link` (outside the store) a symlink to `name` and registers it as an indirect root.
+    /// Whether `link` may become an out-link: nothing is there, or a symlink (an earlier
+    /// out-link, dangling or not), which is replaced. Anything else is someone's data: refused.
+    pub fn check_out_link(link: &Path) -> Result<()> {
+        match fs_err::symlink_metadata(link) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fs(link, e)),
+            Ok(m) if m.file_type().is_symlink() => Ok(()),
+            Ok(m) => Err(StoreError::OutLinkTaken {
+                path: link.to_path_buf(),
+                what: if m.is_dir() {
+                    "a directory"
+                } else if m.is_file() {
+                    "a regular file"
+                } else {
+                    "a special file"
+                },
+            }),
+        }
+    }
+
+    /// Makes `link` (outside the store) a symlink to `name` and registers it as an indirect
+    /// root. Only a symlink already at `link` is replaced ([`Self::check_out_link`]).
     pub fn add_out_link(&self, name: &str, link: &Path) -> Result<()> {
         let link = std::path::absolute(link).map_err(|e| fs(link, e))?;
+        Self::check_out_link(&link)?;
         let target = self.path_of(name);
         replace_symlink(&target, &link)?;
         let reg = self.meta.join("roots/auto").join(link_name_for(&link));
@@ -255,8 +277,12 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
         std::process::id()
     ));
     let _ = fs_err::remove_file(&tmp);
-    fs_err::os::unix::fs::symlink(target, &tmp).map_err(|e| fs(&tmp, e))?;
-    fs_err::rename(&tmp, link).map_err(|e| fs(link, e))
+    // Errors name `link`: the temporary name means nothing to whoever asked for the link.
+    fs_err::os::unix::fs::symlink(target, &tmp).map_err(|e| fs(link, e))?;
+    fs_err::rename(&tmp, link).map_err(|e| {
+        let _ = fs_err::remove_file(&tmp);
+        fs(link, e)
+    })
 }
 
 /// Removes a store tree: moved to `.forge/trash` first (one atomic step), then deleted with

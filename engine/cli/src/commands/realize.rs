@@ -35,6 +35,10 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         super::lock::Mode::from_flags(a.lock, a.locked),
     )?;
     let t_plan = t0.elapsed();
+    // An out-link that would be refused is refused before anything is built.
+    if let Some(link) = &a.out_link {
+        forge_store::Store::check_out_link(link)?;
+    }
     let store = Arc::new(ctx.open_store()?);
     let t_store = t0.elapsed();
     let forge_exe = std::env::current_exe()
