@@ -803,9 +803,10 @@ fn ctrl_c_stops_builds_and_removes_their_scratch_but_keep_failed_keeps_a_failure
         started.elapsed() < Duration::from_secs(20),
         "forge stopped promptly"
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    // 128 + SIGINT, as a shell reports a process Ctrl-C stopped.
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("interrupted"),
+        text(&o.stderr).contains("interrupted by SIGINT"),
         "{}",
         text(&o.stderr)
     );
@@ -1514,4 +1515,51 @@ fn out_link_replaces_only_a_symlink() {
     let again = store_path_from(&ok(&realize(&link)));
     assert_eq!(fs_err::read_link(&link).unwrap(), again);
     assert_eq!(leftovers(w.path()), Vec::<String>::new());
+}
+
+/// SIGTERM and SIGHUP (what CI timeouts and closed terminals send) stop a realize the way Ctrl-C
+/// does: the running build is killed, its scratch directory removed, nothing is registered, and
+/// forge exits with 128 + the signal's number. Before, either killed forge outright and left the
+/// build running and its scratch directory behind.
+#[test]
+fn sigterm_and_sighup_stop_builds_like_ctrl_c() {
+    for (signal, number) in [("TERM", 15), ("HUP", 1)] {
+        let w = World::new();
+        let marker = format!("{}.{}{number}", 700 + std::process::id() % 100, std::process::id());
+        let pkgs = [Pkg {
+            name: "slow",
+            deps: &[],
+            script: format!("echo slow-started; sleep {marker}; mkdir -p \"$out\""),
+        }];
+        write_tree(&w.recipes(), &pkgs, &[("slow", "slow")]);
+        let child = w
+            .forge()
+            .arg("--recipes")
+            .arg(w.recipes())
+            .args(["realize", "slow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(|| process_running(&marker), "the build to start sleeping");
+        assert_eq!(scratch_dirs(&w).len(), 1, "one build, one scratch dir");
+        let s = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(s.success());
+        let started = Instant::now();
+        let o = child.wait_with_output().unwrap();
+        let err = text(&o.stderr);
+        assert!(started.elapsed() < Duration::from_secs(20), "forge stopped promptly");
+        assert_eq!(o.status.code(), Some(128 + number), "SIG{signal}: {:?} {err}", o.status);
+        assert!(err.contains(&format!("interrupted by SIG{signal}")), "{err}");
+        wait_for(|| !process_running(&marker), "the build's sleep to be killed");
+        assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));
+        assert!(
+            !valid_names(&w).iter().any(|n| n.ends_with("-slow-1.0")),
+            "nothing valid"
+        );
+    }
 }

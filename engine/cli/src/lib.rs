@@ -25,6 +25,8 @@ pub enum ExitStatus {
     Failure,
     /// The command could not run (bad input, missing files).
     Error,
+    /// A signal (its number) interrupted the command, which cleaned up and stopped.
+    Interrupted(u8),
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -33,6 +35,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Error => ExitCode::from(2),
+            ExitStatus::Interrupted(signal) => ExitCode::from(128u8.saturating_add(signal)),
         }
     }
 }

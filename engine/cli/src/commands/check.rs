@@ -10,7 +10,7 @@ use forge_check::{CheckRun, Checker, NodeReport, Progress, RebuildOptions, Repor
 use forge_plan::{DrvKind, Plan};
 use petgraph::graph::NodeIndex;
 
-use super::realize::{build_options, reporter, runtime};
+use super::realize::{Interrupts, build_options, reporter, runtime};
 use crate::ExitStatus;
 use crate::args::CheckArgs;
 use crate::context::Ctx;
@@ -47,12 +47,7 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
         .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
     let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false);
     let rt = runtime()?;
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    rt.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
-        }
-    });
+    let (interrupts, cancel_rx) = Interrupts::watch(&rt)?;
     let checker = Checker::new(
         Arc::clone(&store),
         plan,
@@ -96,11 +91,16 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     let run = checker
         .run(&rt, &request, &selected, &mut show)
         .map_err(|e| crate::error::from_rebuild(e, &store))?;
-    summarize(ctx, a, &run)
+    summarize(ctx, a, &run, &interrupts)
 }
 
 /// The report, the one-line summary and the exit status of a check run.
-fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, CliError> {
+fn summarize(
+    ctx: &Ctx,
+    a: &CheckArgs,
+    run: &CheckRun,
+    interrupts: &Interrupts,
+) -> Result<ExitStatus, CliError> {
     let report = &run.report;
     finish(ctx, a, report)?;
     let s = &report.summary;
@@ -126,9 +126,7 @@ fn summarize(ctx: &Ctx, a: &CheckArgs, run: &CheckRun) -> Result<ExitStatus, Cli
         }
     ));
     if run.cancelled {
-        return Err(CliError::error(
-            "interrupted; the rebuild was stopped and its temporary output removed",
-        ));
+        return Err(interrupts.error("the rebuild was stopped and its temporary output removed"));
     }
     Ok(if !run.failed.is_empty() {
         ExitStatus::Error

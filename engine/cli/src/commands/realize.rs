@@ -1,6 +1,7 @@
 //! `forge realize`: build every missing node of a target or spec.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use forge_realize::{Options, Reporter};
 
@@ -79,28 +80,20 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         a.keep_failed,
     );
     let runtime = runtime()?;
-    let report = runtime.block_on(async {
-        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = cancel_tx.send(true);
-            }
-        });
-        forge_realize::realize(
-            Arc::clone(&store),
-            Arc::clone(&plan),
-            opts,
-            Arc::clone(&reporter),
-            cancel_rx,
-        )
-        .await
-    });
+    let (interrupts, cancel_rx) = Interrupts::watch(&runtime)?;
+    let report = runtime.block_on(forge_realize::realize(
+        Arc::clone(&store),
+        Arc::clone(&plan),
+        opts,
+        Arc::clone(&reporter),
+        cancel_rx,
+    ));
     drop(reporter);
     let report = report.map_err(CliError::error)?;
     if report.cancelled {
-        return Err(CliError::failure(
-            "interrupted; running builds were stopped and their scratch directories removed",
-        ));
+        return Err(
+            interrupts.error("running builds were stopped and their scratch directories removed")
+        );
     }
     if !report.success() {
         // What failed and why was reported as it happened; this is the tally.
@@ -172,13 +165,77 @@ pub(super) fn reporter(ctx: &Ctx, json: bool) -> Arc<dyn Reporter> {
     }
 }
 
-/// A multi-threaded runtime for the scheduler, and a watch that turns true on Ctrl-C.
+/// A multi-threaded runtime for the scheduler.
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::error(format!("cannot start the scheduler: {e}")))
+}
+
+/// The signals that stop a run cleanly: Ctrl-C (SIGINT), and SIGTERM and SIGHUP, which CI
+/// timeouts, service managers and closed terminals send. Any of them cancels the run, so builds
+/// are stopped and their scratch directories and locks released, as for Ctrl-C; the command then
+/// exits with 128 + the signal's number, as a shell reports a process the signal killed.
+#[derive(Debug)]
+pub(super) struct Interrupts {
+    caught: Arc<AtomicI32>,
+}
+
+impl Interrupts {
+    /// Installs the handlers now (a signal from here on cancels, none is lost to the default
+    /// action) and returns the channel that turns true when one arrives.
+    pub(super) fn watch(
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(Self, tokio::sync::watch::Receiver<bool>), CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _in_runtime = rt.enter();
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ];
+        let mut streams = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            let stream = signal(kind).map_err(|e| {
+                CliError::error(format!("cannot watch for interrupting signals: {e}"))
+            })?;
+            streams.push((kind.as_raw_value(), stream));
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let caught = Arc::new(AtomicI32::new(0));
+        let seen = Arc::clone(&caught);
+        rt.spawn(async move {
+            let [(int, mut a), (term, mut b), (hup, mut c)] =
+                <[_; 3]>::try_from(streams).expect("three signals");
+            let n = tokio::select! {
+                _ = a.recv() => int,
+                _ = b.recv() => term,
+                _ = c.recv() => hup,
+            };
+            seen.store(n, Ordering::SeqCst);
+            let _ = tx.send(true);
+        });
+        Ok((Self { caught }, rx))
+    }
+
+    /// The error a cancelled run ends with: which signal stopped it and `what` was cleaned up;
+    /// its status is 128 + the signal's number.
+    pub(super) fn error(&self, what: &str) -> CliError {
+        let n = self.caught.load(Ordering::SeqCst);
+        let name = match n {
+            1 => "SIGHUP",
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "a signal",
+        };
+        let e = CliError::failure(format!("interrupted by {name}; {what}"));
+        match u8::try_from(n) {
+            Ok(n) if n > 0 => e.with_status(ExitStatus::Interrupted(n)),
+            _ => e,
+        }
+    }
 }
 
 /// Out-link and the output path, once every node is valid.
