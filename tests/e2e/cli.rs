@@ -751,3 +751,48 @@ fn control_characters_in_specs_and_cache_names_are_escaped() {
         "{err}"
     );
 }
+
+/// A patch whose path is in the tree but is a symlink leading out of it (to any file of the
+/// machine) is refused by lint and by plan, naming the patch; a symlink that stays inside the
+/// tree is fine.
+#[test]
+fn a_patch_through_a_symlink_out_of_the_tree_is_refused() {
+    use sha2::Digest as _;
+    let t = Tree::of(&repo().join("examples/hello"));
+    let secret = t.world.path().join("secret.txt");
+    fs_err::write(&secret, "root:x:0:0\n").unwrap();
+    let sha = format!("{:x}", sha2::Sha256::digest(b"root:x:0:0\n"));
+    let patches = t.root().join("recipes/patches");
+    fs_err::create_dir_all(&patches).unwrap();
+    fs_err::os::unix::fs::symlink(&secret, patches.join("evil.patch")).unwrap();
+    let hello = t.root().join("recipes/hello.kdl");
+    let original = fs_err::read_to_string(&hello).unwrap();
+    let with_patch = |file: &str| {
+        original.replace(
+            "    license \"Apache-2.0\"\n",
+            &format!("    license \"Apache-2.0\"\n    patch \"{file}\" sha256=\"{sha}\"\n"),
+        )
+    };
+    fs_err::write(&hello, with_patch("patches/evil.patch")).unwrap();
+    for args in [&["lint"][..], &["plan", "hello"]] {
+        let o = t.forge(args);
+        let err = t.stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("recipe::bad-path")
+                && err.contains("patch `patches/evil.patch` leads outside the recipe tree")
+                && err.contains("[TEMP]/secret.txt")
+                && err.contains("[recipes/hello.kdl:4:")
+                && err.contains("help:"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // A symlink to another file of the tree is allowed.
+    fs_err::create_dir_all(t.root().join("shared")).unwrap();
+    fs_err::copy(&secret, t.root().join("shared/real.patch")).unwrap();
+    fs_err::os::unix::fs::symlink("../../shared/real.patch", patches.join("ok.patch")).unwrap();
+    fs_err::write(&hello, with_patch("patches/ok.patch")).unwrap();
+    let o = t.forge(&["lint"]);
+    assert_eq!(o.status.code(), Some(0), "{}", t.stderr(&o));
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use forge_recipe::template::Piece as TemplatePiece;
 use forge_recipe::{
-    Diag, Facts, Recipe, RecipeSet, SourceDecl, Spanned, Template, Var, VariantValue,
+    Diag, Facts, PatchDecl, Recipe, RecipeSet, SourceDecl, Spanned, Template, Var, VariantValue,
 };
 use forge_resolve::{EdgeRole, Graph, HostProbe, Node, Origin, Request, Resolver};
 use petgraph::graph::NodeIndex;
@@ -413,7 +413,7 @@ impl<'a> Planner<'a> {
                     sha256: p.sha256.value.to_hex(),
                     level: p.level,
                 });
-                patch_files.push(recipe.dir.join(&p.file.value));
+                patch_files.push(self.patch_file(recipe, p)?);
             }
         }
         let mut render_arg =
@@ -446,6 +446,32 @@ impl<'a> Planner<'a> {
             host: None,
         };
         Ok(Derivation::new(inputs, fetch, patch_files))
+    }
+
+    /// Where the build reads a patch: the file with its symlinks resolved now, so a symlink
+    /// swapped in after the recipes were checked is not followed, and refused if it has come
+    /// to lead out of the recipe tree. A missing file is the builder's to report.
+    fn patch_file(&self, recipe: &Recipe, p: &PatchDecl) -> Result<PathBuf, Box<Diag>> {
+        let file = recipe.dir.join(&p.file.value);
+        let Ok(real) = fs_err::canonicalize(&file) else {
+            return Ok(file);
+        };
+        let root = fs_err::canonicalize(&self.set.root).unwrap_or_else(|_| self.set.root.clone());
+        if real.starts_with(&root) {
+            return Ok(real);
+        }
+        Err(Box::new(
+            Diag::error(
+                "recipe::bad-path",
+                format!(
+                    "patch `{}` leads outside the recipe tree, to `{}`",
+                    p.file.value,
+                    real.display()
+                ),
+            )
+            .label(&self.set.sources, p.file.span, "a symlink out of the tree")
+            .help("recipes read only files of their own tree: replace the symlink with a copy of the file"),
+        ))
     }
 }
 

@@ -320,3 +320,66 @@ fn planning_all_targets_at_once_equals_one_by_one() {
         }
     }
 }
+
+/// A patch symlink that stays in the tree when the recipes are checked but is swapped for one
+/// leading out of it before planning is refused by the planner; one still in the tree is
+/// resolved, so the build reads the file itself and never follows the symlink.
+#[test]
+fn a_patch_swapped_to_a_symlink_out_of_the_tree_is_refused_when_planning() {
+    use sha2::Digest as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs_err::canonicalize(tmp.path()).unwrap().join("tree");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
+    for sub in ["recipes", "toolchains"] {
+        fs_err::create_dir_all(root.join(sub)).unwrap();
+        for e in fs_err::read_dir(example.join(sub)).unwrap() {
+            let e = e.unwrap();
+            fs_err::copy(e.path(), root.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    for src in ["hello", "libgreet"] {
+        fs_err::create_dir_all(root.join("src").join(src)).unwrap();
+        fs_err::write(root.join("src").join(src).join("README"), src).unwrap();
+    }
+    let body = b"--- a/x\n+++ b/x\n";
+    fs_err::write(root.join("real.patch"), body).unwrap();
+    fs_err::write(tmp.path().join("secret"), body).unwrap();
+    let link = root.join("recipes/p.patch");
+    fs_err::os::unix::fs::symlink("../real.patch", &link).unwrap();
+    let hello = root.join("recipes/hello.kdl");
+    let kdl = fs_err::read_to_string(&hello).unwrap().replace(
+        "    license \"Apache-2.0\"\n",
+        &format!(
+            "    license \"Apache-2.0\"\n    patch \"p.patch\" sha256=\"{:x}\"\n",
+            sha2::Sha256::digest(body)
+        ),
+    );
+    fs_err::write(&hello, kdl).unwrap();
+    let loaded = RecipeSet::load(&root);
+    assert!(
+        !loaded.diags.has_errors(),
+        "{}",
+        loaded.diags.render(false, 100)
+    );
+    let set = loaded.set;
+    let plan_hello = || {
+        let g = Resolver::new(&set, &host())
+            .resolve(&Request::for_target(&set, set.target("hello").unwrap()))
+            .unwrap();
+        Planner::new(&set).plan(g)
+    };
+    let plan = plan_hello().expect("plans");
+    let drv = plan.drvs.iter().find(|d| d.inputs.name == "hello").unwrap();
+    assert_eq!(drv.patch_files, [root.join("real.patch")]);
+
+    fs_err::remove_file(&link).unwrap();
+    fs_err::os::unix::fs::symlink(tmp.path().join("secret"), &link).unwrap();
+    let e = plan_hello().expect_err("a patch out of the tree");
+    assert_eq!(e.code_str(), "recipe::bad-path");
+    assert!(
+        e.message()
+            .contains("patch `p.patch` leads outside the recipe tree"),
+        "{}",
+        e.message()
+    );
+}

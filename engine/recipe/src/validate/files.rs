@@ -1,5 +1,5 @@
-//! Files named by recipes: local sources and patches stay inside the recipe tree and exist, and
-//! patches match their sha256.
+//! Files named by recipes: local sources and patches stay inside the recipe tree (as written
+//! and once symlinks are followed) and exist, and patches match their sha256.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +50,10 @@ impl Check<'_> {
             }
         }
         match problem {
-            None => Some(r.dir.join(written)),
+            None => {
+                let full = r.dir.join(written);
+                self.inside_tree(r, p, what, &full).then_some(full)
+            }
             Some(why) => {
                 self.err(
                     "recipe::bad-path",
@@ -70,6 +73,35 @@ impl Check<'_> {
                 None
             }
         }
+    }
+
+    /// Whether `full`, a path whose text stays in the tree, also leads to a file of the tree once
+    /// symlinks are followed: a symlink in the tree (`patches/x.patch -> /etc/passwd`) would
+    /// otherwise feed any file of the machine to the build. A path that does not exist is left
+    /// to the checks that need it.
+    fn inside_tree(&mut self, r: &Recipe, p: &Spanned<String>, what: &str, full: &Path) -> bool {
+        let Ok(real) = fs_err::canonicalize(full) else {
+            return true;
+        };
+        let root = fs_err::canonicalize(&self.set.root).unwrap_or_else(|_| self.set.root.clone());
+        if real.starts_with(&root) {
+            return true;
+        }
+        self.err(
+            "recipe::bad-path",
+            format!(
+                "{what} `{}` leads outside the recipe tree, to `{}`",
+                p.value,
+                real.display()
+            ),
+            p.span,
+            "a symlink out of the tree",
+            format!(
+                "recipes read only files of their own tree: replace the symlink with a copy of the file, in `{}`",
+                self.shown_dir(r)
+            ),
+        );
+        false
     }
 
     /// A local source exists, as a file or a directory.
