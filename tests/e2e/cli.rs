@@ -796,3 +796,34 @@ fn a_patch_through_a_symlink_out_of_the_tree_is_refused() {
     let o = t.forge(&["lint"]);
     assert_eq!(o.status.code(), Some(0), "{}", t.stderr(&o));
 }
+
+/// A padding no path could hold is refused up front with a short message, not at `mkdir` with
+/// the whole 100 KB path in it.
+#[test]
+fn an_impossible_padded_length_is_refused_up_front() {
+    let w = World::new();
+    let o = w
+        .forge()
+        .args(["--padded-length", "100000", "--example", "realize"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err:.2000}");
+    assert!(err.len() < 600, "{} bytes: {err:.2000}", err.len());
+    assert!(
+        err.contains("100000") && err.contains("at most 1024"),
+        "{err}"
+    );
+    assert!(!w.store().exists(), "nothing created");
+    // The largest allowed padding works.
+    let o = w
+        .forge()
+        .args(["--padded-length", "1024", "--example", "realize"])
+        .output()
+        .unwrap();
+    let out = ok(&o);
+    assert!(
+        out.trim_end().ends_with("-hello-1.0") && out.len() > 1024,
+        "{out}"
+    );
+}

@@ -41,7 +41,13 @@ pub struct GlobalArgs {
 
     /// Pad the store's output directory to this many bytes when creating the store, so that
     /// exported binaries can be relocated into any shorter prefix [default: 160; 0 for none]
-    #[arg(long, global = true, env = "FORGE_PADDED_LENGTH", value_name = "BYTES")]
+    #[arg(
+        long,
+        global = true,
+        env = "FORGE_PADDED_LENGTH",
+        value_name = "BYTES",
+        value_parser = padded_length
+    )]
     pub padded_length: Option<usize>,
 
     /// Source mirror tried before the recipes' URLs (`file:///dir` or `https://…`; holds
@@ -433,4 +439,21 @@ pub struct CompletionsArgs {
     /// The shell
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// The largest `--padded-length`: a store path (the padded directory, a 32-character hash, a
+/// name) and the files below it must still fit in Linux's `PATH_MAX` of 4096 bytes.
+pub const MAX_PADDED_LENGTH: usize = 1024;
+
+/// Parses `--padded-length`, bounded by [`MAX_PADDED_LENGTH`] before anything is created.
+fn padded_length(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a number of bytes: {e}"))?;
+    if n > MAX_PADDED_LENGTH {
+        return Err(format!(
+            "{n} bytes is too long: at most {MAX_PADDED_LENGTH}, so that store paths and the files in them fit in PATH_MAX (4096); the default is 160"
+        ));
+    }
+    Ok(n)
 }
