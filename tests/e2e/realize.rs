@@ -1525,7 +1525,11 @@ fn out_link_replaces_only_a_symlink() {
 fn sigterm_and_sighup_stop_builds_like_ctrl_c() {
     for (signal, number) in [("TERM", 15), ("HUP", 1)] {
         let w = World::new();
-        let marker = format!("{}.{}{number}", 700 + std::process::id() % 100, std::process::id());
+        let marker = format!(
+            "{}.{}{number}",
+            700 + std::process::id() % 100,
+            std::process::id()
+        );
         let pkgs = [Pkg {
             name: "slow",
             deps: &[],
@@ -1552,10 +1556,24 @@ fn sigterm_and_sighup_stop_builds_like_ctrl_c() {
         let started = Instant::now();
         let o = child.wait_with_output().unwrap();
         let err = text(&o.stderr);
-        assert!(started.elapsed() < Duration::from_secs(20), "forge stopped promptly");
-        assert_eq!(o.status.code(), Some(128 + number), "SIG{signal}: {:?} {err}", o.status);
-        assert!(err.contains(&format!("interrupted by SIG{signal}")), "{err}");
-        wait_for(|| !process_running(&marker), "the build's sleep to be killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "forge stopped promptly"
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(128 + number),
+            "SIG{signal}: {:?} {err}",
+            o.status
+        );
+        assert!(
+            err.contains(&format!("interrupted by SIG{signal}")),
+            "{err}"
+        );
+        wait_for(
+            || !process_running(&marker),
+            "the build's sleep to be killed",
+        );
         assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));
         assert!(
             !valid_names(&w).iter().any(|n| n.ends_with("-slow-1.0")),
