@@ -33,6 +33,23 @@ fn in_src(rel: &str) -> Arg {
     }
 }
 
+/// `script` (relative to the source directory) as seen from `build_dir` inside it: the configure
+/// script of an out-of-tree build is run by a relative path, as autotools intends, so `srcdir`
+/// is relative too. An absolute one ends up in what the build keeps: GCC's `Configured with:`
+/// line, and the file names its target libraries compile in (gfortran's runtime error messages
+/// name the source file as given, past any `-ffile-prefix-map`).
+fn up_to(build_dir: &str, script: &str) -> String {
+    let depth = std::path::Path::new(build_dir)
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count();
+    if depth == 0 {
+        format!("./{script}")
+    } else {
+        format!("{}{script}", "../".repeat(depth))
+    }
+}
+
 /// `--flag={out}`-style arguments.
 fn with_out(flag: &str) -> Arg {
     Arg::of([Piece::Lit(flag.to_owned()), Piece::Out])
@@ -105,7 +122,7 @@ pub(crate) fn build(
                         .configure_script
                         .as_ref()
                         .map_or("configure", |s| s.value.as_str());
-                    (join_rel(&src, &d.value), in_src(&join_rel(&src, script)))
+                    (join_rel(&src, &d.value), Arg::lit(up_to(&d.value, script)))
                 }
                 None => {
                     let script = b
