@@ -8,11 +8,20 @@
 //!
 //! Lookup order for one source: the cache; each configured mirror (`<mirror>/sha256/<hex>`, then
 //! `<mirror>/<file name>`); the recipe's URLs in order. `http(s)://` and `file://` are supported.
-//! A mismatch at a name-laid-out mirror only means "not here"; anywhere else it is an error.
+//! A mismatch at a mirror only means "not here" (the next location is tried); at a recipe's URL it
+//! is an error. A cached file is hashed again each time it is used: one that no longer has its
+//! digest is removed and fetched again.
+//!
+//! Every download is bounded: in size ([`FetchOptions::max_bytes`], checked against
+//! `Content-Length` before and against the bytes received during), in time for one location over
+//! all its attempts ([`FetchOptions::deadline`]), and in speed (below
+//! [`FetchOptions::low_speed_limit`] bytes a second for [`FetchOptions::low_speed_time`], an
+//! attempt fails and does not count as progress). [`SourceCache::clean_partial`] deletes partial
+//! files no process is downloading (`forge gc` calls it).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -78,7 +87,20 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Timeout without progress while waiting for the response or reading the body.
     pub read_timeout: Duration,
+    /// The largest file accepted, in bytes: a larger `Content-Length` is refused before the
+    /// body, a body that grows past it is cut and deleted.
+    pub max_bytes: u64,
+    /// The longest one location may take, over all its attempts.
+    pub deadline: Duration,
+    /// An attempt receiving fewer than this many bytes a second, over `low_speed_time`, fails.
+    pub low_speed_limit: u64,
+    /// The window over which `low_speed_limit` is measured.
+    pub low_speed_time: Duration,
 }
+
+/// The default [`FetchOptions::max_bytes`]: 16 GiB, four times the largest source of the
+/// recipes (the CUDA installer).
+pub const DEFAULT_MAX_BYTES: u64 = 16 << 30;
 
 impl Default for FetchOptions {
     fn default() -> Self {
@@ -88,6 +110,10 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            max_bytes: DEFAULT_MAX_BYTES,
+            deadline: Duration::from_secs(2 * 3600),
+            low_speed_limit: 1024,
+            low_speed_time: Duration::from_secs(60),
         }
     }
 }
@@ -140,6 +166,26 @@ enum HttpOutcome {
     NotFound(String),
     /// Worth another attempt.
     Transient(String),
+    /// Worth another attempt, but what arrived does not count as progress (a trickle).
+    TooSlow(String),
+    /// Not worth another attempt from this location: too large, or past the deadline.
+    GiveUp(String),
+}
+
+/// Human-readable byte count for messages.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// The lower-case digest, if `sha256` is one.
@@ -243,14 +289,36 @@ impl SourceCache {
             local: Some(path.to_path_buf()),
             authoritative: true,
         };
-        self.fetch_one(&url, &sha, &[candidate])
+        self.fetch_one(&url, &sha, &[candidate], None)
+    }
+
+    /// The cached file if it still has its digest. One that does not (a planted or damaged
+    /// entry) is removed, so that it is fetched again; the returned note says so.
+    fn verified(&self, sha256: &str) -> Result<(Option<PathBuf>, Option<String>), FetchError> {
+        let Some(p) = self.get(sha256) else {
+            return Ok((None, None));
+        };
+        let actual = sha256_file(&p)?;
+        if actual == sha256 {
+            return Ok((Some(p), None));
+        }
+        fs_err::remove_file(&p).map_err(io(&p))?;
+        Ok((
+            None,
+            Some(format!(
+                "{}: the cached file had other bytes (sha256 {actual}) and was removed",
+                p.display()
+            )),
+        ))
     }
 
     /// Returns the cached file for `sha256`, fetching it from the mirrors and `urls` if needed.
-    /// `name` is the file's name (used for name-based mirror lookups and messages).
+    /// `name` is the file's name (used for name-based mirror lookups and messages). A cached file
+    /// is hashed again before it is returned.
     pub fn fetch(&self, name: &str, sha256: &str, urls: &[String]) -> Result<PathBuf, FetchError> {
         let sha = normalize_digest(sha256)?;
-        if let Some(p) = self.get(&sha) {
+        let (found, note) = self.verified(&sha)?;
+        if let Some(p) = found {
             return Ok(p);
         }
         // Only a plain file name can be looked up by name; anything else would name another path.
@@ -258,9 +326,9 @@ impl SourceCache {
         let mut candidates = Vec::new();
         for m in &self.options.mirrors {
             let base = m.trim_end_matches('/');
-            candidates.push(Candidate::url(format!("{base}/sha256/{sha}"), true));
-            // A mirror laid out by file name may hold other bytes under that name (a repack):
-            // a mismatch there only means "not here".
+            // A bad entry at a mirror (damaged, planted, or another file under that name — a
+            // repack) only means "not here": the next mirror and the recipe's URLs follow.
+            candidates.push(Candidate::url(format!("{base}/sha256/{sha}"), false));
             if by_name {
                 candidates.push(Candidate::url(
                     format!("{base}/{}", encode_segment(name)),
@@ -269,7 +337,7 @@ impl SourceCache {
             }
         }
         candidates.extend(urls.iter().map(|u| Candidate::url(u.clone(), true)));
-        self.fetch_one(name, &sha, &candidates)
+        self.fetch_one(name, &sha, &candidates, note)
     }
 
     fn fetch_one(
@@ -277,6 +345,7 @@ impl SourceCache {
         name: &str,
         sha256: &str,
         candidates: &[Candidate],
+        note: Option<String>,
     ) -> Result<PathBuf, FetchError> {
         let partial_dir = self.dir.join("partial");
         let final_dir = self.dir.join("sha256");
@@ -297,11 +366,12 @@ impl SourceCache {
             path: lock_path.clone(),
             source: e,
         })?;
-        if let Some(p) = self.get(sha256) {
+        let (found, removed) = self.verified(sha256)?;
+        if let Some(p) = found {
             return Ok(p);
         }
         let part = partial_dir.join(format!("{sha256}.part"));
-        let mut attempts = Vec::new();
+        let mut attempts: Vec<String> = note.or(removed).into_iter().collect();
         for c in candidates {
             let outcome = match self.attempt(c, sha256, &part) {
                 Err(FetchError::Mismatch { actual, .. }) if !c.authoritative => {
@@ -360,10 +430,12 @@ impl SourceCache {
         let mut failures = 0;
         let mut made_progress = 0;
         let mut restarted = false;
+        let deadline = Instant::now() + self.options.deadline;
         let mut last;
         loop {
             let before = len_of(part);
-            match self.http(url, sha256, part)? {
+            let mut progressed = true;
+            match self.http(url, sha256, part, deadline)? {
                 HttpOutcome::Complete { resumed } => match self.check(url, sha256, part) {
                     // The prefix may have come from another server or an older file: a resumed
                     // download that does not verify is fetched once more from the start before
@@ -375,15 +447,24 @@ impl SourceCache {
                     other => return other,
                 },
                 HttpOutcome::NotFound(s) => return Ok(Attempt::Absent(s)),
+                HttpOutcome::GiveUp(s) => return Ok(Attempt::Failed(s)),
                 HttpOutcome::Transient(s) => last = s,
+                HttpOutcome::TooSlow(s) => {
+                    progressed = false;
+                    last = s;
+                }
             }
-            if len_of(part) > before && made_progress < MAX_PROGRESSING_ATTEMPTS {
+            if progressed && len_of(part) > before && made_progress < MAX_PROGRESSING_ATTEMPTS {
                 made_progress += 1;
                 delay = self.options.backoff;
                 continue;
             }
             failures += 1;
             if failures >= retries {
+                break;
+            }
+            if Instant::now() + delay >= deadline {
+                last = format!("{last}; {}", self.past_deadline());
                 break;
             }
             std::thread::sleep(delay);
@@ -393,6 +474,58 @@ impl SourceCache {
             "{last} (after {} attempts)",
             failures + made_progress
         )))
+    }
+
+    /// Deletes the partial downloads no process is working on (those of a digest whose lock is
+    /// free, and `import-<pid>` files of processes that are gone). Returns each file deleted and
+    /// its size. A download in progress is never touched.
+    pub fn clean_partial(&self) -> Result<Vec<(PathBuf, u64)>, FetchError> {
+        let dir = self.dir.join("partial");
+        let entries = match fs_err::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut removed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".part") else {
+                continue;
+            };
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            // Held while the lock is: a downloader of this digest waits rather than resuming
+            // a file that is being deleted.
+            let _guard;
+            if let Some(pid) = stem.strip_prefix("import-") {
+                if Path::new("/proc").join(pid).exists() {
+                    continue;
+                }
+            } else {
+                let lock_path = self.dir.join("locks").join(format!("{stem}.lock"));
+                let lock = match fs_err::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                {
+                    Ok(l) => l,
+                    Err(_) => continue,
+                };
+                if lock.file().try_lock().is_err() {
+                    continue;
+                }
+                _guard = lock;
+            }
+            match fs_err::remove_file(&path) {
+                Ok(()) => removed.push((path, size)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// Brings a file whose digest is not known yet into the cache (`forge recipe add-version`):
@@ -414,6 +547,7 @@ impl SourceCache {
         let _ = fs_err::remove_file(&part);
         let mut delay = self.options.backoff;
         let mut last = String::new();
+        let deadline = Instant::now() + self.options.deadline;
         for attempt in 0..self.options.retries.max(1) {
             if attempt > 0 {
                 std::thread::sleep(delay);
@@ -421,7 +555,7 @@ impl SourceCache {
             }
             // No digest to resume against: every attempt starts over.
             let _ = fs_err::remove_file(&part);
-            match self.http(location, "", &part)? {
+            match self.http(location, "", &part, deadline)? {
                 HttpOutcome::Complete { .. } => {
                     let sha = sha256_file(&part)?;
                     let dest = self.path_for(&sha);
@@ -429,14 +563,15 @@ impl SourceCache {
                     fs_err::rename(&part, &dest).map_err(io(&dest))?;
                     return Ok((dest, sha));
                 }
-                HttpOutcome::NotFound(why) => {
+                HttpOutcome::NotFound(why) | HttpOutcome::GiveUp(why) => {
+                    let _ = fs_err::remove_file(&part);
                     return Err(FetchError::Unavailable {
                         name: location.to_owned(),
                         sha256: "unknown".into(),
                         attempts: vec![format!("{location}: {why}")],
                     });
                 }
-                HttpOutcome::Transient(why) => last = why,
+                HttpOutcome::Transient(why) | HttpOutcome::TooSlow(why) => last = why,
             }
         }
         let _ = fs_err::remove_file(&part);
@@ -492,14 +627,45 @@ impl SourceCache {
         })
     }
 
-    fn http(&self, url: &str, sha256: &str, part: &Path) -> Result<HttpOutcome, FetchError> {
-        let have = len_of(part);
+    fn past_deadline(&self) -> String {
+        format!(
+            "gave up after {} s, the limit for one location (`--download-deadline`)",
+            self.options.deadline.as_secs()
+        )
+    }
+
+    fn too_large(&self, what: &str) -> String {
+        format!(
+            "{what}, more than the {} a download may have (`--max-download`); nothing was kept",
+            bytes(self.options.max_bytes)
+        )
+    }
+
+    fn http(
+        &self,
+        url: &str,
+        sha256: &str,
+        part: &Path,
+        deadline: Instant,
+    ) -> Result<HttpOutcome, FetchError> {
+        let mut have = len_of(part);
+        if have >= self.options.max_bytes {
+            let _ = fs_err::remove_file(part);
+            have = 0;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(HttpOutcome::GiveUp(self.past_deadline()));
+        }
+        // No single wait may run past the deadline either.
+        let read_timeout = self.options.read_timeout.min(deadline - now);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(self.options.connect_timeout))
-            .timeout_recv_response(Some(self.options.read_timeout))
-            // A stalled body fails after `read_timeout` without a byte, however long the
-            // download takes as a whole; what arrived is kept and resumed.
-            .timeout_per_read(Some(self.options.read_timeout))
+            .timeout_recv_response(Some(read_timeout))
+            // A stalled body fails after `read_timeout` without a byte; a slow one after
+            // `low_speed_time` below `low_speed_limit`; any after the deadline. What arrived is
+            // kept and resumed.
+            .timeout_per_read(Some(read_timeout))
             .timeout_recv_body(None)
             // The bytes as stored, never a transfer-compressed form of them: the digest is over
             // the file, and a range only makes sense on the file.
@@ -559,6 +725,14 @@ impl SourceCache {
             }
             s => return Ok(HttpOutcome::NotFound(format!("HTTP {s}"))),
         };
+        if let Some(total) = total
+            && total > self.options.max_bytes
+        {
+            let _ = fs_err::remove_file(part);
+            return Ok(HttpOutcome::GiveUp(
+                self.too_large(&format!("the server announces {}", bytes(total))),
+            ));
+        }
         let mut out = fs_err::OpenOptions::new()
             .create(true)
             .write(true)
@@ -568,15 +742,51 @@ impl SourceCache {
             .map_err(io(part))?;
         let mut body = resp.into_body().into_reader();
         let mut buf = vec![0u8; 1 << 16];
+        let mut size = if append { have } else { 0 };
+        let window = self.options.low_speed_time;
+        let floor = self
+            .options
+            .low_speed_limit
+            .saturating_mul(window.as_millis() as u64)
+            / 1000;
+        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
         loop {
-            match body.read(&mut buf) {
+            let n = match body.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => out.write_all(&buf[..n]).map_err(io(part))?,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // Keep what arrived: the next attempt resumes from it.
+                Err(_) if Instant::now() >= deadline => {
+                    return Ok(HttpOutcome::GiveUp(self.past_deadline()));
+                }
                 Err(e) => {
                     return Ok(HttpOutcome::Transient(format!("download interrupted: {e}")));
                 }
+            };
+            size += n as u64;
+            if size > self.options.max_bytes {
+                drop(out);
+                let _ = fs_err::remove_file(part);
+                return Ok(HttpOutcome::GiveUp(self.too_large(&format!(
+                    "the body grew past {}",
+                    bytes(self.options.max_bytes)
+                ))));
+            }
+            out.write_all(&buf[..n]).map_err(io(part))?;
+            window_bytes += n as u64;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(HttpOutcome::GiveUp(self.past_deadline()));
+            }
+            if now.duration_since(window_start) >= window {
+                if window_bytes < floor {
+                    return Ok(HttpOutcome::TooSlow(format!(
+                        "too slow: {window_bytes} bytes in {:.1} s, under {} B/s (`--download-low-speed`)",
+                        now.duration_since(window_start).as_secs_f64(),
+                        self.options.low_speed_limit
+                    )));
+                }
+                (window_start, window_bytes) = (now, 0);
             }
         }
         out.flush().map_err(io(part))?;

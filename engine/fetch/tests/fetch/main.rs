@@ -34,6 +34,7 @@ fn options(mirrors: Vec<String>) -> FetchOptions {
         backoff: Duration::from_millis(5),
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
+        ..FetchOptions::default()
     }
 }
 
@@ -340,21 +341,211 @@ fn mirrors_are_tried_by_digest_then_by_name_then_upstream() {
     assert_eq!(server.paths(), [by_digest.as_str(), by_name, upstream]);
     assert_eq!(listing(&tmp.path().join("partial")), Vec::<String>::new());
 
-    // Other bytes under the digest: the mirror is corrupt, which is an error.
+    // Other bytes under the digest (a damaged or planted entry): that mirror is passed over,
+    // the recipe's URL still serves the file.
     let server = Server::start();
     server.serve(&by_digest, &content(20_000, 10));
     server.serve(upstream, &body);
     let tmp = tempfile::tempdir().unwrap();
     let cache = SourceCache::new(tmp.path(), options(vec![server.url("/mirror")]));
-    let err = cache
+    let got = cache
         .fetch("pkg-3.0.tar.gz", &hex, &[server.url(upstream)])
+        .unwrap();
+    assert_eq!(fs_err::read(got).unwrap(), body);
+    assert_eq!(server.paths(), [by_digest.as_str(), by_name, upstream]);
+    assert_eq!(listing(&tmp.path().join("partial")), Vec::<String>::new());
+
+    // With nowhere else to look, the failure says what the mirror held.
+    let server = Server::start();
+    let planted = content(20_000, 10);
+    server.serve(&by_digest, &planted);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = SourceCache::new(tmp.path(), options(vec![server.url("/mirror")]));
+    let err = cache.fetch("pkg-3.0.tar.gz", &hex, &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "{}: different content (sha256 {})",
+            server.url(&by_digest),
+            sha(&planted)
+        )),
+        "{msg}"
+    );
+    assert_nothing_kept(tmp.path());
+}
+
+#[test]
+fn a_cached_file_with_other_bytes_is_removed_and_fetched_again() {
+    let body = content(30_000, 40);
+    let hex = sha(&body);
+    let server = Server::start();
+    server.serve("/pkg.tar.gz", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(tmp.path().join("sha256")).unwrap();
+    fs_err::write(
+        tmp.path().join("sha256").join(&hex),
+        b"planted, not the source",
+    )
+    .unwrap();
+    let cache = SourceCache::new(tmp.path(), options(vec![]));
+    let got = cache
+        .fetch("pkg.tar.gz", &hex, &[server.url("/pkg.tar.gz")])
+        .unwrap();
+    assert_eq!(fs_err::read(&got).unwrap(), body);
+    assert_eq!(server.paths(), ["/pkg.tar.gz"]);
+
+    // Damaged again, with nowhere to fetch from: the error names the cached file.
+    fs_err::write(&got, b"flipped").unwrap();
+    let err = cache.fetch("pkg.tar.gz", &hex, &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "{}: the cached file had other bytes",
+            got.display()
+        )),
+        "{msg}"
+    );
+    assert!(!got.exists(), "the bad entry is removed");
+}
+
+#[test]
+fn an_endless_body_is_cut_at_the_size_bound_and_nothing_is_kept() {
+    let server = Server::start();
+    server.serve("/endless.tar.gz", &content(64 * 1024, 41));
+    server.fault("/endless.tar.gz", Fault::Endless);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(vec![]);
+    opts.max_bytes = 4 << 20;
+    let cache = SourceCache::new(tmp.path(), opts);
+    let started = Instant::now();
+    let err = cache
+        .fetch(
+            "endless.tar.gz",
+            &sha(b"x"),
+            &[server.url("/endless.tar.gz")],
+        )
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the body grew past 4.0 MiB, more than the 4.0 MiB a download may have"),
+        "{msg}"
+    );
+    // Not retried: the same server would send the same endless body.
+    assert_eq!(server.paths().len(), 1);
+    assert_nothing_kept(tmp.path());
+}
+
+#[test]
+fn an_announced_length_above_the_bound_is_refused_before_the_body() {
+    let server = Server::start();
+    let body = content(300_000, 42);
+    server.serve("/big.tar.gz", &body);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(vec![]);
+    opts.max_bytes = 100_000;
+    let cache = SourceCache::new(tmp.path(), opts);
+    let err = cache
+        .fetch("big.tar.gz", &sha(&body), &[server.url("/big.tar.gz")])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the server announces 293.0 KiB, more than the 97.7 KiB"),
+        "{msg}"
+    );
+    assert_eq!(server.paths().len(), 1);
+    assert_nothing_kept(tmp.path());
+}
+
+#[test]
+fn a_trickle_fails_the_low_speed_limit_without_counting_as_progress() {
+    let server = Server::start();
+    let body = content(10_000, 43);
+    server.serve("/trickle.tar.gz", &body);
+    // One byte every 20 ms: 50 B/s, forever as far as the client can tell.
+    server.slow("/trickle.tar.gz", Some((1, Duration::from_millis(20))));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(vec![]);
+    opts.retries = 2;
+    opts.low_speed_limit = 1000;
+    opts.low_speed_time = Duration::from_millis(300);
+    let cache = SourceCache::new(tmp.path(), opts);
+    let started = Instant::now();
+    let err = cache
+        .fetch(
+            "trickle.tar.gz",
+            &sha(&body),
+            &[server.url("/trickle.tar.gz")],
+        )
         .unwrap_err();
     assert!(
-        matches!(&err, FetchError::Mismatch { url, .. } if *url == server.url(&by_digest)),
-        "{err:?}"
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
     );
-    assert_eq!(server.paths(), [by_digest.as_str()]);
-    assert_nothing_kept(tmp.path());
+    let msg = err.to_string();
+    assert!(msg.contains("too slow: "), "{msg}");
+    assert!(msg.contains("under 1000 B/s"), "{msg}");
+    assert!(msg.contains("(after 2 attempts)"), "{msg}");
+    // Each attempt grew the partial file, yet only the two allowed were made.
+    assert_eq!(server.paths().len(), 2);
+}
+
+#[test]
+fn one_location_gives_up_at_its_deadline() {
+    let server = Server::start();
+    let body = content(4_000_000, 44);
+    server.serve("/slow.tar.gz", &body);
+    // 100 KB/s: fast enough for the speed floor, 40 s for the whole file.
+    server.slow("/slow.tar.gz", Some((2_000, Duration::from_millis(20))));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(vec![]);
+    opts.deadline = Duration::from_millis(800);
+    let cache = SourceCache::new(tmp.path(), opts);
+    let started = Instant::now();
+    let err = cache
+        .fetch("slow.tar.gz", &sha(&body), &[server.url("/slow.tar.gz")])
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gave up after 0 s, the limit for one location"),
+        "{msg}"
+    );
+    assert_eq!(server.paths().len(), 1);
+}
+
+#[test]
+fn clean_partial_deletes_only_what_no_process_is_downloading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = SourceCache::new(tmp.path(), options(vec![]));
+    let idle = sha(b"idle");
+    let busy = sha(b"busy");
+    for d in ["partial", "locks"] {
+        fs_err::create_dir_all(tmp.path().join(d)).unwrap();
+    }
+    let part = |stem: &str| tmp.path().join("partial").join(format!("{stem}.part"));
+    fs_err::write(part(&idle), vec![0u8; 1000]).unwrap();
+    fs_err::write(part(&busy), b"in progress").unwrap();
+    // A download of `busy` is under way: it holds the digest's lock.
+    let lock = fs_err::File::create(tmp.path().join("locks").join(format!("{busy}.lock"))).unwrap();
+    lock.file().lock().unwrap();
+    // An import by a process that is gone, and one by a live process (this one).
+    fs_err::write(part("import-4194305"), b"orphan").unwrap();
+    let mine = format!("import-{}", std::process::id());
+    fs_err::write(part(&mine), b"live").unwrap();
+
+    let removed = cache.clean_partial().unwrap();
+    let mut expect = vec![(part(&idle), 1000), (part("import-4194305"), 6)];
+    expect.sort();
+    assert_eq!(removed, expect);
+    let mut left = vec![format!("{busy}.part"), format!("{mine}.part")];
+    left.sort();
+    assert_eq!(listing(&tmp.path().join("partial")), left);
+    drop(lock);
+    assert_eq!(cache.clean_partial().unwrap(), vec![(part(&busy), 11)]);
 }
 
 #[test]

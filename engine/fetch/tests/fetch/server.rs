@@ -21,6 +21,8 @@ pub(crate) enum Fault {
     IgnoreRange,
     /// 206, but the whole body with a `Content-Range` from byte 0.
     WrongRange,
+    /// 200 without `Content-Length`, the body repeated until the client hangs up.
+    Endless,
 }
 
 /// One request as received.
@@ -135,6 +137,12 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     };
     if let Some(Fault::Status(code)) = fault {
         return respond(&mut out, &format!("{code} Injected"), &[], b"");
+    }
+    if let Some(Fault::Endless) = fault {
+        out.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+        loop {
+            out.write_all(&body)?;
+        }
     }
     let total = body.len();
     let start = match (&fault, range.as_deref()) {
