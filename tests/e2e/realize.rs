@@ -612,7 +612,9 @@ fn kill_9_during_commit_leaves_nothing_valid_and_rerun_completes() {
 /// A tiny HTTP server that sends a file slowly, for killing forge in the middle of a download.
 /// Serves `data` on 127.0.0.1, slowly when asked from the start, honouring `Range`; returns
 /// the port and the start offsets of the requests served so far.
-fn slow_server(data: Vec<u8>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<usize>>>;
+
+fn slow_server(data: Vec<u8>) -> (u16, Requests) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -660,15 +662,14 @@ fn slow_server(data: Vec<u8>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<usize
     (port, requests)
 }
 
-#[test]
-fn kill_9_during_a_download_then_rerun_resumes() {
-    let w = World::new();
-    // A tarball holding one file, served slowly.
+/// A one-file tarball package `payload` served by [`slow_server`]; returns its sha256 and the
+/// server's request log.
+fn served_payload(w: &World, len: usize) -> (String, Requests) {
     let tar_path = w.path().join("payload.tar");
     {
         let f = fs_err::File::create(&tar_path).unwrap();
         let mut b = tar::Builder::new(f);
-        let data = vec![b'x'; 600_000];
+        let data = vec![b'x'; len];
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -692,6 +693,76 @@ fn kill_9_during_a_download_then_rerun_resumes() {
         ),
     )
     .unwrap();
+    (sha, requests)
+}
+
+#[test]
+fn download_bounds_come_from_the_command_line_and_the_environment() {
+    let w = World::new();
+    served_payload(&w, 300_000);
+    let root = w.recipes();
+    let o = w
+        .forge()
+        .arg("--recipes")
+        .arg(&root)
+        .args(["--max-download", "100K", "realize", "payload"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("more than the 100.0 KiB a download may have (`--max-download`)"),
+        "{err}"
+    );
+    assert!(
+        fs_err::read_dir(w.path().join("cache/sources/partial"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing of the refused download is kept"
+    );
+    // A deadline from the environment: the slow first response (about 1.5 s) cannot finish.
+    let o = w
+        .forge()
+        .arg("--recipes")
+        .arg(&root)
+        .env("FORGE_DOWNLOAD_DEADLINE", "0")
+        .args(["realize", "payload"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("gave up after 0 s, the limit for one location"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A bad size is refused when parsed, naming the value.
+    let o = w
+        .forge()
+        .args(["--max-download", "12X", "gc", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("`12X`: unknown unit `X`"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Within the bounds it builds.
+    ok(&w
+        .forge()
+        .arg("--recipes")
+        .arg(&root)
+        .args(["--max-download", "1M", "realize", "payload"])
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn kill_9_during_a_download_then_rerun_resumes() {
+    let w = World::new();
+    let (sha, requests) = served_payload(&w, 600_000);
+    let root = w.recipes();
     let mut c = w.forge();
     c.arg("--recipes").arg(&root).args(["realize", "payload"]);
     let child = c

@@ -68,6 +68,30 @@ pub struct GlobalArgs {
     /// Source cache [default: `$XDG_CACHE_HOME/forge/sources`]
     #[arg(long, global = true, env = "FORGE_SOURCE_CACHE", value_name = "DIR")]
     pub source_cache: Option<PathBuf>,
+
+    /// The largest source file a download may bring, in bytes or with a K, M, G or T suffix
+    /// (powers of 1024) [default: 16G]
+    #[arg(long, global = true, env = "FORGE_MAX_DOWNLOAD", value_name = "SIZE", value_parser = byte_size)]
+    pub max_download: Option<u64>,
+
+    /// Seconds one download location may take over all its attempts [default: 7200]
+    #[arg(
+        long,
+        global = true,
+        env = "FORGE_DOWNLOAD_DEADLINE",
+        value_name = "SECONDS"
+    )]
+    pub download_deadline: Option<u64>,
+
+    /// A download attempt slower than this many bytes a second over a minute is given up
+    /// [default: 1024]
+    #[arg(
+        long,
+        global = true,
+        env = "FORGE_DOWNLOAD_LOW_SPEED",
+        value_name = "BYTES"
+    )]
+    pub download_low_speed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -446,6 +470,31 @@ pub struct CompletionsArgs {
 pub const MAX_PADDED_LENGTH: usize = 1024;
 
 /// Parses `--padded-length`, bounded by [`MAX_PADDED_LENGTH`] before anything is created.
+/// `4096`, `500M`, `16G`, `2TiB`: a number of bytes, the suffixes in powers of 1024.
+fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}`; write bytes, or a number with K, M, G or T"
+            ));
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write bytes, or a number with K, M, G or T"))?;
+    n.checked_mul(1u64 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("`{s}` is out of range: between 1 byte and 16 EiB"))
+}
+
 fn padded_length(s: &str) -> Result<usize, String> {
     let n: usize = s
         .parse()

@@ -21,6 +21,7 @@ pub struct Ctx {
     pub mirrors: Vec<String>,
     pub source_cache: PathBuf,
     pub keys: PathBuf,
+    fetch: forge_fetch::FetchOptions,
 }
 
 /// `$XDG_CONFIG_HOME/forge`, else `~/.config/forge`.
@@ -86,7 +87,31 @@ impl Ctx {
                 .keys
                 .clone()
                 .unwrap_or_else(|| config_dir().join("keys")),
+            fetch: {
+                let d = forge_fetch::FetchOptions::default();
+                forge_fetch::FetchOptions {
+                    max_bytes: global.max_download.unwrap_or(d.max_bytes),
+                    deadline: global
+                        .download_deadline
+                        .map_or(d.deadline, std::time::Duration::from_secs),
+                    low_speed_limit: global.download_low_speed.unwrap_or(d.low_speed_limit),
+                    ..d
+                }
+            },
         }
+    }
+
+    /// How downloads behave: the mirrors and the bounds given on the command line.
+    pub fn fetch_options(&self) -> forge_fetch::FetchOptions {
+        forge_fetch::FetchOptions {
+            mirrors: self.mirrors.clone(),
+            ..self.fetch.clone()
+        }
+    }
+
+    /// The source cache, with this run's download settings.
+    pub fn source_cache(&self) -> forge_fetch::SourceCache {
+        forge_fetch::SourceCache::new(self.source_cache.clone(), self.fetch_options())
     }
 
     /// The host probe: `PATH` lookups, with detected versions remembered across runs in the

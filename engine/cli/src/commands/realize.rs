@@ -147,10 +147,7 @@ pub(super) fn build_options(
         isolate_network: isolation.network(),
         seal: isolation.sealed(),
         source_cache: ctx.source_cache.clone(),
-        fetch: forge_fetch::FetchOptions {
-            mirrors: ctx.mirrors.clone(),
-            ..Default::default()
-        },
+        fetch: ctx.fetch_options(),
     }
 }
 

@@ -78,10 +78,7 @@ pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, C
         )));
     }
     let path = loaded.set.sources.get(recipe.file).path.clone();
-    let cache = forge_fetch::SourceCache::new(
-        ctx.source_cache.clone(),
-        forge_fetch::FetchOptions::default(),
-    );
+    let cache = ctx.source_cache();
     ctx.printer.info(&format!("fetching {} …", a.url));
     let (_, sha) = cache.import(&a.url).map_err(CliError::failure)?;
     // A URL is written only when the recipe's template does not already give it.
