@@ -135,7 +135,8 @@ pub enum Command {
     PathInfo(PathInfoArgs),
     /// Show why one store path depends on another, and where the reference is
     WhyDepends(WhyDependsArgs),
-    /// Check that every valid store path is present (and, with `--check-contents`, unmodified)
+    /// Check the store database and that every valid store path is present (and, with
+    /// `--check-contents`, unmodified); `--repair` rebuilds a damaged or lost database
     Verify(VerifyArgs),
     /// List the GC roots
     Roots(JsonArg),
@@ -350,6 +351,9 @@ pub struct VerifyArgs {
     /// Re-hash every path's contents and compare with the recorded hash
     #[arg(long)]
     pub check_contents: bool,
+    /// Repair what can be: rebuild a damaged or lost database from the store paths
+    #[arg(long)]
+    pub repair: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,

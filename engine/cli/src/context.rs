@@ -132,6 +132,11 @@ impl Ctx {
         forge_store::paths_dir_for(&self.store, self.padded_length)
     }
 
+    /// The padding asked for with `--padded-length` (or `FORGE_PADDED_LENGTH`).
+    pub fn padded_length(&self) -> Option<usize> {
+        self.padded_length
+    }
+
     pub fn open_store(&self) -> Result<forge_store::Store, CliError> {
         Ok(forge_store::Store::open(&self.store, self.padded_length)?)
     }

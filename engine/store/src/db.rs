@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::{PathInfo, Result, StoreError};
 
@@ -31,35 +31,227 @@ CREATE TABLE IF NOT EXISTS Refs (
 CREATE INDEX IF NOT EXISTS RefsByReference ON Refs(reference);
 ";
 
-pub(crate) fn open(path: &Path) -> Result<Connection> {
-    let wrap = |source| StoreError::Db {
+/// The tables and index a store database holds (the schema above).
+const SCHEMA_OBJECTS: [(&str, &str); 3] = [
+    ("table", "ValidPaths"),
+    ("table", "Refs"),
+    ("index", "RefsByReference"),
+];
+
+fn wrap(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Db {
         path: path.to_path_buf(),
         source,
-    };
-    let conn = Connection::open(path).map_err(wrap)?;
-    conn.busy_timeout(std::time::Duration::from_secs(600))
-        .map_err(wrap)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(wrap)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(wrap)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(wrap)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(wrap)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!(
-                "database schema {version} is newer than this forge understands ({SCHEMA_VERSION}); upgrade forge"
-            ),
-        });
     }
-    conn.execute_batch(SCHEMA).map_err(wrap)?;
+}
+
+fn damaged(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::DbDamaged {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether the database file at `path` is absent or holds nothing (an emptied file, or one
+/// without any schema): a store database that was lost.
+pub(crate) fn is_absent(path: &Path) -> bool {
+    match fs_err::metadata(path) {
+        Err(_) => true,
+        Ok(m) if m.len() == 0 => true,
+        Ok(_) => false,
+    }
+}
+
+/// Creates the database at `path` (absent or empty) with the schema.
+pub(crate) fn create(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(wrap(path))?;
+    configure(&conn, path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(wrap(path))?;
+    conn.execute_batch(SCHEMA).map_err(wrap(path))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(wrap)?;
+        .map_err(wrap(path))?;
     Ok(conn)
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(600))
+        .map_err(wrap(path))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(wrap(path))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(wrap(path))?;
+    Ok(())
+}
+
+/// Opens the existing database at `path` for reading and writing. Nothing is written when it is
+/// already in order (no schema statement, no `user_version` update), so opening a store on a
+/// full file system succeeds as far as SQLite lets it.
+pub(crate) fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(wrap(path))?;
+    configure(&conn, path)?;
+    check_schema(&conn, path)?;
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .map_err(wrap(path))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap(path))?;
+    }
+    Ok(conn)
+}
+
+/// Opens the existing database at `path` read-only: no write, no checkpoint, no schema change.
+/// When SQLite cannot set up its shared-memory index (a full or read-only file system) and no
+/// write-ahead log holds transactions, the file is read as immutable: it then is the whole
+/// database.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let first = Connection::open_with_flags(path, flags).and_then(|c| {
+        c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(c)
+    });
+    let conn = match first {
+        Ok(c) => c,
+        Err(e) if is_corruption(&e) => return Err(damaged(path, e.to_string())),
+        Err(e) => {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            if fs_err::metadata(std::path::PathBuf::from(wal)).is_ok_and(|m| m.len() > 0) {
+                return Err(wrap(path)(e));
+            }
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            Connection::open_with_flags(uri, flags).map_err(wrap(path))?
+        }
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(600))
+        .map_err(wrap(path))?;
+    check_schema(&conn, path)?;
+    Ok(conn)
+}
+
+/// `path` percent-encoded for a `file:` URI.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An empty database in memory: what a store without a database file holds, for read-only
+/// commands that must not create one.
+pub(crate) fn memory() -> Connection {
+    let conn = Connection::open_in_memory().expect("an in-memory database opens");
+    conn.execute_batch(SCHEMA).expect("the schema applies");
+    conn
+}
+
+/// Whether an error means the database file itself is damaged.
+pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// Checks that the database holds this forge's schema: its version, and every table and index.
+fn check_schema(conn: &Connection, path: &Path) -> Result<()> {
+    match schema_problems(conn) {
+        Ok(problems) if problems.is_empty() => Ok(()),
+        Ok(problems) => {
+            if let Some(newer) = problems.iter().find(|p| p.contains("newer")) {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: newer.clone(),
+                });
+            }
+            Err(damaged(path, problems.join("; ")))
+        }
+        Err(e) if is_corruption(&e) => Err(damaged(path, e.to_string())),
+        Err(e) => Err(wrap(path)(e)),
+    }
+}
+
+/// What is wrong with the schema: a version other than this forge's, or missing tables.
+fn schema_problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let mut out = Vec::new();
+    if version > SCHEMA_VERSION {
+        out.push(format!(
+            "database schema {version} is newer than this forge understands ({SCHEMA_VERSION}); upgrade forge"
+        ));
+        return Ok(out);
+    }
+    if version != SCHEMA_VERSION {
+        out.push(format!(
+            "schema version {version}, expected {SCHEMA_VERSION}"
+        ));
+    }
+    let mut stmt = conn.prepare("SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2")?;
+    for (kind, name) in SCHEMA_OBJECTS {
+        if stmt
+            .query_row([kind, name], |_| Ok(()))
+            .optional()?
+            .is_none()
+        {
+            out.push(format!("the {kind} `{name}` is missing"));
+        }
+    }
+    Ok(out)
+}
+
+/// Everything SQLite and the schema say is wrong with the database (empty when it is sound):
+/// `PRAGMA integrity_check` (every page, every index), the schema, `PRAGMA foreign_key_check`.
+pub(crate) fn health(conn: &Connection) -> Vec<String> {
+    let mut out = Vec::new();
+    let integrity = conn
+        .prepare("PRAGMA integrity_check(20)")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        });
+    match integrity {
+        Ok(lines) => out.extend(lines.into_iter().filter(|l| l != "ok")),
+        Err(e) => {
+            out.push(e.to_string());
+            return out;
+        }
+    }
+    match schema_problems(conn) {
+        Ok(p) => out.extend(p),
+        Err(e) => out.push(e.to_string()),
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    let fk = conn.prepare("PRAGMA foreign_key_check").and_then(|mut s| {
+        s.query_map([], |r| {
+            Ok(format!(
+                "a row of `{}` (rowid {}) refers to a missing row of `{}`",
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?.unwrap_or(-1),
+                r.get::<_, String>(2)?
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<String>>>()
+    });
+    match fk {
+        Ok(lines) => out.extend(lines.into_iter().take(20)),
+        Err(e) => out.push(e.to_string()),
+    }
+    out
 }
 
 pub(crate) fn is_valid(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
@@ -234,4 +426,27 @@ pub(crate) fn unregister(
     }
     tx.commit()?;
     Ok(Ok(()))
+}
+
+/// Registers every path of `infos` and their references in one transaction (rows first, so
+/// references among them need no order). For rebuilding a lost database.
+pub(crate) fn insert_all(conn: &mut Connection, infos: &[PathInfo]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for info in infos {
+        tx.execute(
+            "INSERT INTO ValidPaths (path, content_hash, size, files, deriver, registered, build_seconds)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![info.name, info.content_hash, info.size as i64, info.files as i64, info.deriver, info.registered, info.build_seconds],
+        )?;
+    }
+    for info in infos {
+        for r in &info.references {
+            tx.execute(
+                "INSERT OR IGNORE INTO Refs (referrer, reference)
+                 SELECT p.id, r.id FROM ValidPaths p, ValidPaths r WHERE p.path = ?1 AND r.path = ?2",
+                params![info.name, r],
+            )?;
+        }
+    }
+    tx.commit()
 }

@@ -21,6 +21,28 @@ pub enum StoreError {
         /// The error.
         source: rusqlite::Error,
     },
+    /// The database file is damaged: SQLite reports corruption, or tables are missing.
+    #[error(
+        "the store database `{path}` is damaged ({reason}): `forge verify --repair` rebuilds it from the store paths"
+    )]
+    DbDamaged {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite or the schema check said.
+        reason: String,
+    },
+    /// The database file is gone or empty, but the store holds paths.
+    #[error(
+        "the store database `{path}` is missing or empty, but the store at `{root}` holds {paths} store paths, which would all look unregistered: `forge verify --repair` rebuilds the database from them"
+    )]
+    DbMissing {
+        /// The database file.
+        path: PathBuf,
+        /// The store root.
+        root: PathBuf,
+        /// Entries in the paths directory (outputs and `.drv` files).
+        paths: usize,
+    },
     /// A metadata file does not parse.
     #[error("`{path}` is corrupt: {reason}")]
     Corrupt {

@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// Every live root; dangling indirect roots (their out-link was deleted or repointed outside
-    /// the store) are unregistered on the way.
+    /// the store) are unregistered on the way, unless the store was opened read-only.
     pub fn roots(&self) -> Result<Vec<Root>> {
         let mut out = Vec::new();
         for (dir, kind) in [
@@ -128,7 +128,9 @@ impl Store {
                     RootKind::Indirect => match fs_err::read_link(&first) {
                         Ok(t) => (first, t),
                         Err(_) => {
-                            let _ = fs_err::remove_file(&reg);
+                            if self.write {
+                                let _ = fs_err::remove_file(&reg);
+                            }
                             continue;
                         }
                     },
@@ -139,7 +141,7 @@ impl Store {
                         target: n,
                         kind,
                     }),
-                    None if kind == RootKind::Indirect => {
+                    None if kind == RootKind::Indirect && self.write => {
                         let _ = fs_err::remove_file(&reg);
                     }
                     None => {}

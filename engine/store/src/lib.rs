@@ -18,6 +18,7 @@ mod error;
 mod gc;
 mod lock;
 mod refs;
+mod repair;
 mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +32,7 @@ pub use error::StoreError;
 pub use gc::{GcReport, Root, RootKind};
 pub use lock::PathLock;
 pub use refs::{find_reference, scan_references};
+pub use repair::{RebuiltDb, RepairReport, Skipped};
 pub use verify::{Problem, VerifyReport};
 
 /// Result type of this crate.
@@ -104,7 +106,31 @@ pub struct Store {
     paths_dir: PathBuf,
     meta: PathBuf,
     config: StoreConfig,
+    /// Whether this process may write to the store (`false` for read-only commands).
+    write: bool,
+    /// Why the database could not be opened, for a store opened to be verified or repaired.
+    trouble: Mutex<Option<DbTrouble>>,
     db: Mutex<rusqlite::Connection>,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// To build, collect garbage: everything may be written.
+    Write,
+    /// To verify: nothing is written, and a damaged or lost database is reported, not refused.
+    Inspect,
+    /// To repair: like `Inspect`, and writable.
+    Repair,
+}
+
+/// What is wrong with a store's database file, as found when opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DbTrouble {
+    /// The file is absent or empty while the paths directory holds this many entries.
+    Missing(usize),
+    /// SQLite or the schema check reports damage.
+    Damaged(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -155,28 +181,62 @@ pub fn paths_dir_for(root: &Path, padded_length: Option<usize>) -> PathBuf {
     padded_paths_dir(&root, len)
 }
 
+/// How many outputs (or leftovers of builds) `paths_dir` holds: entries named like store paths,
+/// other than `.drv` files. A store that holds any had a database.
+fn store_entries(paths_dir: &Path) -> usize {
+    fs_err::read_dir(paths_dir).map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                parse_name(&n).is_some() && !n.ends_with(".drv")
+            })
+            .count()
+    })
+}
+
 impl Store {
     /// Opens the store at `root`, creating it with `padded_length` (default
     /// [`DEFAULT_PADDED_LENGTH`]) if it does not exist. An existing store keeps the padding it was
-    /// created with; asking for another is an error.
+    /// created with; asking for another is an error. A damaged database, or a lost one in a store
+    /// that holds paths, is an error that names the repair ([`Store::repair`]).
     pub fn open(root: &Path, padded_length: Option<usize>) -> Result<Store> {
+        Self::open_mode(root, padded_length, Mode::Write)
+    }
+
+    /// Opens the store at `root` to verify it: nothing is written, and a damaged or lost
+    /// database is not an error but what [`Store::verify`] reports. A store that does not exist
+    /// is empty.
+    pub fn open_to_verify(root: &Path, padded_length: Option<usize>) -> Result<Store> {
+        Self::open_mode(root, padded_length, Mode::Inspect)
+    }
+
+    /// Opens (creating if needed) the store at `root` to repair it with [`Store::repair`]: a
+    /// damaged or lost database is not an error.
+    pub fn open_to_repair(root: &Path, padded_length: Option<usize>) -> Result<Store> {
+        Self::open_mode(root, padded_length, Mode::Repair)
+    }
+
+    fn open_mode(root: &Path, padded_length: Option<usize>, mode: Mode) -> Result<Store> {
         let root = std::path::absolute(root).map_err(io(root))?;
         let meta = root.join(META_DIR);
-        for d in [
-            "",
-            "locks",
-            "logs",
-            "roots",
-            "roots/auto",
-            "build",
-            "tmp",
-            "trash",
-        ] {
-            let p = meta.join(d);
-            fs_err::create_dir_all(&p).map_err(|e| StoreError::Io {
-                path: p.clone(),
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            })?;
+        let write = mode != Mode::Inspect;
+        if write {
+            for d in [
+                "",
+                "locks",
+                "logs",
+                "roots",
+                "roots/auto",
+                "build",
+                "tmp",
+                "trash",
+            ] {
+                let p = meta.join(d);
+                fs_err::create_dir_all(&p).map_err(|e| StoreError::Io {
+                    path: p.clone(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                })?;
+            }
         }
         let config_path = meta.join("config.json");
         let config = match fs_err::read_to_string(&config_path) {
@@ -202,28 +262,68 @@ impl Store {
                     version: LAYOUT_VERSION,
                     padded_length: padded_length.unwrap_or(DEFAULT_PADDED_LENGTH),
                 };
-                commit::write_atomic(
-                    &config_path,
-                    serde_json::to_string_pretty(&c)
-                        .expect("serializes")
-                        .as_bytes(),
-                )?;
+                if write {
+                    commit::write_atomic(
+                        &config_path,
+                        serde_json::to_string_pretty(&c)
+                            .expect("serializes")
+                            .as_bytes(),
+                    )?;
+                }
                 c
             }
         };
         let paths_dir = padded_paths_dir(&root, config.padded_length);
-        fs_err::create_dir_all(&paths_dir).map_err(|e| StoreError::Io {
-            path: paths_dir.clone(),
-            source: std::io::Error::new(e.kind(), e.to_string()),
-        })?;
-        commit::install_sbang(&root)?;
-        let db = db::open(&meta.join("db.sqlite"))?;
+        if write {
+            fs_err::create_dir_all(&paths_dir).map_err(|e| StoreError::Io {
+                path: paths_dir.clone(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            })?;
+            commit::install_sbang(&root)?;
+        }
+        let db_path = meta.join("db.sqlite");
+        let mut trouble = None;
+        let tolerant = mode != Mode::Write;
+        let conn = if db::is_absent(&db_path) {
+            let entries = store_entries(&paths_dir);
+            if entries > 0 {
+                if !tolerant {
+                    return Err(StoreError::DbMissing {
+                        path: db_path,
+                        root,
+                        paths: entries,
+                    });
+                }
+                trouble = Some(DbTrouble::Missing(entries));
+                db::memory()
+            } else if write {
+                db::create(&db_path)?
+            } else {
+                db::memory()
+            }
+        } else {
+            let opened = if write {
+                db::open(&db_path)
+            } else {
+                db::open_read_only(&db_path)
+            };
+            match opened {
+                Ok(c) => c,
+                Err(StoreError::DbDamaged { reason, .. }) if tolerant => {
+                    trouble = Some(DbTrouble::Damaged(reason));
+                    db::memory()
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Store {
             root,
             paths_dir,
             meta,
             config,
-            db: Mutex::new(db),
+            write,
+            trouble: Mutex::new(trouble),
+            db: Mutex::new(conn),
         })
     }
 
@@ -288,6 +388,14 @@ impl Store {
     /// Directory for temporary files on the store's filesystem.
     pub fn tmp_dir(&self) -> PathBuf {
         self.meta.join("tmp")
+    }
+
+    /// What was wrong with the database when the store was opened to verify or repair it.
+    pub(crate) fn trouble(&self) -> Option<DbTrouble> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
@@ -463,9 +571,20 @@ impl Store {
         Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
     }
 
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.meta.join("db.sqlite")
+    }
+
     fn db_err(&self, source: rusqlite::Error) -> StoreError {
+        if db::is_corruption(&source) {
+            return StoreError::DbDamaged {
+                path: self.db_path(),
+                reason: source.to_string(),
+            };
+        }
         StoreError::Db {
-            path: self.meta.join("db.sqlite"),
+            path: self.db_path(),
             source,
         }
     }

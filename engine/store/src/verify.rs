@@ -1,6 +1,8 @@
-//! `forge verify`: is every valid path present, unmodified and consistent?
+//! `forge verify`: is the database sound, and every valid path present, unmodified and
+//! consistent?
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -10,6 +12,21 @@ use crate::{Result, Store};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Problem {
+    /// The database file is damaged: SQLite's integrity check, the schema check or the
+    /// foreign-key check found problems. Nothing else can be checked until it is rebuilt.
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What the checks said (at most about twenty lines).
+        problems: Vec<String>,
+    },
+    /// The database file is absent or empty, but the store holds paths.
+    DatabaseMissing {
+        /// The database file.
+        path: PathBuf,
+        /// Entries named like store paths in the paths directory.
+        paths: usize,
+    },
     /// A valid path's directory is gone.
     Missing {
         /// The store name.
@@ -65,7 +82,34 @@ impl VerifyReport {
 impl Store {
     /// Checks that every valid path exists, and with `check_contents` that its content hash still
     /// matches; lists unregistered leftovers.
+    ///
+    /// The database is checked first (`PRAGMA integrity_check`, the schema, the foreign keys); a
+    /// damaged or lost one is the only problem reported, since nothing it says can be trusted.
     pub fn verify(&self, check_contents: bool) -> Result<VerifyReport> {
+        let trouble = self.trouble();
+        let db_problem = match trouble {
+            Some(crate::DbTrouble::Missing(paths)) => Some(Problem::DatabaseMissing {
+                path: self.db_path(),
+                paths,
+            }),
+            Some(crate::DbTrouble::Damaged(reason)) => Some(Problem::Database {
+                path: self.db_path(),
+                problems: vec![reason],
+            }),
+            None => {
+                let problems = crate::db::health(&self.db());
+                (!problems.is_empty()).then(|| Problem::Database {
+                    path: self.db_path(),
+                    problems,
+                })
+            }
+        };
+        if let Some(p) = db_problem {
+            return Ok(VerifyReport {
+                checked: 0,
+                problems: vec![p],
+            });
+        }
         let valid = self.all_valid()?;
         let mut report = VerifyReport {
             checked: valid.len(),

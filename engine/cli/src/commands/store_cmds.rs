@@ -131,57 +131,141 @@ pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, C
 }
 
 pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store()?;
-    let report = store.verify(a.check_contents)?;
-    if a.json {
-        ctx.printer
-            .data(&serde_json::to_string_pretty(&report).expect("serializes"));
+    let (store, report) = if a.repair {
+        let store = forge_store::Store::open_to_repair(&ctx.store, ctx.padded_length())?;
+        let repair = store.repair(a.check_contents)?;
+        if a.json {
+            ctx.printer
+                .data(&serde_json::to_string_pretty(&repair).expect("serializes"));
+            return Ok(status_of(&repair.after));
+        }
+        print_repair(ctx, &store, &repair);
+        (store, repair.after)
     } else {
-        for p in &report.problems {
-            match p {
-                forge_store::Problem::Missing { name } => ctx.printer.error(&format!(
-                    "`{}` is registered but missing",
-                    store.path_of(name).display()
-                )),
-                forge_store::Problem::Modified {
-                    name,
-                    expected,
-                    actual,
-                } => ctx.printer.error(&format!(
-                    "`{}` was modified: content hash {actual}, registered {expected}",
-                    store.path_of(name).display()
-                )),
-                forge_store::Problem::Unreadable { name, reason } => ctx.printer.error(&format!(
-                    "`{}` cannot be read: {reason}",
-                    store.path_of(name).display()
-                )),
-                forge_store::Problem::Unregistered { name } => ctx.printer.warn(&format!(
-                    "`{}` is not registered (an interrupted build); `forge gc` removes it",
-                    store.path_of(name).display()
-                )),
-            }
+        let store = forge_store::Store::open_to_verify(&ctx.store, ctx.padded_length())?;
+        let report = store.verify(a.check_contents)?;
+        if a.json {
+            ctx.printer
+                .data(&serde_json::to_string_pretty(&report).expect("serializes"));
+            return Ok(status_of(&report));
         }
-        let bad = report.problems.iter().filter(|p| p.is_corruption()).count();
-        if bad == 0 {
-            ctx.printer.info(&format!(
-                "verified {} paths{}: all good",
-                report.checked,
-                if a.check_contents {
-                    " and their contents"
-                } else {
-                    ""
-                }
-            ));
-        } else {
-            return Err(CliError::failure(format!("{bad} of {} paths are damaged", report.checked))
-                .with_hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again"));
-        }
+        (store, report)
+    };
+    for p in &report.problems {
+        print_problem(ctx, &store, p);
     }
-    Ok(if report.is_clean() {
+    let bad = report.problems.iter().filter(|p| p.is_corruption()).count();
+    if bad == 0 {
+        ctx.printer.info(&format!(
+            "verified {} paths{}: all good",
+            report.checked,
+            if a.check_contents {
+                " and their contents"
+            } else {
+                ""
+            }
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    if let Some(e) = database_error(&store, &report, a.repair) {
+        return Err(e);
+    }
+    Err(CliError::failure(format!("{bad} of {} paths are damaged", report.checked))
+        .with_hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again"))
+}
+
+fn status_of(report: &forge_store::VerifyReport) -> ExitStatus {
+    if report.is_clean() {
         ExitStatus::Success
     } else {
         ExitStatus::Failure
+    }
+}
+
+/// The error for a damaged or lost database, which is the only problem reported then.
+fn database_error(
+    store: &forge_store::Store,
+    report: &forge_store::VerifyReport,
+    repaired: bool,
+) -> Option<CliError> {
+    let repair = if repaired {
+        "`forge verify --repair` could not rebuild it; move it away and run `forge verify --repair` again"
+    } else {
+        "`forge verify --repair` rebuilds it from the store paths and their `.drv` files (the damaged file is kept beside it); stop other forge processes first"
+    };
+    report.problems.iter().find_map(|p| match p {
+        forge_store::Problem::Database { path, problems } => {
+            let mut e = CliError::failure(format!(
+                "the store database `{}` is damaged",
+                path.display()
+            ));
+            for line in problems.iter().take(5) {
+                e = e.with_detail(format!("  {line}"));
+            }
+            Some(e.with_hint(repair))
+        }
+        forge_store::Problem::DatabaseMissing { path, paths } => Some(
+            CliError::failure(format!(
+                "the store database `{}` is missing or empty, but the store at `{}` holds {paths} store paths",
+                path.display(),
+                store.root().display()
+            ))
+            .with_hint(repair),
+        ),
+        _ => None,
     })
+}
+
+fn print_problem(ctx: &Ctx, store: &forge_store::Store, p: &forge_store::Problem) {
+    match p {
+        // Reported as the command's error.
+        forge_store::Problem::Database { .. } | forge_store::Problem::DatabaseMissing { .. } => {}
+        forge_store::Problem::Missing { name } => ctx.printer.error(&format!(
+            "`{}` is registered but missing",
+            store.path_of(name).display()
+        )),
+        forge_store::Problem::Modified {
+            name,
+            expected,
+            actual,
+        } => ctx.printer.error(&format!(
+            "`{}` was modified: content hash {actual}, registered {expected}",
+            store.path_of(name).display()
+        )),
+        forge_store::Problem::Unreadable { name, reason } => ctx.printer.error(&format!(
+            "`{}` cannot be read: {reason}",
+            store.path_of(name).display()
+        )),
+        forge_store::Problem::Unregistered { name } => ctx.printer.warn(&format!(
+            "`{}` is not registered (an interrupted build); `forge gc` removes it",
+            store.path_of(name).display()
+        )),
+    }
+}
+
+fn print_repair(ctx: &Ctx, store: &forge_store::Store, r: &forge_store::RepairReport) {
+    let Some(db) = &r.rebuilt else {
+        return;
+    };
+    ctx.printer.info(&format!(
+        "the store database `{}` was rebuilt ({}): {} paths registered again",
+        store.db_path().display(),
+        db.reason,
+        db.registered.len()
+    ));
+    if let Some(copy) = &db.damaged_copy {
+        ctx.printer.info(&format!(
+            "the damaged database was kept as `{}`",
+            copy.display()
+        ));
+    }
+    for s in &db.skipped {
+        ctx.printer.warn(&format!(
+            "`{}` was not registered: {}",
+            store.path_of(&s.name).display(),
+            s.reason
+        ));
+    }
 }
 
 pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {

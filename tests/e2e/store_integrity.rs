@@ -1,0 +1,207 @@
+//! The store's integrity end to end: a damaged or lost database, deleted store paths, a full or
+//! read-only file system, modes changed behind forge's back — each found by `forge verify`,
+//! named with the file and what to do, and repaired where forge can repair it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Two packages: `app` references `lib` at run time (its output names `lib`'s path).
+fn world() -> World {
+    let w = World::new();
+    let pkgs = [
+        Pkg {
+            name: "lib",
+            deps: &[],
+            script: "mkdir -p \"$out/share\"; echo library > \"$out/share/lib.txt\"".into(),
+        },
+        Pkg {
+            name: "app",
+            deps: &["lib"],
+            script: "mkdir -p \"$out/bin\"; printf '#!/bin/sh\\ncat %s/share/lib.txt\\n' \"$FORGE_DEP_LIB\" > \"$out/bin/app\"; chmod 755 \"$out/bin/app\""
+                .into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[("app", "app")]);
+    w
+}
+
+/// Realizes `app` with an out-link `result`; returns the paths of `app` and `lib`.
+fn realize(w: &World) -> (PathBuf, PathBuf) {
+    let link = w.path().join("result");
+    let o = w.run(&["realize", "app", "--out-link", link.to_str().unwrap()]);
+    let app = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    let lib = fs_err::read_dir(w.paths_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-lib-1.0"))
+        .unwrap();
+    (app, lib)
+}
+
+fn db(w: &World) -> PathBuf {
+    w.store().join(".forge/db.sqlite")
+}
+
+/// `path-info --json` of one path: its references (store paths).
+fn references(w: &World, path: &Path) -> Vec<String> {
+    let o = w
+        .forge()
+        .args(["path-info", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    v[0]["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Asserts that `forge ARGS` fails with a message that names the database and the repair.
+#[track_caller]
+fn refused_naming_the_repair(w: &World, args: &[&str]) {
+    let o = w.run(args);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "forge {args:?} succeeded:\n{err}");
+    assert!(
+        err.contains(&db(w).display().to_string()),
+        "forge {args:?} does not name the database:\n{err}"
+    );
+    assert!(
+        err.contains("forge verify --repair"),
+        "forge {args:?} does not name the repair:\n{err}"
+    );
+}
+
+/// After a repair, the store is what it was: both paths valid with their contents, `app`
+/// referencing `lib`, nothing to build, and the out-link keeping both alive.
+#[track_caller]
+fn store_is_whole_again(w: &World, app: &Path, lib: &Path) {
+    ok(&w
+        .forge()
+        .args(["verify", "--check-contents"])
+        .output()
+        .unwrap());
+    assert_eq!(references(w, app), vec![name_of(lib)]);
+    let o = w.run(&["realize", "app", "--json"]);
+    let ev = events(&o.stdout);
+    ok(&o);
+    assert_eq!(ev[0]["to_build"], 0, "{ev:?}");
+    let gc = ok(&w
+        .forge()
+        .args(["gc", "--dry-run", "--json"])
+        .output()
+        .unwrap());
+    let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+    assert_eq!(gc["deleted"].as_array().unwrap().len(), 0, "{gc}");
+    assert_eq!(gc["kept"], 2, "{gc}");
+}
+
+#[test]
+fn a_damaged_database_page_is_found_by_verify_and_repaired() {
+    let w = world();
+    let (app, lib) = realize(&w);
+    // 4 KiB of noise over page 2 (the first table's root page).
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs_err::OpenOptions::new().write(true).open(db(&w)).unwrap();
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        f.write_all(&noise).unwrap();
+    }
+    let v = w.forge().args(["verify"]).output().unwrap();
+    let err = text(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(!err.contains("all good"), "{err}");
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains(&db(&w).display().to_string()), "{err}");
+    assert!(err.contains("forge verify --repair"), "{err}");
+    // The other commands say the same instead of "malformed".
+    refused_naming_the_repair(&w, &["path-info", app.to_str().unwrap()]);
+    refused_naming_the_repair(&w, &["gc", "--dry-run"]);
+    let r = w.forge().args(["verify", "--repair"]).output().unwrap();
+    let out = text(&r.stderr);
+    assert!(r.status.success(), "{out}");
+    assert!(out.contains("2 paths registered again"), "{out}");
+    // The damaged file is kept.
+    let kept: Vec<String> = fs_err::read_dir(w.store().join(".forge"))
+        .unwrap()
+        .map(|e| name_of(&e.unwrap().path()))
+        .filter(|n| n.starts_with("db.sqlite.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    store_is_whole_again(&w, &app, &lib);
+}
+
+#[test]
+fn a_lost_database_is_refused_everywhere_and_rebuilt_by_repair() {
+    for how in ["deleted", "emptied"] {
+        let w = world();
+        let (app, lib) = realize(&w);
+        // The leftover of an interrupted build: not normalized, so never registered.
+        let leftover = w
+            .paths_dir()
+            .join("0000000000000000000000000000000a-half-1.0");
+        fs_err::create_dir_all(&leftover).unwrap();
+        fs_err::write(leftover.join("part"), "half").unwrap();
+        match how {
+            "deleted" => fs_err::remove_file(db(&w)).unwrap(),
+            _ => fs_err::write(db(&w), "").unwrap(),
+        }
+        for args in [
+            &["verify"][..],
+            &["path-info", app.to_str().unwrap()],
+            &["roots"],
+            &["gc"],
+            &["gc", "--dry-run"],
+            &["realize", "app"],
+        ] {
+            refused_naming_the_repair(&w, args);
+        }
+        // Nothing was rebuilt or deleted meanwhile.
+        assert!(app.join("bin/app").exists() && lib.join("share/lib.txt").exists());
+        let r = w.forge().args(["verify", "--repair"]).output().unwrap();
+        let out = text(&r.stderr);
+        assert!(r.status.success(), "{how}: {out}");
+        assert!(out.contains("2 paths registered again"), "{how}: {out}");
+        assert!(
+            out.contains(&format!("`{}` was not registered", leftover.display())),
+            "{how}: {out}"
+        );
+        store_is_whole_again(&w, &app, &lib);
+        // The leftover is an unregistered directory, as before.
+        let v = text(&w.forge().args(["verify"]).output().unwrap().stderr);
+        assert!(v.contains("is not registered"), "{how}: {v}");
+    }
+}
+
+#[test]
+fn a_dropped_table_is_damage_not_an_empty_table() {
+    let w = world();
+    let (app, lib) = realize(&w);
+    rusqlite::Connection::open(db(&w))
+        .unwrap()
+        .execute_batch("DROP TABLE Refs")
+        .unwrap();
+    let v = w.forge().args(["verify"]).output().unwrap();
+    let err = text(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(err.contains("`Refs` is missing"), "{err}");
+    refused_naming_the_repair(&w, &["gc"]);
+    refused_naming_the_repair(&w, &["path-info", app.to_str().unwrap()]);
+    // Without `Refs`, gc would have deleted `lib` from under `app`.
+    assert!(lib.join("share/lib.txt").exists());
+    ok(&w.forge().args(["verify", "--repair"]).output().unwrap());
+    store_is_whole_again(&w, &app, &lib);
+}
