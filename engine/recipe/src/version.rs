@@ -62,6 +62,16 @@ pub enum VersionError {
     /// A range or list that does not parse.
     #[error("{0}")]
     Constraint(String),
+    /// A numeric component past what versions compare (`u64`).
+    #[error(
+        "`{digits}` is too large for a version component (at most 18446744073709551615): split it with `.` (a date and time as `2024.0102.1530`)"
+    )]
+    TooLarge {
+        /// The component.
+        digits: String,
+        /// Its byte offset in the input.
+        offset: usize,
+    },
 }
 
 fn is_sep(c: char) -> bool {
@@ -91,10 +101,16 @@ impl Version {
                 }
                 let digits = &text[start..end];
                 raw.push(digits.to_owned());
-                // Components too long for u64 (dates with time, hashes) compare as text.
+                // Numbers compare as numbers; one that does not fit would have to compare as
+                // text, below every number, so that `@1:` would not hold it: refused instead.
                 parts.push(match digits.parse::<u64>() {
                     Ok(n) => Part::Num(n),
-                    Err(_) => Part::Str(digits.to_owned()),
+                    Err(_) => {
+                        return Err(VersionError::TooLarge {
+                            digits: digits.to_owned(),
+                            offset: start,
+                        });
+                    }
                 });
                 prev_sep = false;
             } else if c.is_ascii_alphabetic() {
@@ -407,6 +423,20 @@ mod tests {
     }
     fn req(s: &str) -> VersionReq {
         VersionReq::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_component_past_u64_is_refused_with_its_offset() {
+        assert_eq!(
+            Version::parse("1.99999999999999999999"),
+            Err(VersionError::TooLarge {
+                digits: "99999999999999999999".into(),
+                offset: 2
+            })
+        );
+        // The largest that fits still orders as a number.
+        assert!(v("18446744073709551615") > v("1"));
+        assert!(VersionReq::parse("@1:99999999999999999999").is_err());
     }
 
     #[test]

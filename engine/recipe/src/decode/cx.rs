@@ -493,6 +493,9 @@ impl<'a> Cx<'a> {
                     crate::version::VersionError::BadChar { offset, ch } => {
                         lit.at(*offset..*offset + ch.len_utf8())
                     }
+                    crate::version::VersionError::TooLarge { offset, digits } => {
+                        lit.at(*offset..*offset + digits.len())
+                    }
                     _ => s.span,
                 };
                 self.err(

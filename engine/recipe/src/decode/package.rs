@@ -226,7 +226,31 @@ fn decode_spack(cx: &mut Cx<'_>, node: &KdlNode) -> Option<SpackDecl> {
     let (_, props) = cx.entries(node, Args::None, &["name", "namespace"])?;
     let mut s = SpackDecl::default();
     if let Some(e) = props.get("name") {
-        s.name = Some(cx.string(e, "`name`")?);
+        let name = cx.string(e, "`name`")?;
+        // Spack package names: lower-case letters, digits, `-` and `_`. They become directory
+        // and file names of the buildcache, so nothing else may pass.
+        let valid =
+            name.value
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && name.value.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+        if !valid {
+            cx.err(
+                "recipe::bad-name",
+                format!(
+                    "`{}` is not a valid Spack package name",
+                    forge_core::text::escape(&name.value)
+                ),
+                name.span,
+                "invalid",
+                "Spack package names are lower-case letters, digits, `-` and `_`, as in `py-numpy`",
+            );
+            return None;
+        }
+        s.name = Some(name);
     }
     if let Some(e) = props.get("namespace") {
         let ns = cx.string(e, "`namespace`")?;
@@ -271,7 +295,37 @@ fn decode_spack(cx: &mut Cx<'_>, node: &KdlNode) -> Option<SpackDecl> {
                 else {
                     continue;
                 };
-                s.version = cx.template(args[0], "the Spack version");
+                let Some(t) = cx.template(args[0], "the Spack version") else {
+                    continue;
+                };
+                // The rendered version names buildcache files: its own text may hold only
+                // what versions hold (placeholders give valid versions).
+                let bad = t.value.pieces().iter().find_map(|p| match p {
+                    crate::template::Piece::Lit(l)
+                        if l.contains("..")
+                            || !l
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)) =>
+                    {
+                        Some(l.clone())
+                    }
+                    _ => None,
+                });
+                if let Some(l) = bad {
+                    cx.err(
+                        "recipe::bad-version",
+                        format!(
+                            "the Spack version `{}` may not contain `{}`",
+                            forge_core::text::escape(&t.value.to_string()),
+                            forge_core::text::escape(&l)
+                        ),
+                        t.span,
+                        "invalid",
+                        "a Spack version is letters, digits, `.`, `-`, `_` and `+` (no `..`), with placeholders such as `{version}`",
+                    );
+                    continue;
+                }
+                s.version = Some(t);
             }
         }
     }
