@@ -1286,13 +1286,17 @@ struct LockedMount(PathBuf);
 
 impl LockedMount {
     fn new(under: &Path) -> Self {
+        Self::with(under, "size=2m,nosuid,nodev,noexec")
+    }
+
+    fn with(under: &Path, options: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("forge-busy.")
             .tempdir_in(under)
             .unwrap()
             .keep();
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m,nosuid,nodev,noexec", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&dir)
             .status()
             .unwrap();
@@ -1341,8 +1345,11 @@ fn a_busy_host_with_locked_mounts_still_gets_full_isolation() {
         .prefix("forge-busy-store.")
         .tempdir_in("/var/tmp")
         .unwrap();
+    // And a store on a file system of its own under /tmp, as on a node whose local disk is a
+    // tmpfs: the build's private /tmp must not hide it.
+    let own_fs = LockedMount::with(Path::new("/tmp"), "size=64m");
     for (how, wrap) in [("root", None), ("user-namespace", Some("unshare"))] {
-        for base in [w.path(), outside.path()] {
+        for base in [w.path(), outside.path(), own_fs.0.as_path()] {
             let store = base.join(format!("store-{how}"));
             let mut c = match wrap {
                 None => w.forge(),

@@ -130,7 +130,7 @@ pub(super) fn build_options(
     match &isolation {
         forge_builder::Isolation::Sealed => {}
         forge_builder::Isolation::NetworkOnly(why) => ctx.printer.warn(&format!(
-            "builds run without network but could write outside their output: this kernel refuses forge a mount namespace ({why})"
+            "builds run without network but could write outside their output: forge could not give them a mount namespace of their own ({why})"
         )),
         forge_builder::Isolation::Unavailable(why) => ctx.printer.warn(&format!(
             "builds can reach the network and write outside their output: this kernel does not let forge isolate them ({why})"
