@@ -412,7 +412,7 @@ fn outputs_that_embed_the_build_directory_get_a_note() {
     let leaky = notes("whereami");
     assert_eq!(leaky.len(), 1, "{leaky:?}");
     assert!(
-        leaky[0].starts_with("share/where embed the build directory"),
+        leaky[0].starts_with("share/where embeds the build directory"),
         "{leaky:?}"
     );
     assert_eq!(notes("steady"), Vec::<String>::new());
@@ -421,7 +421,7 @@ fn outputs_that_embed_the_build_directory_get_a_note() {
     ok(&o);
     let err = text(&o.stderr);
     assert!(
-        err.contains("whereami-too-1.0: share/where embed the build directory"),
+        err.contains("whereami-too-1.0: share/where embeds the build directory"),
         "{err}"
     );
 }

@@ -294,12 +294,15 @@ async fn build_node(job: &Arc<Job>, i: NodeIndex) -> Outcome {
 
 /// The note for an output whose files name the build's scratch directory.
 fn build_dir_note(embeds: &[std::path::PathBuf], first: &std::path::Path) -> String {
-    let more = match embeds.len() {
-        1 => String::new(),
-        n => format!(" and {} other file{}", n - 1, if n == 2 { "" } else { "s" }),
+    let (more, verb) = match embeds.len() {
+        1 => (String::new(), "embeds"),
+        n => (
+            format!(" and {} other file{}", n - 1, if n == 2 { "" } else { "s" }),
+            "embed",
+        ),
     };
     format!(
-        "{}{more} embed the build directory, which is deleted after the build and differs between \
+        "{}{more} {verb} the build directory, which is deleted after the build and differs between \
          stores: map it away (the wrapper adds -ffile-prefix-map to what it compiles; compilers it \
          does not see need the flag too)",
         first.display()
