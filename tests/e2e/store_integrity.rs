@@ -205,3 +205,92 @@ fn a_dropped_table_is_damage_not_an_empty_table() {
     ok(&w.forge().args(["verify", "--repair"]).output().unwrap());
     store_is_whole_again(&w, &app, &lib);
 }
+
+/// Deletes a store path as a user would: write permission back, then `rm -rf`.
+fn delete_tree(p: &Path) {
+    let s = std::process::Command::new("chmod")
+        .arg("-R")
+        .arg("u+w")
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(s.success());
+    fs_err::remove_dir_all(p).unwrap();
+}
+
+/// `forge realize app --json`: how many nodes it had to build.
+fn realize_counting(w: &World) -> u64 {
+    let o = w.run(&["realize", "app", "--json"]);
+    ok(&o);
+    let ev = events(&o.stdout);
+    ev[0]["to_build"].as_u64().unwrap()
+}
+
+#[test]
+fn a_deleted_store_path_is_built_again_and_verify_says_how() {
+    let w = world();
+    let (app, lib) = realize(&w);
+    delete_tree(&lib);
+    // verify names the path and a command that builds it again.
+    let v = w.run(&["verify"]);
+    let err = text(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("`{}` is registered but missing", lib.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: `forge realize app` builds lib-1.0 again"),
+        "{err}"
+    );
+    // That command works: realize takes the missing path for unbuilt, builds it (only it) and
+    // registers it again.
+    let o = w.run(&["realize", "app"]);
+    let printed = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    assert_eq!(printed, app);
+    assert!(
+        text(&o.stderr).contains("1 of 2 nodes to build"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        fs_err::read_to_string(lib.join("share/lib.txt")).unwrap(),
+        "library\n"
+    );
+    store_is_whole_again(&w, &app, &lib);
+
+    // A missing path that present paths reference stays registered under --repair (its
+    // referrers would dangle), and the repair says which command builds it again.
+    delete_tree(&lib);
+    let r = w.run(&["verify", "--repair"]);
+    let err = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("stays registered"), "{err}");
+    assert!(
+        err.contains("hint: `forge realize app` builds lib-1.0 again"),
+        "{err}"
+    );
+    assert_eq!(references(&w, &app), vec![name_of(&lib)]);
+    assert_eq!(realize_counting(&w), 1);
+    store_is_whole_again(&w, &app, &lib);
+
+    // A missing path nothing references: outside a recipe tree, verify's hint is the repair,
+    // which unregisters it.
+    delete_tree(&app);
+    let v = w.forge().args(["verify"]).output().unwrap();
+    let err = text(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`forge verify --repair` unregisters it"),
+        "{err}"
+    );
+    let r = w.forge().args(["verify", "--repair"]).output().unwrap();
+    let err = text(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("unregistered"), "{err}");
+    assert!(err.contains("verified 1 paths: all good"), "{err}");
+    // And realize builds it again, printing a path that exists.
+    assert_eq!(realize_counting(&w), 1);
+    assert!(app.join("bin/app").exists());
+    store_is_whole_again(&w, &app, &lib);
+}

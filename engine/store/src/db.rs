@@ -62,16 +62,52 @@ pub(crate) fn is_absent(path: &Path) -> bool {
     }
 }
 
-/// Creates the database at `path` (absent or empty) with the schema.
+/// Creates the database at `path` (absent or empty) with the schema, and opens it. The schema is
+/// written to a file of its own first, which then takes the name only if nothing else did
+/// meanwhile: processes opening a new store at once all end up with the same complete database.
 pub(crate) fn create(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(wrap(path))?;
-    configure(&conn, path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(wrap(path))?;
-    conn.execute_batch(SCHEMA).map_err(wrap(path))?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(wrap(path))?;
-    Ok(conn)
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".new-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |p: &Path, e: std::io::Error| StoreError::Io {
+        path: p.to_path_buf(),
+        source: std::io::Error::new(e.kind(), e.to_string()),
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = tmp.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = fs_err::remove_file(std::path::PathBuf::from(p));
+    }
+    {
+        let conn = Connection::open(&tmp).map_err(wrap(&tmp))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap(&tmp))?;
+        conn.execute_batch(SCHEMA).map_err(wrap(&tmp))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(wrap(&tmp))?;
+        // Closing the last connection folds the log into the file and removes it.
+        conn.close().map_err(|(_, e)| wrap(&tmp)(e))?;
+    }
+    fs_err::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    let placed = if fs_err::metadata(path).is_ok_and(|m| m.len() == 0) {
+        // An emptied file (in a store holding no paths): replaced.
+        fs_err::rename(&tmp, path).map_err(|e| io(path, e))
+    } else {
+        match fs_err::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io(path, e)),
+        }
+    };
+    let _ = fs_err::remove_file(&tmp);
+    placed?;
+    if let Some(dir) = path.parent() {
+        crate::commit::sync_dir(dir)?;
+    }
+    open(path)
 }
 
 fn configure(conn: &Connection, path: &Path) -> Result<()> {
@@ -365,7 +401,8 @@ impl From<rusqlite::Error> for RegisterError {
 }
 
 /// Registers a valid path and its references in one transaction. References must be valid
-/// already (or be the path itself).
+/// already (or be the path itself). A path registered already (rebuilt after it was deleted)
+/// gets the new row and references; its row keeps its id, so its referrers stay.
 pub(crate) fn register(
     conn: &mut Connection,
     info: &PathInfo,
@@ -374,7 +411,9 @@ pub(crate) fn register(
     tx.execute(
         "INSERT INTO ValidPaths (path, content_hash, size, files, deriver, registered, build_seconds)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(path) DO NOTHING",
+         ON CONFLICT(path) DO UPDATE SET content_hash = excluded.content_hash,
+             size = excluded.size, files = excluded.files, deriver = excluded.deriver,
+             registered = excluded.registered, build_seconds = excluded.build_seconds",
         params![info.name, info.content_hash, info.size as i64, info.files as i64, info.deriver, info.registered, info.build_seconds],
     )?;
     let id: i64 = tx.query_row(
@@ -382,6 +421,7 @@ pub(crate) fn register(
         [&info.name],
         |r| r.get(0),
     )?;
+    tx.execute("DELETE FROM Refs WHERE referrer = ?1", [id])?;
     for r in &info.references {
         let rid: Option<i64> = tx
             .query_row("SELECT id FROM ValidPaths WHERE path = ?1", [r], |row| {

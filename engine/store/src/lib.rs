@@ -284,9 +284,17 @@ impl Store {
         let db_path = meta.join("db.sqlite");
         let mut trouble = None;
         let tolerant = mode != Mode::Write;
-        let conn = if db::is_absent(&db_path) {
+        let mut fresh = None;
+        if db::is_absent(&db_path) {
             let entries = store_entries(&paths_dir);
-            if entries > 0 {
+            if entries == 0 {
+                fresh = Some(if write {
+                    db::create(&db_path)?
+                } else {
+                    db::memory()
+                });
+            } else if db::is_absent(&db_path) {
+                // (Looked at again: another process may have created it and built since.)
                 if !tolerant {
                     return Err(StoreError::DbMissing {
                         path: db_path,
@@ -295,25 +303,25 @@ impl Store {
                     });
                 }
                 trouble = Some(DbTrouble::Missing(entries));
-                db::memory()
-            } else if write {
-                db::create(&db_path)?
-            } else {
-                db::memory()
+                fresh = Some(db::memory());
             }
-        } else {
-            let opened = if write {
-                db::open(&db_path)
-            } else {
-                db::open_read_only(&db_path)
-            };
-            match opened {
-                Ok(c) => c,
-                Err(StoreError::DbDamaged { reason, .. }) if tolerant => {
-                    trouble = Some(DbTrouble::Damaged(reason));
-                    db::memory()
+        }
+        let conn = match fresh {
+            Some(c) => c,
+            None => {
+                let opened = if write {
+                    db::open(&db_path)
+                } else {
+                    db::open_read_only(&db_path)
+                };
+                match opened {
+                    Ok(c) => c,
+                    Err(StoreError::DbDamaged { reason, .. }) if tolerant => {
+                        trouble = Some(DbTrouble::Damaged(reason));
+                        db::memory()
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         };
         Ok(Store {
@@ -404,17 +412,25 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `name` is valid.
+    /// Whether `name` is valid: registered, and present. A registered path that was deleted
+    /// behind forge's back is not valid: it is built again, and its commit registers it anew.
     pub fn is_valid(&self, name: &str) -> Result<bool> {
-        db::is_valid(&self.db(), name).map_err(|e| self.db_err(e))
+        Ok(db::is_valid(&self.db(), name).map_err(|e| self.db_err(e))? && self.is_present(name))
     }
 
-    /// The subset of `names` that is valid, in one query.
+    /// The subset of `names` that is valid (registered and present), in one query.
     pub fn valid_subset<'a>(
         &self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<BTreeSet<String>> {
-        db::valid_subset(&self.db(), names).map_err(|e| self.db_err(e))
+        let mut valid = db::valid_subset(&self.db(), names).map_err(|e| self.db_err(e))?;
+        valid.retain(|n| self.is_present(n));
+        Ok(valid)
+    }
+
+    /// Whether something is at the store path of `name`.
+    pub(crate) fn is_present(&self, name: &str) -> bool {
+        fs_err::symlink_metadata(self.path_of(name)).is_ok()
     }
 
     /// Metadata of a valid path.

@@ -22,6 +22,12 @@ use crate::{DbTrouble, HASH_LEN, PathInfo, Result, Store, StoreError, VerifyRepo
 pub struct RepairReport {
     /// The database was damaged or lost, and rebuilt.
     pub rebuilt: Option<RebuiltDb>,
+    /// Registered paths that were missing and that no present path references: unregistered.
+    pub unregistered: Vec<String>,
+    /// Registered paths that are missing but referenced by present ones: they stay registered
+    /// (unregistering them would leave their referrers dangling) until `forge realize` builds
+    /// them again.
+    pub still_missing: Vec<String>,
     /// The store checked after the repair.
     pub after: VerifyReport,
 }
@@ -156,8 +162,58 @@ impl Store {
             Some(r) => Some(self.rebuild_db(r)?),
             None => None,
         };
+        let (unregistered, still_missing) = self.unregister_missing()?;
         let after = self.verify(check_contents)?;
-        Ok(RepairReport { rebuilt, after })
+        Ok(RepairReport {
+            rebuilt,
+            unregistered,
+            still_missing,
+            after,
+        })
+    }
+
+    /// Unregisters the registered paths that are missing, as `nix-store --verify` does, except
+    /// those a present path references; returns (unregistered, kept).
+    fn unregister_missing(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let missing: Vec<String> = self
+            .all_valid()?
+            .into_iter()
+            .filter(|n| !self.is_present(n))
+            .collect();
+        let mut referrers = HashMap::new();
+        for n in &missing {
+            referrers.insert(n.clone(), self.referrers(n)?);
+        }
+        // A missing path goes when every path referencing it goes too.
+        let mut going: BTreeSet<&String> = missing.iter().collect();
+        loop {
+            let before = going.len();
+            let snapshot = going.clone();
+            going.retain(|n| referrers[*n].iter().all(|r| snapshot.contains(r)));
+            if going.len() == before {
+                break;
+            }
+        }
+        let going: Vec<String> = going.into_iter().cloned().collect();
+        let kept: Vec<String> = missing
+            .iter()
+            .filter(|n| !going.contains(n))
+            .cloned()
+            .collect();
+        if !going.is_empty() {
+            match crate::db::unregister(&mut self.db(), &going).map_err(|e| self.db_err(e))? {
+                Ok(()) => {}
+                Err((name, referrer)) => {
+                    return Err(StoreError::Corrupt {
+                        path: self.db_path(),
+                        reason: format!(
+                            "`{name}` is missing and was to be unregistered, but `{referrer}` references it"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok((going, kept))
     }
 
     fn rebuild_db(&self, reason: String) -> Result<RebuiltDb> {

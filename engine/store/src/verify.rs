@@ -27,10 +27,12 @@ pub enum Problem {
         /// Entries named like store paths in the paths directory.
         paths: usize,
     },
-    /// A valid path's directory is gone.
+    /// A registered path's directory is gone. It is not valid: `forge realize` builds it again.
     Missing {
         /// The store name.
         name: String,
+        /// Present registered paths that reference it (so it cannot just be unregistered).
+        referrers: Vec<String>,
     },
     /// A valid path's contents changed since it was registered.
     Modified {
@@ -117,8 +119,13 @@ impl Store {
         };
         for n in &valid {
             let p = self.path_of(n);
-            if fs_err::symlink_metadata(&p).is_err() {
-                report.problems.push(Problem::Missing { name: n.clone() });
+            if !self.is_present(n) {
+                let mut referrers = self.referrers(n)?;
+                referrers.retain(|r| r != n && self.is_present(r));
+                report.problems.push(Problem::Missing {
+                    name: n.clone(),
+                    referrers,
+                });
                 continue;
             }
             if check_contents {

@@ -170,8 +170,117 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> 
     if let Some(e) = database_error(&store, &report, a.repair) {
         return Err(e);
     }
-    Err(CliError::failure(format!("{bad} of {} paths are damaged", report.checked))
-        .with_hint("a damaged path is rebuilt once it is removed: `forge gc` cannot remove live paths, so delete the store path and run `forge realize` again"))
+    let mut e = CliError::failure(format!("{bad} of {} paths are damaged", report.checked));
+    for hint in damage_hints(ctx, &store, &report.problems, a.repair) {
+        e = e.with_hint(hint);
+    }
+    Err(e)
+}
+
+/// What to do about damaged paths, as commands that work: `forge realize TARGET` builds a
+/// missing path again (realize treats it as unbuilt) when a target of the recipe tree here needs
+/// it; a modified one must be removed first; a missing one nothing references can be
+/// unregistered.
+fn damage_hints(
+    ctx: &Ctx,
+    store: &forge_store::Store,
+    problems: &[forge_store::Problem],
+    repaired: bool,
+) -> Vec<String> {
+    use forge_store::Problem;
+    let damaged: Vec<&str> = problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::Missing { name, .. }
+            | Problem::Modified { name, .. }
+            | Problem::Unreadable { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let targets = targets_needing(ctx, &damaged);
+    let mut hints = Vec::new();
+    let mut by_target: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for p in problems {
+        let (name, missing) = match p {
+            Problem::Missing { name, referrers } => (name, Some(referrers)),
+            Problem::Modified { name, .. } | Problem::Unreadable { name, .. } => (name, None),
+            _ => continue,
+        };
+        let path = store.path_of(name);
+        if missing.is_none() {
+            hints.push(format!(
+                "remove the damaged path first: `chmod -R u+w {0} && rm -rf {0}`",
+                path.display()
+            ));
+        }
+        if let Some(t) = targets.get(name.as_str()) {
+            by_target.entry(t).or_default().push(name);
+            continue;
+        }
+        match missing {
+            Some(referrers) if referrers.is_empty() && !repaired => hints.push(format!(
+                "nothing valid references `{}`: `forge verify --repair` unregisters it",
+                path.display()
+            )),
+            _ => hints.push(format!(
+                "`forge realize TARGET`, with a target that needs `{}` (run it in the recipe tree that built it, or pass `--recipes DIR`), builds it again",
+                path.display()
+            )),
+        }
+    }
+    for (target, names) in by_target {
+        let shown: Vec<String> = names
+            .iter()
+            .map(|n| match forge_store::parse_name(n) {
+                Some((_, pkg, version)) => format!("{pkg}-{version}"),
+                None => (*n).to_owned(),
+            })
+            .collect();
+        hints.push(format!(
+            "`forge realize {target}` builds {} again",
+            shown.join(", ")
+        ));
+    }
+    hints
+}
+
+/// For each of `names`, a target of the recipe tree here (if there is one) whose plan holds it.
+fn targets_needing<'a>(
+    ctx: &Ctx,
+    names: &[&'a str],
+) -> std::collections::BTreeMap<&'a str, String> {
+    let mut out = std::collections::BTreeMap::new();
+    if names.is_empty() {
+        return out;
+    }
+    let Ok(root) = ctx.recipes_root() else {
+        return out;
+    };
+    let loaded = forge_recipe::RecipeSet::load(&root);
+    if loaded.diags.has_errors() {
+        return out;
+    }
+    let set = loaded.set;
+    let host = ctx.host();
+    let requests: Vec<forge_resolve::Request> = set
+        .targets
+        .iter()
+        .map(|t| forge_resolve::Request::for_target(&set, t))
+        .collect();
+    let plans = forge_plan::Planner::new(&set).resolve_and_plan_all(&host, &requests);
+    for (t, plan) in set.targets.iter().zip(plans) {
+        let Ok(plan) = plan else { continue };
+        let held: std::collections::BTreeSet<String> = forge_realize::store_names(&plan)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for n in names {
+            if held.contains(*n) {
+                out.entry(*n).or_insert_with(|| t.name.value.clone());
+            }
+        }
+    }
+    out
 }
 
 fn status_of(report: &forge_store::VerifyReport) -> ExitStatus {
@@ -220,9 +329,18 @@ fn print_problem(ctx: &Ctx, store: &forge_store::Store, p: &forge_store::Problem
     match p {
         // Reported as the command's error.
         forge_store::Problem::Database { .. } | forge_store::Problem::DatabaseMissing { .. } => {}
-        forge_store::Problem::Missing { name } => ctx.printer.error(&format!(
-            "`{}` is registered but missing",
-            store.path_of(name).display()
+        forge_store::Problem::Missing { name, referrers } => ctx.printer.error(&format!(
+            "`{}` is registered but missing{}",
+            store.path_of(name).display(),
+            match referrers.as_slice() {
+                [] => String::new(),
+                [one] => format!(" (`{}` references it)", store.path_of(one).display()),
+                [one, more @ ..] => format!(
+                    " (`{}` and {} other paths reference it)",
+                    store.path_of(one).display(),
+                    more.len()
+                ),
+            }
         )),
         forge_store::Problem::Modified {
             name,
@@ -244,6 +362,18 @@ fn print_problem(ctx: &Ctx, store: &forge_store::Store, p: &forge_store::Problem
 }
 
 fn print_repair(ctx: &Ctx, store: &forge_store::Store, r: &forge_store::RepairReport) {
+    for n in &r.unregistered {
+        ctx.printer.info(&format!(
+            "`{}` was missing and nothing references it: unregistered",
+            store.path_of(n).display()
+        ));
+    }
+    for n in &r.still_missing {
+        ctx.printer.warn(&format!(
+            "`{}` is missing but valid paths reference it: it stays registered until `forge realize` builds it again",
+            store.path_of(n).display()
+        ));
+    }
     let Some(db) = &r.rebuilt else {
         return;
     };
