@@ -10,8 +10,13 @@ use common::*;
 
 /// Two packages: `app` references `lib` at run time (its output names `lib`'s path).
 fn world() -> World {
+    world_with(&[])
+}
+
+/// [`world`] with more packages; `app` and each of them is a target of its own name.
+fn world_with(extra: &[Pkg<'_>]) -> World {
     let w = World::new();
-    let pkgs = [
+    let mut pkgs = vec![
         Pkg {
             name: "lib",
             deps: &[],
@@ -24,7 +29,13 @@ fn world() -> World {
                 .into(),
         },
     ];
-    write_tree(&w.recipes(), &pkgs, &[("app", "app")]);
+    pkgs.extend(extra.iter().map(|p| Pkg {
+        name: p.name,
+        deps: p.deps,
+        script: p.script.clone(),
+    }));
+    let targets: Vec<(&str, &str)> = pkgs[1..].iter().map(|p| (p.name, p.name)).collect();
+    write_tree(&w.recipes(), &pkgs, &targets);
     w
 }
 
@@ -293,4 +304,137 @@ fn a_deleted_store_path_is_built_again_and_verify_says_how() {
     assert_eq!(realize_counting(&w), 1);
     assert!(app.join("bin/app").exists());
     store_is_whole_again(&w, &app, &lib);
+}
+
+/// A tmpfs mounted at a directory, unmounted when dropped; `None` (with the reason printed)
+/// where mounting is impossible (not root, no mount namespace privileges).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    // A test that cannot mount says why it did nothing.
+    #[allow(clippy::print_stderr)]
+    fn mount(dir: &Path, options: &str) -> Option<Self> {
+        fs_err::create_dir_all(dir).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Self(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs at {}: {}",
+                    dir.display(),
+                    text(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `forge ARGS` on the store at `store`, with the world's recipes.
+fn run_at(w: &World, store: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = w.forge();
+    c.env("FORGE_STORE", store)
+        .arg("--recipes")
+        .arg(w.recipes())
+        .args(args);
+    c.output().unwrap()
+}
+
+/// Bytes still available to unprivileged writers on the file system holding `p`.
+fn available(p: &Path) -> u64 {
+    let o = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(p)
+        .output()
+        .unwrap();
+    text(&o.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Writes zeros to a new file under `dir` until the file system refuses more.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = fs_err::File::create(dir.join("filler")).unwrap();
+    for chunk in [1 << 16, 1 << 10, 1] {
+        let buf = vec![0u8; chunk];
+        while f.write_all(&buf).is_ok() {}
+    }
+    let _ = f.sync_all();
+}
+
+#[test]
+fn on_a_full_file_system_read_only_commands_work_and_gc_frees_space() {
+    let junk = Pkg {
+        name: "junk",
+        deps: &[],
+        script: "mkdir -p \"$out\"; head -c 3000000 /dev/urandom > \"$out/blob\"".into(),
+    };
+    let w = world_with(&[junk]);
+    let Some(fs) = Tmpfs::mount(&w.path().join("fs"), "size=12m") else {
+        return;
+    };
+    let store = fs.0.join("store");
+    let link = w.path().join("result");
+    let o = run_at(
+        &w,
+        &store,
+        &["realize", "app", "--out-link", link.to_str().unwrap()],
+    );
+    let app = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    // Garbage: built, and no root keeps it.
+    let o = run_at(&w, &store, &["realize", "junk"]);
+    let junk = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    fill(&fs.0);
+    assert_eq!(available(&fs.0), 0, "the file system is full");
+    // Every command that only reads works.
+    for args in [
+        &["verify"][..],
+        &["verify", "--check-contents"],
+        &["roots"],
+        &["path-info", app.to_str().unwrap()],
+        &["why-depends", app.to_str().unwrap(), &name_of(&app)],
+        &["log", app.to_str().unwrap()],
+        &["realize", "app"],
+    ] {
+        ok(&run_at(&w, &store, args));
+    }
+    let dry = ok(&run_at(&w, &store, &["gc", "--dry-run", "--json"]));
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["deleted"], serde_json::json!([name_of(&junk)]), "{dry}");
+    assert!(junk.exists(), "a dry run deletes nothing");
+    // gc deletes the garbage first, then has room to write the database.
+    let gc = ok(&run_at(&w, &store, &["gc", "--json"]));
+    let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+    assert_eq!(gc["deleted"], serde_json::json!([name_of(&junk)]), "{gc}");
+    assert!(!junk.exists());
+    assert!(available(&fs.0) > 2_000_000);
+    let info = run_at(&w, &store, &["path-info", junk.to_str().unwrap()]);
+    assert_eq!(info.status.code(), Some(1), "{}", text(&info.stderr));
+    let v = ok(&run_at(
+        &w,
+        &store,
+        &["verify", "--check-contents", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["checked"], 2, "{v}");
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    drop(fs);
 }

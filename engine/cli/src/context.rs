@@ -141,6 +141,15 @@ impl Ctx {
         Ok(forge_store::Store::open(&self.store, self.padded_length)?)
     }
 
+    /// Opens the store for a command that only reads it: nothing is written, so it works on a
+    /// full or read-only file system.
+    pub fn open_store_read_only(&self) -> Result<forge_store::Store, CliError> {
+        Ok(forge_store::Store::open_read_only(
+            &self.store,
+            self.padded_length,
+        )?)
+    }
+
     /// A store name from what the user typed: a store path, a store name, a hash prefix, or a
     /// target/spec (its root's output).
     pub fn resolve_path(&self, store: &forge_store::Store, arg: &str) -> Result<String, CliError> {

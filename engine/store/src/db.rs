@@ -194,6 +194,20 @@ pub(crate) fn memory() -> Connection {
     conn
 }
 
+/// Whether an error is one a full file system causes: SQLite's "database or disk is full", or
+/// an I/O error or a file it cannot create (its shared-memory index needs space).
+pub(crate) fn may_be_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
+    )
+}
+
+/// Whether the file system holding `path` has no block left for unprivileged writes.
+pub(crate) fn file_system_full(path: &Path) -> bool {
+    rustix::fs::statvfs(path).is_ok_and(|s| s.f_bavail == 0)
+}
+
 /// Whether an error means the database file itself is damaged.
 pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(

@@ -43,6 +43,18 @@ pub enum StoreError {
         /// Entries in the paths directory (outputs and `.drv` files).
         paths: usize,
     },
+    /// The file system holding the store has no space left.
+    #[error(
+        "the file system holding the store at `{root}` is full (`{path}`: {reason}): `forge gc` deletes what no root keeps, or free space on it; read-only commands (`verify`, `path-info`, `roots`, `gc --dry-run`, `why-depends`, `log`) work meanwhile"
+    )]
+    DiskFull {
+        /// The store root.
+        root: PathBuf,
+        /// The file that could not be written.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// A metadata file does not parse.
     #[error("`{path}` is corrupt: {reason}")]
     Corrupt {

@@ -5,8 +5,9 @@
 //! out-link outside the store, which points at the store path — delete the out-link and the root
 //! goes away. The collector keeps the closure of every root, of every path a running process has
 //! open (found through `/proc`), and of every path whose build lock is held; it deletes the rest,
-//! unregistering a path before removing its files, so an interrupted collection leaves at worst
-//! an unregistered directory that the next one removes.
+//! removing its files before unregistering it (deleting needs no space, so a full file system gets
+//! room before the database is written). An interrupted collection leaves at worst dead paths
+//! registered but missing, which are not valid and which the next collection unregisters.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -194,10 +195,15 @@ impl Store {
         keep.extend(self.in_use());
         let valid = self.all_valid()?;
         // A held lock means a build (or a reader such as export) is working on the path.
+        // A store opened read-only (a dry run) only looks at the locks.
+        assert!(
+            dry_run || self.write,
+            "a store opened read-only is never collected"
+        );
         let mut locks = Vec::new();
         for n in &valid {
-            match self.try_lock(n)? {
-                Some(l) => locks.push(l),
+            match self.lock_for_gc(n)? {
+                Some(l) => locks.extend(l),
                 None => keep.push(n.clone()),
             }
         }
@@ -211,16 +217,19 @@ impl Store {
             kept: valid.len() - dead.len(),
             ..GcReport::default()
         };
-        for n in &dead {
+        for n in dead.iter().filter(|n| self.is_present(n)) {
             report.freed_bytes += self.query(n)?.map_or(0, |i| i.size);
         }
         // Unregistered directories in the paths dir: leftovers of interrupted builds.
         let valid_set: BTreeSet<&String> = valid.iter().collect();
         let mut leftovers = Vec::new();
-        for e in fs_err::read_dir(self.paths_dir())
-            .map_err(|e| fs(self.paths_dir(), e))?
-            .flatten()
-        {
+        let entries = match fs_err::read_dir(self.paths_dir()) {
+            Ok(rd) => rd.flatten().collect(),
+            // A store that does not exist yet, opened read-only.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.write => Vec::new(),
+            Err(e) => return Err(fs(self.paths_dir(), e)),
+        };
+        for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             if crate::parse_name(&name).is_none()
                 || name.ends_with(".drv")
@@ -239,8 +248,8 @@ impl Store {
                     continue;
                 }
             }
-            if let Some(l) = self.try_lock(&name)? {
-                leftovers.push((name, Some(l)))
+            if let Some(l) = self.lock_for_gc(&name)? {
+                leftovers.push((name, l))
             }
         }
         report.deleted = dead.clone();
@@ -248,23 +257,83 @@ impl Store {
         if dry_run {
             return Ok(report);
         }
-        match crate::db::unregister(&mut self.db(), &dead).map_err(|e| self.db_err(e))? {
-            Ok(()) => {}
-            Err((name, referrer)) => {
+        // Nothing outside the dead set may reference it (the database would refuse the
+        // unregistration below): checked before anything is deleted.
+        let dead_set: BTreeSet<&String> = dead.iter().collect();
+        for n in &dead {
+            if let Some(r) = self
+                .referrers(n)?
+                .into_iter()
+                .find(|r| !dead_set.contains(r))
+            {
                 return Err(StoreError::Corrupt {
-                    path: self.meta.join("db.sqlite"),
-                    reason: format!("`{name}` is dead but referenced by live `{referrer}`"),
+                    path: self.db_path(),
+                    reason: format!("`{n}` is dead but referenced by live `{r}`"),
                 });
             }
         }
+        self.empty_trash();
+        // Files first, then the registrations: deleting needs no space, so a full file system
+        // gets room before the database is written. A collection killed in between leaves dead
+        // paths registered but missing, which are not valid (realize builds them again) and
+        // which the next collection unregisters.
         for n in dead.iter().chain(report.leftovers.iter()) {
             remove_tree(self, &self.path_of(n))?;
             let _ = fs_err::remove_file(self.drv_path(n));
             let _ = fs_err::remove_file(self.log_path(n));
+            let _ = fs_err::remove_file(self.log_path(&format!("{n}.wrapper")));
+        }
+        if !dead.is_empty() {
+            match crate::db::unregister(&mut *self.db_for_writing()?, &dead)
+                .map_err(|e| self.db_err(e))?
+            {
+                Ok(()) => {}
+                Err((name, referrer)) => {
+                    return Err(StoreError::Corrupt {
+                        path: self.db_path(),
+                        reason: format!("`{name}` is dead but referenced by live `{referrer}`"),
+                    });
+                }
+            }
         }
         drop(locks);
         drop(leftovers);
         Ok(report)
+    }
+
+    /// Takes the lock of `name` for a collection: `None` when someone holds it. A store opened
+    /// read-only takes nothing (`Some(None)`): it only checks that nobody holds the lock.
+    fn lock_for_gc(&self, name: &str) -> Result<Option<Option<crate::PathLock>>> {
+        if self.write {
+            return Ok(self.try_lock(name)?.map(Some));
+        }
+        Ok((!crate::lock::is_held(&self.meta.join("locks"), name)?).then_some(None))
+    }
+
+    /// Removes what a killed collection left in `.forge/trash` (entries `<name>.<pid>` of
+    /// processes that are gone).
+    fn empty_trash(&self) {
+        let trash = self.meta.join("trash");
+        let Ok(rd) = fs_err::read_dir(&trash) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let alive = name
+                .rsplit_once('.')
+                .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive {
+                continue;
+            }
+            let p = e.path();
+            make_writable(&p);
+            let _ = if p.is_dir() {
+                fs_err::remove_dir_all(&p)
+            } else {
+                fs_err::remove_file(&p)
+            };
+        }
     }
 }
 

@@ -24,6 +24,7 @@ mod verify;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,9 @@ pub struct Store {
     /// Why the database could not be opened, for a store opened to be verified or repaired.
     trouble: Mutex<Option<DbTrouble>>,
     db: Mutex<rusqlite::Connection>,
+    /// Whether `db` may write: a store opened to write whose file system was full has a
+    /// read-only connection until something must be written (by then `gc` may have made room).
+    db_writable: AtomicBool,
 }
 
 /// How a store is opened.
@@ -118,6 +122,8 @@ pub struct Store {
 enum Mode {
     /// To build, collect garbage: everything may be written.
     Write,
+    /// To read (`path-info`, `roots`, `gc --dry-run` …): nothing is written.
+    Read,
     /// To verify: nothing is written, and a damaged or lost database is reported, not refused.
     Inspect,
     /// To repair: like `Inspect`, and writable.
@@ -181,6 +187,23 @@ pub fn paths_dir_for(root: &Path, padded_length: Option<usize>) -> PathBuf {
     padded_paths_dir(&root, len)
 }
 
+/// A database error that a full file system explains becomes [`StoreError::DiskFull`].
+fn disk_full(root: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Db { path, source }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+                || (db::may_be_disk_full(&source) && db::file_system_full(&path)) =>
+        {
+            StoreError::DiskFull {
+                root: root.to_path_buf(),
+                path,
+                reason: source.to_string(),
+            }
+        }
+        e => e,
+    }
+}
+
 /// How many outputs (or leftovers of builds) `paths_dir` holds: entries named like store paths,
 /// other than `.drv` files. A store that holds any had a database.
 fn store_entries(paths_dir: &Path) -> usize {
@@ -203,6 +226,13 @@ impl Store {
         Self::open_mode(root, padded_length, Mode::Write)
     }
 
+    /// Opens the store at `root` for reading only: nothing is written (no directory, no
+    /// configuration, no database change or checkpoint), so it works on a full or read-only file
+    /// system. A store that does not exist is empty.
+    pub fn open_read_only(root: &Path, padded_length: Option<usize>) -> Result<Store> {
+        Self::open_mode(root, padded_length, Mode::Read)
+    }
+
     /// Opens the store at `root` to verify it: nothing is written, and a damaged or lost
     /// database is not an error but what [`Store::verify`] reports. A store that does not exist
     /// is empty.
@@ -219,7 +249,7 @@ impl Store {
     fn open_mode(root: &Path, padded_length: Option<usize>, mode: Mode) -> Result<Store> {
         let root = std::path::absolute(root).map_err(io(root))?;
         let meta = root.join(META_DIR);
-        let write = mode != Mode::Inspect;
+        let write = matches!(mode, Mode::Write | Mode::Repair);
         if write {
             for d in [
                 "",
@@ -283,7 +313,8 @@ impl Store {
         }
         let db_path = meta.join("db.sqlite");
         let mut trouble = None;
-        let tolerant = mode != Mode::Write;
+        let tolerant = matches!(mode, Mode::Inspect | Mode::Repair);
+        let mut writable = write;
         let mut fresh = None;
         if db::is_absent(&db_path) {
             let entries = store_entries(&paths_dir);
@@ -310,11 +341,20 @@ impl Store {
             Some(c) => c,
             None => {
                 let opened = if write {
-                    db::open(&db_path)
+                    db::open(&db_path).or_else(|e| match e {
+                        // A full file system: read now, open for writing when it is needed.
+                        StoreError::Db { ref source, .. }
+                            if db::may_be_disk_full(source) && db::file_system_full(&db_path) =>
+                        {
+                            writable = false;
+                            db::open_read_only(&db_path).map_err(|_| e)
+                        }
+                        e => Err(e),
+                    })
                 } else {
                     db::open_read_only(&db_path)
                 };
-                match opened {
+                match opened.map_err(|e| disk_full(&root, e)) {
                     Ok(c) => c,
                     Err(StoreError::DbDamaged { reason, .. }) if tolerant => {
                         trouble = Some(DbTrouble::Damaged(reason));
@@ -332,6 +372,7 @@ impl Store {
             write,
             trouble: Mutex::new(trouble),
             db: Mutex::new(conn),
+            db_writable: AtomicBool::new(writable),
         })
     }
 
@@ -410,6 +451,22 @@ impl Store {
         self.db
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The database, opened for writing if it was opened read-only on a full file system.
+    pub(crate) fn db_for_writing(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
+        let mut conn = self.db();
+        if !self.db_writable.load(Ordering::SeqCst) {
+            assert!(self.write, "a store opened read-only is never written");
+            *conn = db::open(&self.db_path()).map_err(|e| disk_full(&self.root, e))?;
+            self.db_writable.store(true, Ordering::SeqCst);
+        }
+        Ok(conn)
+    }
+
+    /// Records that the database connection (replaced by a repair) may write.
+    pub(crate) fn set_db_writable(&self) {
+        self.db_writable.store(true, Ordering::SeqCst);
     }
 
     /// Whether `name` is valid: registered, and present. A registered path that was deleted
@@ -531,7 +588,7 @@ impl Store {
             references: prepared.references,
         };
         let embeds_build_dir = prepared.embeds_build_dir;
-        db::register(&mut self.db(), &info).map_err(|e| match e {
+        db::register(&mut *self.db_for_writing()?, &info).map_err(|e| match e {
             db::RegisterError::Db(e) => self.db_err(e),
             db::RegisterError::InvalidReference(r) => StoreError::InvalidReference {
                 name: req.name.to_owned(),
@@ -599,10 +656,13 @@ impl Store {
                 reason: source.to_string(),
             };
         }
-        StoreError::Db {
-            path: self.db_path(),
-            source,
-        }
+        disk_full(
+            &self.root,
+            StoreError::Db {
+                path: self.db_path(),
+                source,
+            },
+        )
     }
 }
 

@@ -52,6 +52,25 @@ pub(crate) fn acquire_shared(dir: &Path, name: &str) -> Result<PathLock> {
     acquire_mode(dir, name, true, true).map(|l| l.expect("blocking acquire returns a lock"))
 }
 
+/// Whether someone holds the lock of `name`, exclusively or shared, found without creating or
+/// writing anything (for read-only commands: `flock` works on a file opened for reading).
+pub(crate) fn is_held(dir: &Path, name: &str) -> Result<bool> {
+    let path = lock_file(dir, name);
+    let file = match fs_err::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(err(&path, std::io::Error::new(e.kind(), e.to_string()))),
+    };
+    match file.file().try_lock() {
+        Ok(()) => {
+            let _ = file.file().unlock();
+            Ok(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(&path, e)),
+    }
+}
+
 fn acquire_mode(dir: &Path, name: &str, wait: bool, shared: bool) -> Result<Option<PathLock>> {
     let path = lock_file(dir, name);
     loop {

@@ -201,7 +201,9 @@ impl Store {
             .cloned()
             .collect();
         if !going.is_empty() {
-            match crate::db::unregister(&mut self.db(), &going).map_err(|e| self.db_err(e))? {
+            match crate::db::unregister(&mut *self.db_for_writing()?, &going)
+                .map_err(|e| self.db_err(e))?
+            {
                 Ok(()) => {}
                 Err((name, referrer)) => {
                     return Err(StoreError::Corrupt {
@@ -331,6 +333,7 @@ impl Store {
         crate::commit::sync_dir(self.meta_dir())?;
         *conn = crate::db::open(&db_path)?;
         drop(conn);
+        self.set_db_writable();
         *self
             .trouble
             .lock()

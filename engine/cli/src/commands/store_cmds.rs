@@ -23,7 +23,7 @@ fn human(bytes: u64) -> String {
 }
 
 pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store_read_only()?;
     let mut rows = Vec::new();
     let mut missing = 0;
     for p in &a.paths {
@@ -95,7 +95,7 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliEr
 }
 
 pub(super) fn why_depends(ctx: &Ctx, a: &WhyDependsArgs) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store_read_only()?;
     let from = ctx.resolve_path(&store, &a.from)?;
     let to = ctx.resolve_path(&store, &a.to)?;
     let Some(chain) = store.why_depends(&from, &to)? else {
@@ -399,7 +399,7 @@ fn print_repair(ctx: &Ctx, store: &forge_store::Store, r: &forge_store::RepairRe
 }
 
 pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store_read_only()?;
     let roots = store.roots()?;
     if a.json {
         ctx.printer
@@ -420,7 +420,11 @@ pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
 }
 
 pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store()?;
+    let store = if a.dry_run {
+        ctx.open_store_read_only()?
+    } else {
+        ctx.open_store()?
+    };
     let report = store.gc(a.dry_run)?;
     if a.json {
         ctx.printer
@@ -447,7 +451,7 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
 }
 
 pub(super) fn log(ctx: &Ctx, a: &LogArgs) -> Result<ExitStatus, CliError> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store_read_only()?;
     let name = ctx.resolve_path(&store, &a.path)?;
     let key = if a.wrapper {
         format!("{name}.wrapper")
