@@ -697,6 +697,48 @@ fn served_payload(w: &World, len: usize) -> (String, Requests) {
 }
 
 #[test]
+fn control_characters_in_a_source_archive_are_refused_unless_the_version_allows_them() {
+    let w = World::new();
+    let root = w.recipes();
+    write_tree(&root, &[], &[("odd", "odd")]);
+    {
+        let f = fs_err::File::create(root.join("recipes/odd-1.0.tar")).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        // The tar crate refuses such names through its path setters; write the bytes.
+        h.as_old_mut().name[..17].copy_from_slice(b"odd-1.0/t\x1b[31m.in");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let recipe = |flag: &str| {
+        format!(
+            "package \"odd\" {{\n    version \"1.0\" path=\"odd-1.0.tar\"{flag}\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out && cp t* $out/\" }}\n    }}\n}}\n"
+        )
+    };
+    fs_err::write(root.join("recipes/odd.kdl"), recipe("")).unwrap();
+    let o = w.run(&["realize", "odd"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("control character in the name"), "{err}");
+    assert!(err.contains("allow-control-chars=#true"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "the name reaches the terminal raw: {err:?}"
+    );
+    fs_err::write(
+        root.join("recipes/odd.kdl"),
+        recipe(" allow-control-chars=#true"),
+    )
+    .unwrap();
+    let out = store_path_from(&ok(&w.run(&["realize", "odd"])));
+    assert_eq!(fs_err::read(out.join("t\x1b[31m.in")).unwrap(), b"x");
+}
+
+#[test]
 fn download_bounds_come_from_the_command_line_and_the_environment() {
     let w = World::new();
     served_payload(&w, 300_000);

@@ -38,6 +38,10 @@ pub(crate) fn prepare_sources(req: &BuildRequest, log: &Log) -> Result<PathBuf, 
         } else {
             req.scratch.join(format!("src-{i}"))
         };
+        let limits = forge_fetch::Limits {
+            allow_control_chars: s.allow_control_chars,
+            ..forge_fetch::Limits::default()
+        };
         fs_err::create_dir_all(&dest).map_err(|e| setup("creating the source directory", e))?;
         if s.tree.is_some() {
             let target = dest.join(&s.name);
@@ -59,7 +63,7 @@ pub(crate) fn prepare_sources(req: &BuildRequest, log: &Log) -> Result<PathBuf, 
                 &inner.sha256,
                 &work,
                 &dest,
-                forge_fetch::Limits::default(),
+                limits,
             )
             .map_err(|e| setup(format!("unpacking `{}`", s.name), e))?;
             log.line(&format!(
@@ -76,7 +80,7 @@ pub(crate) fn prepare_sources(req: &BuildRequest, log: &Log) -> Result<PathBuf, 
             }
         } else if s.unpack {
             log.line(&format!("forge: unpacking {}", s.name));
-            forge_fetch::unpack(path, &s.name, &dest, forge_fetch::Limits::default())
+            forge_fetch::unpack(path, &s.name, &dest, limits)
                 .map_err(|e| setup(format!("unpacking `{}`", s.name), e))?;
             if i == 0 {
                 root = forge_fetch::source_root(&dest)

@@ -37,6 +37,9 @@ pub struct Limits {
     /// Bytes of metadata the tar reader may buffer for one entry (GNU long names and links, pax
     /// headers) and of data carried by entries that are not regular files.
     pub max_metadata_bytes: u64,
+    /// Accept entry names holding control characters (a recipe's `allow-control-chars=#true`,
+    /// for a source whose test data needs them). Messages still show them escaped.
+    pub allow_control_chars: bool,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_entries: 2_000_000,
             max_path_bytes: 4096,
             max_metadata_bytes: 4 << 20,
+            allow_control_chars: false,
         }
     }
 }
@@ -162,18 +166,19 @@ struct Extractor<'a> {
 }
 
 /// A relative, `..`-free path; otherwise the reason it is refused.
-fn clean_path(raw: &[u8]) -> Result<PathBuf, String> {
+fn clean_path(raw: &[u8], allow_control_chars: bool) -> Result<PathBuf, String> {
     if raw.contains(&0) {
         return Err("NUL byte in the name".into());
     }
     // A name a terminal would act on (an escape sequence, a carriage return, a bidirectional
     // override) has no place in a source tree: every listing and log of it would be rewritten.
-    if String::from_utf8_lossy(raw)
-        .chars()
-        .any(forge_core::text::is_unsafe)
+    if !allow_control_chars
+        && String::from_utf8_lossy(raw)
+            .chars()
+            .any(forge_core::text::is_unsafe)
     {
         return Err(
-            "control character in the name (shown escaped); repack the archive without it".into(),
+            "control character in the name (shown escaped); repack the archive without it, or allow it with `allow-control-chars=#true` on the recipe's version".into(),
         );
     }
     let p = Path::new(OsStr::from_bytes(raw));
@@ -459,7 +464,7 @@ impl<'a> Extractor<'a> {
     }
 
     fn hardlink(&mut self, raw: &[u8], rel: &Path, target_raw: &[u8]) -> Result<(), UnpackError> {
-        let target = clean_path(target_raw)
+        let target = clean_path(target_raw, self.limits.allow_control_chars)
             .map_err(|r| self.refuse(raw, format!("hard link target: {r}")))?;
         let comps: Vec<&OsStr> = target.iter().collect();
         let Some((tname, tdirs)) = comps.split_last() else {
@@ -673,7 +678,7 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
             std::io::copy(&mut entry, &mut std::io::sink()).map_err(read_err)?;
             continue;
         }
-        let rel = clean_path(&raw).map_err(|r| x.refuse(&raw, r))?;
+        let rel = clean_path(&raw, x.limits.allow_control_chars).map_err(|r| x.refuse(&raw, r))?;
         let mode = entry.header().mode().map_err(read_err)?;
         match ty {
             tar::EntryType::Directory => x.dir(&raw, &rel, mode)?,
@@ -736,7 +741,7 @@ fn unpack_zip(x: &mut Extractor<'_>, path: &Path) -> Result<(), UnpackError> {
         let mut f = ar.by_index(i).map_err(read_err)?;
         let raw = f.name_raw().to_vec();
         x.count(&raw)?;
-        let rel = clean_path(&raw).map_err(|r| x.refuse(&raw, r))?;
+        let rel = clean_path(&raw, x.limits.allow_control_chars).map_err(|r| x.refuse(&raw, r))?;
         let mode = f
             .unix_mode()
             .unwrap_or(if f.is_dir() { 0o755 } else { 0o644 });

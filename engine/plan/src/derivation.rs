@@ -50,6 +50,10 @@ pub struct DrvSource {
     /// For a wrapper archive, the archive inside it that is unpacked instead.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub inner: Option<DrvInner>,
+    /// Entry names with control characters are unpacked rather than refused (absent when
+    /// false, so derivations that do not ask keep their hashes).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub allow_control_chars: bool,
 }
 
 /// The archive inside a wrapper archive, by name pattern and content.

@@ -342,6 +342,7 @@ impl<'a> Planner<'a> {
                         sha256: Some(sha256.value.to_hex()),
                         tree: None,
                         inner: inner.clone(),
+                        allow_control_chars: vd.allow_control_chars,
                     });
                     fetch.push(Fetch { urls, path: None });
                 }
@@ -356,6 +357,7 @@ impl<'a> Planner<'a> {
                         sha256: Some(sha256.value.to_hex()),
                         tree: None,
                         inner: inner.clone(),
+                        allow_control_chars: vd.allow_control_chars,
                     });
                     // No URL: the configured mirrors are searched by digest and by this name.
                     fetch.push(Fetch {
@@ -386,6 +388,7 @@ impl<'a> Planner<'a> {
                             tree: Some(hash),
                             unpack: false,
                             inner: None,
+                            allow_control_chars: false,
                         }
                     } else {
                         DrvSource {
@@ -394,6 +397,7 @@ impl<'a> Planner<'a> {
                             sha256: Some(hash),
                             tree: None,
                             inner: None,
+                            allow_control_chars: vd.allow_control_chars,
                         }
                     });
                     fetch.push(Fetch {

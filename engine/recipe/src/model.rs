@@ -319,6 +319,9 @@ pub struct VersionDecl {
     pub preferred: bool,
     /// A note for maintainers, e.g. which upstream artifact this is.
     pub note: Option<String>,
+    /// Unpack entry names holding control characters instead of refusing the archive
+    /// (`allow-control-chars=#true`).
+    pub allow_control_chars: bool,
     /// The whole `version` node.
     pub span: Span,
 }

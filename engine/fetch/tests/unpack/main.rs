@@ -1284,3 +1284,32 @@ fn names_with_control_characters_are_refused_and_shown_escaped() {
         "control character",
     );
 }
+
+/// With `allow_control_chars` (a recipe's `allow-control-chars=#true`), such names are unpacked
+/// as they are; everything else is still refused.
+#[test]
+fn control_characters_can_be_allowed() {
+    let allow = Limits {
+        allow_control_chars: true,
+        ..Limits::default()
+    };
+    let name = "src/esc\x1b[0m.c";
+    in_every_tarball(
+        &[dir("src", 0o755), file(name, 0o644, b"x")],
+        allow,
+        |_, s, r| {
+            r.unwrap();
+            assert_eq!(fs_err::read(s.dest.join(name)).unwrap(), b"x");
+            s.assert_contained();
+        },
+    );
+    let s = Scratch::new();
+    s.unpack("a.zip", &zip(&[zfile(name, 0o644, b"x")]), allow)
+        .unwrap();
+    assert_eq!(fs_err::read(s.dest.join(name)).unwrap(), b"x");
+    // `..` stays refused.
+    let s = Scratch::new();
+    let r = s.unpack("b.zip", &zip(&[zfile("../esc\x1b.c", 0o644, b"x")]), allow);
+    assert!(r.is_err());
+    s.assert_contained();
+}

@@ -24,6 +24,7 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
             "note",
             "inner",
             "inner-sha256",
+            "allow-control-chars",
         ],
     )?;
     let version = cx.version(args[0])?;
@@ -34,6 +35,10 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
     };
     let preferred = match props.get("preferred") {
         Some(e) => cx.boolean(e, "`preferred`")?,
+        None => false,
+    };
+    let allow_control_chars = match props.get("allow-control-chars") {
+        Some(e) => cx.boolean(e, "`allow-control-chars`")?,
         None => false,
     };
     let note = match props.get("note") {
@@ -52,6 +57,7 @@ pub(super) fn decode_version(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VersionD
         deprecated,
         preferred,
         note,
+        allow_control_chars,
         span,
     })
 }
