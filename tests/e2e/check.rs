@@ -5,6 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -424,4 +427,66 @@ fn outputs_that_embed_the_build_directory_get_a_note() {
         err.contains("whereami-too-1.0: share/where embeds the build directory"),
         "{err}"
     );
+}
+
+/// SIGTERM and SIGHUP stop a `forge check` like Ctrl-C: the rebuild is killed, its scratch
+/// directory removed, the store path it checks untouched, and the exit status 128 + the signal.
+#[test]
+fn sigterm_and_sighup_stop_a_check_cleanly() {
+    for (signal, number) in [("TERM", 15), ("HUP", 1)] {
+        let w = World::new();
+        // A sleep no other process on the machine uses, only in the check's rebuild (whose
+        // scratch directory is `<name>.check`).
+        let marker = format!("0.{}{number}", std::process::id());
+        let pkgs = [Pkg {
+            name: "slow",
+            deps: &[],
+            script: format!(
+                "mkdir -p \"$out\"; echo same > \"$out/f\"; \
+                 case \"$PWD\" in *.check/*) sleep 600{marker};; esac"
+            ),
+        }];
+        write_tree(&w.recipes(), &pkgs, &[("slow", "slow")]);
+        let o = w.run(&["realize", "slow"]);
+        let out = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+        let before = fs_err::read(out.join("f")).unwrap();
+        let child = w
+            .forge()
+            .arg("--recipes")
+            .arg(w.recipes())
+            .args(["check", "slow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let long = format!("600{marker}");
+        wait_for(|| process_running(&long), "the check's rebuild to sleep");
+        assert_eq!(scratch_dirs(&w).len(), 1, "{:?}", scratch_dirs(&w));
+        let s = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(s.success());
+        let started = Instant::now();
+        let o = child.wait_with_output().unwrap();
+        let err = text(&o.stderr);
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(o.status.code(), Some(128 + number), "SIG{signal}: {err}");
+        assert!(
+            err.contains(&format!("interrupted by SIG{signal}")),
+            "{err}"
+        );
+        wait_for(
+            || !process_running(&long),
+            "the rebuild's sleep to be killed",
+        );
+        assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));
+        assert_eq!(fs_err::read(out.join("f")).unwrap(), before);
+        ok(&w
+            .forge()
+            .args(["verify", "--check-contents"])
+            .output()
+            .unwrap());
+    }
 }

@@ -418,14 +418,6 @@ fn concurrent_realizes_build_each_node_once() {
     }
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn kill9(pid: u32) {
     let s = Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -845,29 +837,6 @@ fn kill_9_during_a_download_then_rerun_resumes() {
         .args(["verify", "--check-contents"])
         .output()
         .unwrap());
-}
-
-/// The scratch directories under the store's `.forge/build/`.
-fn scratch_dirs(w: &World) -> Vec<String> {
-    fs_err::read_dir(w.store().join(".forge/build"))
-        .map(|rd| {
-            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether any process on the machine runs with `needle` in its command line.
-fn process_running(needle: &str) -> bool {
-    fs_err::read_dir("/proc").unwrap().flatten().any(|e| {
-        fs_err::read(e.path().join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(needle)
-            })
-            .unwrap_or(false)
-    })
 }
 
 #[test]

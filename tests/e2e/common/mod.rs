@@ -6,6 +6,7 @@ pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `forge` binary under test.
 pub fn forge_bin() -> PathBuf {
@@ -146,4 +147,36 @@ pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// Polls `cond` every 20 ms for up to a minute.
+pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether any process on the machine runs with `needle` in its command line.
+pub fn process_running(needle: &str) -> bool {
+    fs_err::read_dir("/proc").unwrap().flatten().any(|e| {
+        fs_err::read(e.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// The scratch directories under the store's `.forge/build/`.
+pub fn scratch_dirs(w: &World) -> Vec<String> {
+    fs_err::read_dir(w.store().join(".forge/build"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
