@@ -6,11 +6,13 @@
 //!   and none of those files gained a hard link;
 //! - inside the destination there is no device, FIFO or socket, no setuid, setgid or sticky bit,
 //!   and every symlink leads (following links as the kernel would) inside the destination;
-//! - the regular files respect the size limits, and a success reports within the limits.
+//! - the regular files respect the size limits, and a success reports within the limits;
+//! - unless control characters are allowed, no name inside the destination holds one.
 //!
-//! Input: one byte choosing the name the archive is unpacked under (`.tar`, `.tar.gz`,
-//! `.tar.xz`, `.zip`, `.tar.bz2`, `.tar.zst`, or a name without a suffix, so the format comes from
-//! the first bytes), then the archive.
+//! Input: one byte whose low three bits choose the name the archive is unpacked under (`.tar`,
+//! `.tar.gz`, `.tar.xz`, `.zip`, `.tar.bz2`, `.tar.zst`, or a name without a suffix, so the format
+//! comes from the first bytes) and whose bit 3 allows control characters in names, then the
+//! archive.
 //!
 //! The scratch directories go under `$TMPDIR`; a tmpfs (`TMPDIR=/dev/shm`) is faster.
 
@@ -41,6 +43,7 @@ const LIMITS: Limits = Limits {
     max_entries: 256,
     max_path_bytes: 512,
     max_metadata_bytes: 64 << 10,
+    allow_control_chars: false,
 };
 
 const SENTINEL: &[u8] = b"sentinel: must survive\n";
@@ -112,6 +115,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let name = NAMES[usize::from(pick) % NAMES.len()];
+    let limits = Limits {
+        allow_control_chars: pick & 8 != 0,
+        ..LIMITS
+    };
 
     let tmp = tempfile::Builder::new()
         .prefix("forge-fuzz-unpack.")
@@ -129,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
     let input = root.join("input");
     fs_err::write(&input, archive).unwrap();
 
-    let result = unpack(&input, name, &dest, LIMITS);
+    let result = unpack(&input, name, &dest, limits);
     if let Ok(report) = &result {
         assert!(report.entries <= LIMITS.max_entries, "{report:?}");
         assert!(report.bytes <= LIMITS.max_total_bytes, "{report:?}");
@@ -153,6 +160,13 @@ fuzz_target!(|data: &[u8]| {
     while let Some(d) = todo.pop() {
         for e in fs_err::read_dir(&d).unwrap() {
             let path = e.unwrap().path();
+            if !limits.allow_control_chars {
+                let file_name = path.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    !file_name.chars().any(forge_core::text::is_unsafe),
+                    "a name with a control character: {file_name:?}"
+                );
+            }
             let meta = fs_err::symlink_metadata(&path).unwrap();
             let ft = meta.file_type();
             assert!(
