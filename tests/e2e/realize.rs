@@ -792,6 +792,50 @@ fn download_bounds_come_from_the_command_line_and_the_environment() {
         .unwrap());
 }
 
+/// A download killed midway leaves its partial file for the next run to resume; when no run
+/// comes back for it, `forge gc` deletes it (and `--dry-run` only lists it).
+#[test]
+fn gc_deletes_partial_downloads_that_nobody_resumes() {
+    let w = World::new();
+    let (sha, _) = served_payload(&w, 600_000);
+    let child = w
+        .forge()
+        .arg("--recipes")
+        .arg(w.recipes())
+        .args(["realize", "payload"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = w
+        .path()
+        .join("cache/sources/partial")
+        .join(format!("{sha}.part"));
+    wait_for(
+        || fs_err::metadata(&partial).is_ok_and(|m| m.len() > 50_000),
+        "the download to be under way",
+    );
+    kill9(child.id());
+    let _ = child.wait_with_output();
+    let size = fs_err::metadata(&partial).unwrap().len();
+    let o = w.run(&["gc", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(
+        v["partial_downloads"],
+        serde_json::json!([{"path": partial, "bytes": size}]),
+        "{v}"
+    );
+    assert!(partial.exists(), "a dry run deletes nothing");
+    let o = w.run(&["gc"]);
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("deleted 1 partial download ("),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!partial.exists());
+}
+
 #[test]
 fn kill_9_during_a_download_then_rerun_resumes() {
     let w = World::new();

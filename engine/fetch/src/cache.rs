@@ -477,9 +477,9 @@ impl SourceCache {
     }
 
     /// Deletes the partial downloads no process is working on (those of a digest whose lock is
-    /// free, and `import-<pid>` files of processes that are gone). Returns each file deleted and
-    /// its size. A download in progress is never touched.
-    pub fn clean_partial(&self) -> Result<Vec<(PathBuf, u64)>, FetchError> {
+    /// free, and `import-<pid>` files of processes that are gone), or with `dry_run` only finds
+    /// them. Returns each file and its size. A download in progress is never touched.
+    pub fn clean_partial(&self, dry_run: bool) -> Result<Vec<(PathBuf, u64)>, FetchError> {
         let dir = self.dir.join("partial");
         let entries = match fs_err::read_dir(&dir) {
             Ok(e) => e,
@@ -517,6 +517,10 @@ impl SourceCache {
                     continue;
                 }
                 _guard = lock;
+            }
+            if dry_run {
+                removed.push((path, size));
+                continue;
             }
             match fs_err::remove_file(&path) {
                 Ok(()) => removed.push((path, size)),

@@ -426,9 +426,26 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
         ctx.open_store()?
     };
     let report = store.gc(a.dry_run)?;
+    // Partial downloads nobody is resuming hold space too (a server that sent an endless body
+    // could have filled the disk before the bound existed).
+    let partial = match ctx.source_cache().clean_partial(a.dry_run) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.printer.warn(&format!(
+                "the source cache's partial downloads were left: {e}"
+            ));
+            Vec::new()
+        }
+    };
+    let partial_bytes: u64 = partial.iter().map(|(_, n)| n).sum();
     if a.json {
+        let mut v = serde_json::to_value(&report).expect("serializes");
+        v["partial_downloads"] = partial
+            .iter()
+            .map(|(p, n)| serde_json::json!({"path": p, "bytes": n}))
+            .collect();
         ctx.printer
-            .data(&serde_json::to_string_pretty(&report).expect("serializes"));
+            .data(&serde_json::to_string_pretty(&v).expect("serializes"));
     } else {
         let verb = if a.dry_run { "would delete" } else { "deleted" };
         for n in &report.deleted {
@@ -446,6 +463,14 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
             report.leftovers.len(),
             report.kept
         ));
+        if !partial.is_empty() {
+            ctx.printer.info(&format!(
+                "{verb} {} partial download{} ({}) from the source cache",
+                partial.len(),
+                if partial.len() == 1 { "" } else { "s" },
+                human(partial_bytes)
+            ));
+        }
     }
     Ok(ExitStatus::Success)
 }

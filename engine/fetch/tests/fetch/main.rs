@@ -537,7 +537,9 @@ fn clean_partial_deletes_only_what_no_process_is_downloading() {
     let mine = format!("import-{}", std::process::id());
     fs_err::write(part(&mine), b"live").unwrap();
 
-    let removed = cache.clean_partial().unwrap();
+    let found = cache.clean_partial(true).unwrap();
+    let removed = cache.clean_partial(false).unwrap();
+    assert_eq!(found, removed, "a dry run finds what a run deletes");
     let mut expect = vec![(part(&idle), 1000), (part("import-4194305"), 6)];
     expect.sort();
     assert_eq!(removed, expect);
@@ -545,7 +547,7 @@ fn clean_partial_deletes_only_what_no_process_is_downloading() {
     left.sort();
     assert_eq!(listing(&tmp.path().join("partial")), left);
     drop(lock);
-    assert_eq!(cache.clean_partial().unwrap(), vec![(part(&busy), 11)]);
+    assert_eq!(cache.clean_partial(false).unwrap(), vec![(part(&busy), 11)]);
 }
 
 #[test]
