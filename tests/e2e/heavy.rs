@@ -504,6 +504,17 @@ fn closure_slurm_24_11_from_debian_sources_builds_runs_jobs_and_pmix() {
         cluster.ctld_log()
     );
     drop(cluster);
+    say(&format!(
+        "functional checks passed: munged, slurmctld and slurmd on 127.0.0.1; `srun -n 2 hostname`: {:?}; `srun --mpi=pmix -n 2 printenv PMIX_RANK`: {ranks:?}",
+        text(&job.stdout).lines().collect::<Vec<_>>()
+    ));
+    if std::env::var_os("FORGE_HEAVY_NO_CHECK").is_some() {
+        // While iterating on recipes: the check rebuilds the whole graph (hours).
+        say(
+            "FORGE_HEAVY_NO_CHECK is set: not checking the graph; this run proves nothing about reproducibility",
+        );
+        return;
+    }
     let check = h.check(target);
     report(&h, target, &r, &check);
     assert_eq!(

@@ -12,7 +12,8 @@
 #
 # Each prints a table per node (build time, size, bit-identical in `forge check`) and the
 # schedule's efficiency. The store, source mirror and caches live in $HEAVY_DIR (default
-# target/heavy); the store is removed first unless --warm. Not part of CI (.ci/run): it needs
+# target/heavy); the store is removed first unless --warm. FORGE_HEAVY_NO_CHECK=1 stops the
+# closure run after its functional checks (for iterating on recipes; it proves no reproducibility). Not part of CI (.ci/run): it needs
 # hours and Debian's source archive.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
