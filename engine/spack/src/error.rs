@@ -294,6 +294,18 @@ pub enum ExportError {
         /// What is wrong.
         message: String,
     },
+    /// The cache holds a symbolic link (or a FIFO, socket or device) among the entries forge
+    /// manages (`v3/`, `blobs/`, `spack-repo/`, `.forge-tmp/`, `README.md`): forge never writes
+    /// through one, so nothing is written.
+    #[error("`{}` in the cache `{}` is {kind}; forge does not write into a cache through symbolic links or special files: remove it", path.display(), cache.display())]
+    UnsafeCacheEntry {
+        /// The cache directory.
+        cache: PathBuf,
+        /// The entry, relative to the cache.
+        path: PathBuf,
+        /// What it is ("a symbolic link", "a FIFO"…).
+        kind: &'static str,
+    },
     /// The prefix already contains a `.spack` directory.
     #[error("prefix `{}` already contains `.spack`; forge writes that directory itself", prefix.display())]
     PrefixHasSpackDir {

@@ -5,8 +5,8 @@
 //! 2. for every package to export: stream its tarball into a temporary file while scanning it,
 //!    check its relocation (refusing the whole export on a violation), move the tarball and the
 //!    spec blob into `blobs/`. Nothing refers to these blobs yet;
-//! 3. write the spec manifests (clearsigned when a signer is given);
-//! 4. publish the public key: blob, key manifest, key index;
+//! 3. publish the public key: blob, key manifest, key index;
+//! 4. write the spec manifests (clearsigned when a signer is given);
 //! 5. rebuild the index from every spec manifest of the cache (so it always matches them,
 //!    merging earlier exports), regenerate the stub recipe repository and the README;
 //! 6. write the index blob, then, last, `index.manifest.json`.
@@ -15,13 +15,14 @@
 //! re-signed only if it is not already signed by the signing key).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use crate::buildinfo::BuildInfo;
-use crate::cache::{CacheWriter, HashingWriter};
+use crate::cache::{CacheWriter, HashingWriter, TempFile};
+use crate::cachefs::{Kind, MAX_LARGE, MAX_SMALL};
 use crate::error::{ExportError, RelocationError, Violation};
 use crate::graph::{ExportGraph, HashedGraph, NodeId, NodeKind};
 use crate::gzip::{GzipOptions, ParallelGzip, gzip_bytes};
@@ -192,7 +193,7 @@ pub fn export(
         let hash = hashed.dag_hash(id).to_string();
         let rel = spec_manifest_path(&node.name, &node.version, &hash);
         if !opts.rebuild
-            && let Some(text) = cache.read_opt(&rel)?
+            && let Some(text) = cache.read_opt(&rel, MAX_SMALL).ok().flatten()
             && let Ok(text) = String::from_utf8(text)
             && let Ok(m) = Manifest::parse(&text)
             && [MEDIA_TARBALL, MEDIA_SPEC]
@@ -230,6 +231,12 @@ pub fn export(
         });
     }
 
+    // The key, before the manifests it signs: a reader never finds a manifest signed by a key
+    // the cache does not publish.
+    if let Some(k) = signer {
+        publish_key(&cache, k)?;
+    }
+
     // Manifests.
     let own_key = match signer {
         Some(s) => {
@@ -254,11 +261,6 @@ pub fn export(
             None => text,
         };
         cache.write_atomic(&s.rel, text.as_bytes())?;
-    }
-
-    // Keys.
-    if let Some(k) = signer {
-        publish_key(&cache, k)?;
     }
 
     // Index, recipes, README, and last the index manifest.
@@ -314,35 +316,51 @@ fn gzip_log(
     cache: &CacheWriter,
     log: Option<&Path>,
     gzip: GzipOptions,
-) -> Result<PathBuf, ExportError> {
-    let tmp = cache.temp_path("log");
-    let out = BufWriter::new(fs_err::File::create(&tmp)?);
-    let mut gz = ParallelGzip::new(out, gzip)?;
+) -> Result<TempFile, ExportError> {
+    let mut t = cache.temp_file("log")?;
+    match gzip_log_into(&mut t.file, log, gzip) {
+        Ok(()) => Ok(t),
+        Err(e) => {
+            cache.remove_temp(t);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the gzip'd build log into `out` and rewinds it.
+fn gzip_log_into(
+    out: &mut fs_err::File,
+    log: Option<&Path>,
+    gzip: GzipOptions,
+) -> Result<(), ExportError> {
     let Some(p) = log else {
+        let mut gz = ParallelGzip::new(BufWriter::new(&mut *out), gzip)?;
         gz.write_all(b"forge: no build log was recorded for this package\n")?;
         gz.finish()?.flush()?;
-        return Ok(tmp);
+        out.seek(SeekFrom::Start(0))?;
+        return Ok(());
     };
     let mut magic = [0u8; 4];
     let n = fs_err::File::open(p)?.read(&mut magic)?;
     let f = fs_err::File::open(p)?;
     if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         // Already gzip'd: shipped as it is.
-        drop(gz);
-        let mut out = BufWriter::new(fs_err::File::create(&tmp)?);
-        std::io::copy(&mut std::io::BufReader::new(f), &mut out)?;
-        out.flush()?;
-        return Ok(tmp);
-    }
-    // forge's store keeps logs zstd-compressed.
-    let mut reader: Box<dyn Read> = if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Box::new(zstd::stream::read::Decoder::new(f)?)
+        let mut w = BufWriter::new(&mut *out);
+        std::io::copy(&mut std::io::BufReader::new(f), &mut w)?;
+        w.flush()?;
     } else {
-        Box::new(f)
-    };
-    std::io::copy(&mut reader, &mut gz)?;
-    gz.finish()?.flush()?;
-    Ok(tmp)
+        // forge's store keeps logs zstd-compressed.
+        let mut reader: Box<dyn Read> = if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+            Box::new(zstd::stream::read::Decoder::new(f)?)
+        } else {
+            Box::new(f)
+        };
+        let mut gz = ParallelGzip::new(BufWriter::new(&mut *out), gzip)?;
+        std::io::copy(&mut reader, &mut gz)?;
+        gz.finish()?.flush()?;
+    }
+    out.seek(SeekFrom::Start(0))?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -365,16 +383,20 @@ fn archive(
     let spec_gz = gzip_bytes(spec_blob_json(hashed, id).as_bytes(), 6)?;
     let log_gz = gzip_log(cache, build_log.as_deref(), opts.gzip)?;
 
-    let tar_tmp = cache.temp_path("tarball");
-    let out = HashingWriter::new(BufWriter::with_capacity(
-        1 << 20,
-        fs_err::File::create(&tar_tmp)?,
-    ));
+    let tar_tmp = match cache.temp_file("tarball") {
+        Ok(t) => t,
+        Err(e) => {
+            cache.remove_temp(log_gz);
+            return Err(e.into());
+        }
+    };
+    let TempFile { file, .. } = &tar_tmp;
+    let out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let gz = ParallelGzip::new(out, opts.gzip)?;
     let files = PackageFiles {
         prefix,
         spec_json: prefix_spec.as_bytes(),
-        build_log_gz: &log_gz,
+        build_log_gz: &log_gz.file,
     };
     let mut counts = RelocationCounts::default();
     let mut totals = (0, 0);
@@ -388,20 +410,21 @@ fn archive(
         };
         Ok(info.to_yaml().into_bytes())
     });
-    let finished = result.and_then(|gz| Ok(gz.finish()?));
-    let _ = fs_err::remove_file(&log_gz);
-    let hw = match finished {
-        Ok(hw) => hw,
+    let finished = result.and_then(|gz| Ok(gz.finish()?)).and_then(|hw| {
+        let (bufw, sha, len) = hw.finish();
+        let file = bufw.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((sha, len))
+    });
+    cache.remove_temp(log_gz);
+    let (sha, len) = match finished {
+        Ok(r) => r,
         Err(e) => {
-            let _ = fs_err::remove_file(&tar_tmp);
+            cache.remove_temp(tar_tmp);
             return Err(e);
         }
     };
-    let (bufw, sha, len) = hw.finish();
-    let file = bufw.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    cache.commit_blob(&tar_tmp, &sha)?;
+    cache.commit_blob(tar_tmp, &sha, len)?;
     let tarball = BlobRecord::sha256(MEDIA_TARBALL, "gzip", sha, len);
     let (spec, _) = cache.put_blob(&spec_gz, MEDIA_SPEC, "gzip")?;
     Ok((
@@ -570,7 +593,7 @@ fn build_info(
 
 fn read_blob(cache: &CacheWriter, rec: &BlobRecord) -> Option<Vec<u8>> {
     let rel = rec.relative_path()?;
-    let data = cache.read_opt(Path::new(&rel)).ok()??;
+    let data = cache.read_opt(Path::new(&rel), MAX_LARGE).ok()??;
     (crate::cache::sha256_hex(&data) == rec.checksum).then_some(data)
 }
 
@@ -584,8 +607,7 @@ fn publish_key(cache: &CacheWriter, signer: &Signer) -> Result<(), ExportError> 
     )?;
     // The key index lists every key manifest present.
     let mut fprs = BTreeSet::new();
-    for e in fs_err::read_dir(cache.root().join("v3/manifests/key"))? {
-        let name = e?.file_name();
+    for (name, _) in cache.list(Path::new("v3/manifests/key"))? {
         if let Some(f) = name
             .to_str()
             .and_then(|n| n.strip_suffix(".key.manifest.json"))
@@ -606,26 +628,20 @@ fn publish_key(cache: &CacheWriter, signer: &Signer) -> Result<(), ExportError> 
     Ok(())
 }
 
-/// Every `*.spec.manifest.json` below `v3/manifests/spec/`, sorted.
-pub(crate) fn spec_manifests(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Every `*.spec.manifest.json` below `v3/manifests/spec/`, relative to the cache, sorted.
+fn spec_manifests(cache: &CacheWriter) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let dir = root.join("v3/manifests/spec");
-    if !dir.is_dir() {
-        return Ok(out);
-    }
-    for pkg in fs_err::read_dir(&dir)? {
-        let pkg = pkg?;
-        if !pkg.file_type()?.is_dir() {
+    let dir = Path::new("v3/manifests/spec");
+    for (pkg, kind) in cache.list(dir)? {
+        if kind != Kind::Dir {
             continue;
         }
-        for f in fs_err::read_dir(pkg.path())? {
-            let f = f?;
-            let name = f.file_name();
+        for (name, _) in cache.list(&dir.join(&pkg))? {
             if name
                 .to_str()
                 .is_some_and(|n| n.ends_with(".spec.manifest.json"))
             {
-                out.push(f.path());
+                out.push(dir.join(&pkg).join(name));
             }
         }
     }
@@ -638,9 +654,15 @@ pub(crate) fn decode_spec_blob(data: &[u8]) -> Result<Value, String> {
     let text = if data.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(data)
-            .take(64 << 20)
+            .take(MAX_LARGE + 1)
             .read_to_end(&mut out)
             .map_err(|e| e.to_string())?;
+        if out.len() as u64 > MAX_LARGE {
+            return Err(format!(
+                "the spec document is larger than {} MiB",
+                MAX_LARGE >> 20
+            ));
+        }
         out
     } else {
         data.to_vec()
@@ -651,15 +673,14 @@ pub(crate) fn decode_spec_blob(data: &[u8]) -> Result<Value, String> {
 /// The index of everything the cache's spec manifests describe (Spack's `update-index`).
 fn rebuild_index(cache: &CacheWriter, warnings: &mut Vec<String>) -> Result<Index, ExportError> {
     let mut index = Index::default();
-    for path in spec_manifests(cache.root())? {
-        let shown = path
-            .strip_prefix(cache.root())
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        let text = fs_err::read_to_string(&path)?;
-        let nodes = Manifest::parse(&text)
+    for path in spec_manifests(cache)? {
+        let shown = path.display().to_string();
+        let nodes = cache
+            .read_opt(&path, MAX_SMALL)
             .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|text| Manifest::parse(&text).ok())
             .and_then(|m| m.record(MEDIA_SPEC).cloned())
             .and_then(|r| read_blob(cache, &r))
             .and_then(|b| decode_spec_blob(&b).ok())
@@ -693,29 +714,23 @@ fn write_repo(
     let files = repo::generate(index, meta);
     let wanted: BTreeSet<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     for (rel, content) in &files {
-        let current = cache.read_opt(rel)?;
+        // Anything unreadable (or not a regular file) is simply replaced.
+        let current = cache.read_opt(rel, MAX_SMALL).ok().flatten();
         if current.as_deref() != Some(content.as_bytes()) {
             cache.write_atomic(rel, content.as_bytes())?;
         }
     }
     // Stub packages no longer in the cache.
-    let base = cache.root().join(REPO_DIR).join("spack_repo");
-    if base.is_dir() {
-        for ns in fs_err::read_dir(&base)? {
-            let pkgs = ns?.path().join("packages");
-            if !pkgs.is_dir() {
-                continue;
-            }
-            for p in fs_err::read_dir(&pkgs)? {
-                let p = p?.path();
-                let rel = p
-                    .join("package.py")
-                    .strip_prefix(cache.root())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                if p.is_dir() && !wanted.contains(&rel) {
-                    fs_err::remove_dir_all(&p)?;
-                }
+    let base = Path::new(REPO_DIR).join("spack_repo");
+    for (ns, kind) in cache.list(&base)? {
+        if kind != Kind::Dir {
+            continue;
+        }
+        let pkgs = base.join(ns).join("packages");
+        for (p, kind) in cache.list(&pkgs)? {
+            let dir = pkgs.join(p);
+            if kind == Kind::Dir && !wanted.contains(&dir.join("package.py")) {
+                cache.remove_tree(&dir)?;
             }
         }
     }

@@ -41,6 +41,7 @@
 mod base32;
 mod buildinfo;
 mod cache;
+mod cachefs;
 mod error;
 mod export;
 mod graph;

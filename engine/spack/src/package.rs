@@ -41,8 +41,9 @@ pub(crate) struct PackageFiles<'a> {
     pub(crate) prefix: &'a Path,
     /// `.spack/spec.json`.
     pub(crate) spec_json: &'a [u8],
-    /// The gzip'd build log, for `.spack/spack-build-out.txt.gz`.
-    pub(crate) build_log_gz: &'a Path,
+    /// The gzip'd build log, for `.spack/spack-build-out.txt.gz`, open and positioned at its
+    /// start.
+    pub(crate) build_log_gz: &'a fs_err::File,
 }
 
 enum Item {
@@ -109,8 +110,8 @@ pub(crate) fn write_package<W: Write>(
         let rel = match item {
             Item::SpackDir => {
                 tw.dir(&member(pb, b".spack", true))?;
-                let log = fs_err::metadata(files.build_log_gz)?.len();
-                let mut f = fs_err::File::open(files.build_log_gz)?;
+                let log = files.build_log_gz.metadata()?.len();
+                let mut f = files.build_log_gz;
                 tw.file_stream(
                     &member(pb, b".spack/spack-build-out.txt.gz", false),
                     false,

@@ -12,11 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cache::sha256_file;
+use crate::cache::sha256_reader;
 use crate::error::VerifyError;
-use crate::export::{
-    INDEX_MANIFEST, KEYS_MANIFEST, decode_spec_blob, spec_manifest_path, spec_manifests,
-};
+use crate::export::{INDEX_MANIFEST, KEYS_MANIFEST, decode_spec_blob, spec_manifest_path};
 use crate::index::Index;
 use crate::keys::{SignatureProblem, TrustedKeys};
 use crate::manifest::{
@@ -325,7 +323,11 @@ impl Checker<'_> {
         let digest = self
             .hashed
             .entry(rel.clone())
-            .or_insert_with(|| sha256_file(&abs).map_err(|e| e.to_string()))
+            .or_insert_with(|| {
+                fs_err::File::open(&abs)
+                    .and_then(|f| sha256_reader(f, u64::MAX - 1))
+                    .map_err(|e| e.to_string())
+            })
             .clone();
         self.report.blobs += 1;
         match digest {
@@ -581,4 +583,31 @@ fn read_single(
             Err((rel.to_path_buf(), reason))
         }
     }
+}
+
+/// Every `*.spec.manifest.json` below `v3/manifests/spec/`, sorted.
+fn spec_manifests(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let dir = root.join("v3/manifests/spec");
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for pkg in fs_err::read_dir(&dir)? {
+        let pkg = pkg?;
+        if !pkg.file_type()?.is_dir() {
+            continue;
+        }
+        for f in fs_err::read_dir(pkg.path())? {
+            let f = f?;
+            let name = f.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.ends_with(".spec.manifest.json"))
+            {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

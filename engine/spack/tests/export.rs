@@ -517,3 +517,102 @@ fn packages_mapped_to_spacks_builtin_get_no_stub_recipe() {
     assert!(ns.contains(&("libdep".into(), "builtin".into())), "{ns:?}");
     assert!(ns.contains(&("app".into(), "forge".into())), "{ns:?}");
 }
+
+/// Copies a directory tree of regular files.
+fn copy_tree(from: &Path, to: &Path) {
+    for (rel, bytes) in tree_bytes(from) {
+        write(&to.join(rel), bytes, false);
+    }
+}
+
+#[test]
+fn refuses_to_write_through_symbolic_links_in_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path(), 160);
+    let good = tmp.path().join("good");
+    export(&f.graph, &[f.app], &good, None, &opts()).unwrap();
+    // forge itself never creates a symbolic link in a cache.
+    assert!(
+        tree_bytes(&good)
+            .iter()
+            .all(|(_, b)| !b.starts_with(b"-> ")),
+        "{:?}",
+        tree(&good)
+    );
+    let rebuild = ExportOptions {
+        rebuild: true,
+        ..opts()
+    };
+    for (i, placement) in [
+        "blobs",
+        "blobs/sha256",
+        "v3",
+        "v3/manifests/spec/app",
+        "v3/manifests/index",
+        ".forge-tmp",
+        ".forge-tmp/lock",
+        "spack-repo",
+        "spack-repo/spack_repo/forge/packages",
+        "README.md",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cache = tmp.path().join(format!("cache-{i}"));
+        copy_tree(&good, &cache);
+        let outside = tmp.path().join(format!("outside-{i}"));
+        write(&outside.join("keep"), "not the cache's\n", false);
+        let link = cache.join(placement);
+        let target = if placement.starts_with("spack-repo") {
+            // A stale stub recipe where the link points: the export would remove it.
+            copy_tree(&link, &outside);
+            write(
+                &outside.join(if placement == "spack-repo" {
+                    "spack_repo/forge/packages/stale/package.py"
+                } else {
+                    "stale/package.py"
+                }),
+                "# stale\n",
+                false,
+            );
+            outside.clone()
+        } else if link.is_dir() {
+            outside.clone()
+        } else {
+            // A file: the link dangles into the outside directory.
+            outside.join("new-file")
+        };
+        if link.is_dir() {
+            fs_err::remove_dir_all(&link).unwrap();
+        } else if fs_err::symlink_metadata(&link).is_ok() {
+            fs_err::remove_file(&link).unwrap();
+        }
+        fs_err::create_dir_all(link.parent().unwrap()).unwrap();
+        fs_err::os::unix::fs::symlink(&target, &link).unwrap();
+        let before = tree_bytes(&outside);
+
+        let e = export(&f.graph, &[f.app], &cache, None, &rebuild)
+            .expect_err(&format!("an export through `{placement}` must be refused"));
+        match &e {
+            ExportError::UnsafeCacheEntry { path, kind, .. } => {
+                assert_eq!(path, Path::new(placement));
+                assert_eq!(*kind, "a symbolic link");
+            }
+            other => panic!("{placement}: {other}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("`{placement}`")) && msg.contains("remove it"),
+            "{msg}"
+        );
+        assert_eq!(
+            tree_bytes(&outside),
+            before,
+            "{placement}: the link's target was written to"
+        );
+        // Removing the link is all it takes.
+        fs_err::remove_file(&link).unwrap();
+        export(&f.graph, &[f.app], &cache, None, &opts()).unwrap();
+        assert_eq!(tree_bytes(&outside), before);
+    }
+}
