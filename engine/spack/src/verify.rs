@@ -5,14 +5,21 @@
 //! says, and that every node's DAG hash is what its content hashes to. Then that the index lists
 //! exactly the manifests' packages with the same specs, and that the published keys are intact.
 //! Every problem is collected (a hostile cache usually has several) and names its file.
+//!
+//! Only regular files are read, never through a symbolic link (see [`crate::cachefs`]): a link
+//! anywhere in the cache, or a FIFO, socket or device, is itself a problem, and every read is
+//! bounded (16 MiB for manifests, the key index and keys, 64 MiB for spec blobs and the index;
+//! a tarball is hashed as a stream of at most its recorded length plus one byte).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cache::sha256_reader;
+use crate::cache::{sha256_hex, sha256_reader};
+use crate::cachefs::{CacheDir, FsError, Kind, MAX_LARGE, MAX_SMALL};
 use crate::error::VerifyError;
 use crate::export::{INDEX_MANIFEST, KEYS_MANIFEST, decode_spec_blob, spec_manifest_path};
 use crate::index::Index;
@@ -45,6 +52,29 @@ pub enum Problem {
     ManifestUnreadable {
         /// The manifest.
         manifest: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A symbolic link inside the cache (a cache holds none: a reader would follow it out of
+    /// the cache, or to a device).
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A file of the cache that is not a regular file or directory (a FIFO, socket or device),
+    /// or a directory where a file is expected.
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is (`a FIFO`…).
+        kind: String,
+    },
+    /// A blob that exists but cannot be read as a regular file.
+    BlobUnreadable {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The blob.
+        blob: PathBuf,
         /// Why.
         reason: String,
     },
@@ -176,6 +206,24 @@ impl fmt::Display for Problem {
             Self::ManifestUnreadable { manifest, reason } => {
                 write!(f, "`{}`: unreadable manifest: {reason}", manifest.display())
             }
+            Self::Symlink { path } => write!(
+                f,
+                "`{}` is a symbolic link; a cache must not contain any (readers would follow it): remove it",
+                path.display()
+            ),
+            Self::NotAFile { path, kind } => {
+                write!(f, "`{}` is {kind}, not a regular file", path.display())
+            }
+            Self::BlobUnreadable {
+                manifest,
+                blob,
+                reason,
+            } => write!(
+                f,
+                "`{}`: blob `{}` is unreadable: {reason}",
+                manifest.display(),
+                blob.display()
+            ),
             Self::MissingRecord {
                 manifest,
                 media_type,
@@ -291,19 +339,57 @@ impl VerifyReport {
     }
 }
 
-struct Checker<'a> {
-    root: &'a Path,
+/// At most this many symbolic links and special files are named (a hostile cache could hold
+/// millions).
+const MAX_FOREIGN: usize = 1000;
+
+struct Checker {
+    dir: CacheDir,
     report: VerifyReport,
-    hashed: BTreeMap<PathBuf, Result<(String, u64), String>>,
+    /// Symbolic links and special files already named.
+    flagged: BTreeSet<PathBuf>,
 }
 
-impl Checker<'_> {
-    fn rel(&self, p: &Path) -> PathBuf {
-        p.strip_prefix(self.root).unwrap_or(p).to_path_buf()
+impl Checker {
+    /// Names a symbolic link or special file, once.
+    fn flag(&mut self, path: &Path, kind: Kind) {
+        if !self.flagged.insert(path.to_path_buf()) {
+            return;
+        }
+        self.report.problems.push(match kind {
+            Kind::Symlink => Problem::Symlink {
+                path: path.to_path_buf(),
+            },
+            k => Problem::NotAFile {
+                path: path.to_path_buf(),
+                kind: k.describe().to_string(),
+            },
+        });
     }
 
-    /// Checks a record's blob; returns its bytes when `load` and it is intact.
-    fn blob(&mut self, manifest: &Path, rec: &BlobRecord, load: bool) -> Option<Vec<u8>> {
+    /// Names the symbolic link or special file an error is about (once); returns its text.
+    fn fs_reason(&mut self, e: &FsError) -> String {
+        match e {
+            FsError::Symlink(p) => self.flag(p, Kind::Symlink),
+            FsError::WrongKind {
+                path,
+                kind: kind @ (Kind::Special(_) | Kind::Dir),
+                ..
+            } => self.flag(path, *kind),
+            _ => {}
+        }
+        e.to_string()
+    }
+
+    /// Reads a regular file of at most `limit` bytes as text.
+    fn read_text(&mut self, rel: &Path, limit: u64) -> Result<String, String> {
+        let data = self.dir.read(rel, limit).map_err(|e| self.fs_reason(&e))?;
+        String::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())
+    }
+
+    /// Checks a record's blob; returns its bytes when `load` (the most to read) is given and it
+    /// is intact.
+    fn blob(&mut self, manifest: &Path, rec: &BlobRecord, load: Option<u64>) -> Option<Vec<u8>> {
         let Some(rel) = rec.relative_path() else {
             self.report.problems.push(Problem::InvalidRecord {
                 manifest: manifest.to_path_buf(),
@@ -312,56 +398,126 @@ impl Checker<'_> {
             return None;
         };
         let rel = PathBuf::from(rel);
-        let abs = self.root.join(&rel);
-        if fs_err::symlink_metadata(&abs).is_err() {
-            self.report.problems.push(Problem::MissingBlob {
+        let unreadable = |c: &mut Self, reason: String| {
+            c.report.problems.push(Problem::BlobUnreadable {
+                manifest: manifest.to_path_buf(),
+                blob: rel.clone(),
+                reason,
+            });
+            None
+        };
+        let (file, size) = match self.dir.open_file(&rel) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => {
+                self.report.problems.push(Problem::MissingBlob {
+                    manifest: manifest.to_path_buf(),
+                    blob: rel,
+                });
+                return None;
+            }
+            Err(e) => {
+                let reason = self.fs_reason(&e);
+                return unreadable(self, reason);
+            }
+        };
+        self.report.blobs += 1;
+        let size_mismatch = |c: &mut Self, actual: u64| {
+            c.report.problems.push(Problem::SizeMismatch {
+                manifest: manifest.to_path_buf(),
+                blob: rel.clone(),
+                expected: rec.content_length,
+                actual,
+            });
+            None
+        };
+        if size != rec.content_length {
+            return size_mismatch(self, size);
+        }
+        if let Some(limit) = load
+            && size > limit
+        {
+            return unreadable(self, format!("larger than {} MiB", limit >> 20));
+        }
+        // Read at most the recorded length plus one byte: a file that grows is caught, and
+        // cannot keep the check busy.
+        let (sha, len, data) = if load.is_some() {
+            let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            if let Err(e) = (&file)
+                .take(rec.content_length.saturating_add(1))
+                .read_to_end(&mut data)
+            {
+                return unreadable(self, e.to_string());
+            }
+            (sha256_hex(&data), data.len() as u64, Some(data))
+        } else {
+            match sha256_reader(&file, rec.content_length) {
+                Ok((sha, len)) => (sha, len, None),
+                Err(e) => return unreadable(self, e.to_string()),
+            }
+        };
+        if len != rec.content_length {
+            return size_mismatch(self, len);
+        }
+        if sha != rec.checksum {
+            self.report.problems.push(Problem::ChecksumMismatch {
                 manifest: manifest.to_path_buf(),
                 blob: rel,
+                expected: rec.checksum.clone(),
+                actual: sha,
             });
             return None;
         }
-        let digest = self
-            .hashed
-            .entry(rel.clone())
-            .or_insert_with(|| {
-                fs_err::File::open(&abs)
-                    .and_then(|f| sha256_reader(f, u64::MAX - 1))
-                    .map_err(|e| e.to_string())
-            })
-            .clone();
-        self.report.blobs += 1;
-        match digest {
-            Err(reason) => {
+        data
+    }
+
+    /// Every `*.spec.manifest.json` below `v3/manifests/spec/`, relative, sorted.
+    fn spec_manifests(&mut self) -> Vec<PathBuf> {
+        let base = Path::new("v3/manifests/spec");
+        let mut out = Vec::new();
+        let pkgs = match self.dir.list(base) {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => return out,
+            Err(e) => {
+                let reason = self.fs_reason(&e);
                 self.report.problems.push(Problem::ManifestUnreadable {
-                    manifest: rel,
+                    manifest: base.to_path_buf(),
                     reason,
                 });
-                None
+                return out;
             }
-            Ok((sha, len)) => {
-                if sha != rec.checksum {
-                    self.report.problems.push(Problem::ChecksumMismatch {
-                        manifest: manifest.to_path_buf(),
-                        blob: rel,
-                        expected: rec.checksum.clone(),
-                        actual: sha,
+        };
+        for (pkg, kind) in pkgs {
+            let dir = base.join(&pkg);
+            match kind {
+                Kind::Dir => {}
+                Kind::File => continue,
+                k => {
+                    self.flag(&dir, k);
+                    continue;
+                }
+            }
+            let files = match self.dir.list(&dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    let reason = self.fs_reason(&e);
+                    self.report.problems.push(Problem::ManifestUnreadable {
+                        manifest: dir,
+                        reason,
                     });
-                    None
-                } else if len != rec.content_length {
-                    self.report.problems.push(Problem::SizeMismatch {
-                        manifest: manifest.to_path_buf(),
-                        blob: rel,
-                        expected: rec.content_length,
-                        actual: len,
-                    });
-                    None
-                } else if load {
-                    fs_err::read(&abs).ok()
-                } else {
-                    None
+                    continue;
+                }
+            };
+            for (name, _) in files {
+                if name
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".spec.manifest.json"))
+                {
+                    out.push(dir.join(name));
                 }
             }
         }
+        out.sort();
+        out
     }
 }
 
@@ -371,28 +527,40 @@ pub fn verify_cache(
     trusted: &TrustedKeys,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
-    if !dir.join("v3").is_dir() {
-        return Err(VerifyError::NotACache {
-            path: dir.to_path_buf(),
-        });
+    let not_a_cache = || VerifyError::NotACache {
+        path: dir.to_path_buf(),
+    };
+    let cache = CacheDir::open(dir).map_err(|_| not_a_cache())?;
+    if !matches!(
+        cache.kind(Path::new("v3")),
+        Ok(Some(Kind::Dir | Kind::Symlink))
+    ) {
+        return Err(not_a_cache());
     }
     let mut c = Checker {
-        root: dir,
+        dir: cache,
         report: VerifyReport::default(),
-        hashed: BTreeMap::new(),
+        flagged: BTreeSet::new(),
     };
+    // Symbolic links and special files anywhere in what a cache holds.
+    let mut foreign = Vec::new();
+    if let Err(e) = c.dir.foreign(&mut foreign, MAX_FOREIGN) {
+        return Err(e.into_io(dir).into());
+    }
+    for (path, kind) in foreign {
+        c.flag(&path, kind);
+    }
     // hash → (manifest, root node)
     let mut cached: BTreeMap<String, (PathBuf, Value)> = BTreeMap::new();
 
-    for path in spec_manifests(dir)? {
-        let rel = c.rel(&path);
+    for rel in c.spec_manifests() {
         c.report.manifests += 1;
-        let text = match fs_err::read_to_string(&path) {
+        let text = match c.read_text(&rel, MAX_SMALL) {
             Ok(t) => t,
-            Err(e) => {
+            Err(reason) => {
                 c.report.problems.push(Problem::ManifestUnreadable {
                     manifest: rel,
-                    reason: e.to_string(),
+                    reason,
                 });
                 continue;
             }
@@ -432,7 +600,7 @@ pub fn verify_cache(
         };
         match manifest.record(MEDIA_TARBALL) {
             Some(r) => {
-                c.blob(&rel, r, false);
+                c.blob(&rel, r, None);
             }
             None => c.report.problems.push(Problem::MissingRecord {
                 manifest: rel.clone(),
@@ -446,7 +614,7 @@ pub fn verify_cache(
             });
             continue;
         };
-        let Some(data) = c.blob(&rel, spec_rec, true) else {
+        let Some(data) = c.blob(&rel, spec_rec, Some(MAX_LARGE)) else {
             continue;
         };
         let nodes = decode_spec_blob(&data).and_then(|doc| {
@@ -494,7 +662,7 @@ pub fn verify_cache(
 
     // The index.
     let index_path = PathBuf::from(INDEX_MANIFEST);
-    let index = read_single(&mut c, &index_path, MEDIA_INDEX)
+    let index = read_single(&mut c, &index_path, MEDIA_INDEX, MAX_LARGE)
         .and_then(|d| Index::parse(&d).map_err(|reason| (index_path.clone(), reason)));
     match index {
         Err((path, reason)) => c
@@ -530,8 +698,8 @@ pub fn verify_cache(
 
     // The keys, if any are published.
     let keys_path = PathBuf::from(KEYS_MANIFEST);
-    if dir.join(&keys_path).exists() {
-        match read_single(&mut c, &keys_path, MEDIA_KEY_INDEX) {
+    if c.dir.kind(&keys_path).ok().flatten().is_some() {
+        match read_single(&mut c, &keys_path, MEDIA_KEY_INDEX, MAX_SMALL) {
             Err((path, reason)) => c.report.problems.push(Problem::KeyUnusable {
                 manifest: path,
                 reason,
@@ -544,7 +712,7 @@ pub fn verify_cache(
                     .unwrap_or_default();
                 for f in fprs {
                     let p = PathBuf::from(format!("v3/manifests/key/{f}.key.manifest.json"));
-                    if let Err((manifest, reason)) = read_single(&mut c, &p, MEDIA_KEY) {
+                    if let Err((manifest, reason)) = read_single(&mut c, &p, MEDIA_KEY, MAX_SMALL) {
                         c.report
                             .problems
                             .push(Problem::KeyUnusable { manifest, reason });
@@ -556,21 +724,23 @@ pub fn verify_cache(
     Ok(c.report)
 }
 
-/// Reads a one-record manifest and its intact blob.
+/// Reads a one-record manifest and its intact blob (of at most `limit` bytes).
 fn read_single(
-    c: &mut Checker<'_>,
+    c: &mut Checker,
     rel: &Path,
     media_type: &str,
+    limit: u64,
 ) -> Result<Vec<u8>, (PathBuf, String)> {
-    let text =
-        fs_err::read_to_string(c.root.join(rel)).map_err(|e| (rel.to_path_buf(), e.to_string()))?;
+    let text = c
+        .read_text(rel, MAX_SMALL)
+        .map_err(|e| (rel.to_path_buf(), e))?;
     let m = Manifest::parse(&text).map_err(|e| (rel.to_path_buf(), e))?;
     let rec = m
         .record(media_type)
         .ok_or_else(|| (rel.to_path_buf(), format!("no `{media_type}` record")))?
         .clone();
     let before = c.report.problems.len();
-    match c.blob(rel, &rec, true) {
+    match c.blob(rel, &rec, Some(limit)) {
         Some(d) => Ok(d),
         None => {
             // The blob problem itself is already recorded.
@@ -583,31 +753,4 @@ fn read_single(
             Err((rel.to_path_buf(), reason))
         }
     }
-}
-
-/// Every `*.spec.manifest.json` below `v3/manifests/spec/`, sorted.
-fn spec_manifests(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let dir = root.join("v3/manifests/spec");
-    if !dir.is_dir() {
-        return Ok(out);
-    }
-    for pkg in fs_err::read_dir(&dir)? {
-        let pkg = pkg?;
-        if !pkg.file_type()?.is_dir() {
-            continue;
-        }
-        for f in fs_err::read_dir(pkg.path())? {
-            let f = f?;
-            let name = f.file_name();
-            if name
-                .to_str()
-                .is_some_and(|n| n.ends_with(".spec.manifest.json"))
-            {
-                out.push(f.path());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

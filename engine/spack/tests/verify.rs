@@ -249,3 +249,139 @@ fn a_directory_that_is_not_a_cache_is_an_error() {
     ));
     let _ = Path::new("");
 }
+
+/// Runs `verify_cache` in a thread; fails the test (instead of hanging it) when the check does
+/// not return within a few seconds.
+fn check_promptly(s: &Signed) -> Vec<Problem> {
+    let (cache, trusted) = (s.cache.clone(), s.trusted.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(verify_cache(&cache, &trusted, &VerifyOptions::default()));
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("`cache verify` hung");
+    let elapsed = start.elapsed();
+    assert!(elapsed.as_secs() < 10, "`cache verify` took {elapsed:?}");
+    r.unwrap().problems
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_fifo_or_a_link_to_dev_zero_does_not_hang_verify() {
+    // A FIFO as a tarball blob.
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    let blob = PathBuf::from(m.record(MEDIA_TARBALL).unwrap().relative_path().unwrap());
+    fs_err::remove_file(s.cache.join(&blob)).unwrap();
+    mkfifo(&s.cache.join(&blob));
+    let p = check_promptly(&s);
+    assert!(
+        p.contains(&Problem::NotAFile {
+            path: blob.clone(),
+            kind: "a FIFO".into()
+        }),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| matches!(x, Problem::BlobUnreadable { manifest, blob: b, .. } if manifest == &rel && b == &blob)),
+        "{p:?}"
+    );
+
+    // A FIFO as a spec manifest.
+    let s = signed_cache();
+    let (rel, _) = app_manifest(&s);
+    fs_err::remove_file(s.cache.join(&rel)).unwrap();
+    mkfifo(&s.cache.join(&rel));
+    let p = check_promptly(&s);
+    assert!(
+        p.contains(&Problem::NotAFile {
+            path: rel.clone(),
+            kind: "a FIFO".into()
+        }),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| matches!(x, Problem::ManifestUnreadable { manifest, reason } if manifest == &rel && reason.contains("FIFO"))),
+        "{p:?}"
+    );
+
+    // A FIFO as the index manifest.
+    let s = signed_cache();
+    let index = PathBuf::from(forge_spack::INDEX_MANIFEST);
+    fs_err::remove_file(s.cache.join(&index)).unwrap();
+    mkfifo(&s.cache.join(&index));
+    let p = check_promptly(&s);
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Problem::IndexUnreadable { path, .. } if path == &index)),
+        "{p:?}"
+    );
+
+    // A symbolic link to /dev/zero as a spec blob (reading it grew memory until killed) and as
+    // a tarball blob (hashing it never ended).
+    for media in [MEDIA_SPEC, MEDIA_TARBALL] {
+        let s = signed_cache();
+        let (rel, m) = app_manifest(&s);
+        let blob = PathBuf::from(m.record(media).unwrap().relative_path().unwrap());
+        fs_err::remove_file(s.cache.join(&blob)).unwrap();
+        fs_err::os::unix::fs::symlink("/dev/zero", s.cache.join(&blob)).unwrap();
+        let p = check_promptly(&s);
+        assert!(
+            p.contains(&Problem::Symlink { path: blob.clone() }),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|x| matches!(x, Problem::BlobUnreadable { manifest, blob: b, .. } if manifest == &rel && b == &blob)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.to_string().contains(&blob.display().to_string())
+                    && x.to_string().contains("symbolic link")),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn a_blob_linked_out_of_the_cache_is_named() {
+    // The link's target holds exactly the right bytes: only the link itself is wrong.
+    let s = signed_cache();
+    let (_, m) = app_manifest(&s);
+    let blob = PathBuf::from(m.record(MEDIA_SPEC).unwrap().relative_path().unwrap());
+    let outside = s._tmp.path().join("outside-blob");
+    fs_err::rename(s.cache.join(&blob), &outside).unwrap();
+    fs_err::os::unix::fs::symlink(&outside, s.cache.join(&blob)).unwrap();
+    let p = check(&s);
+    assert!(
+        p.contains(&Problem::Symlink { path: blob.clone() }),
+        "{p:?}"
+    );
+
+    // A blob reached through a linked directory.
+    let s = signed_cache();
+    let (rel, m) = app_manifest(&s);
+    let blob = PathBuf::from(m.record(MEDIA_TARBALL).unwrap().relative_path().unwrap());
+    let dir = blob.parent().unwrap().to_path_buf();
+    let outside = s._tmp.path().join("outside-dir");
+    fs_err::rename(s.cache.join(&dir), &outside).unwrap();
+    fs_err::os::unix::fs::symlink(&outside, s.cache.join(&dir)).unwrap();
+    let p = check(&s);
+    assert!(p.contains(&Problem::Symlink { path: dir.clone() }), "{p:?}");
+    assert!(
+        p.iter().any(|x| matches!(x, Problem::BlobUnreadable { manifest, blob: b, .. } if manifest == &rel && b == &blob)),
+        "{p:?}"
+    );
+}
