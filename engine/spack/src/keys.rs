@@ -115,6 +115,15 @@ fn parse_certs(path: &Path, data: &[u8]) -> Result<Vec<Cert>, KeyError> {
     Ok(certs)
 }
 
+/// The fingerprints of the OpenPGP certificates in `data` (armored or binary).
+pub(crate) fn certificate_fingerprints(data: &[u8]) -> Result<Vec<String>, String> {
+    match parse_certs(Path::new("-"), data) {
+        Ok(certs) => Ok(certs.iter().map(|c| c.fingerprint().to_hex()).collect()),
+        Err(KeyError::Parse { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl Keyring {
     /// Opens (creating if needed, mode 0700) a keyring directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, KeyError> {

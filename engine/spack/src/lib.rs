@@ -56,6 +56,7 @@ pub mod relocate;
 mod repo;
 mod spec;
 mod tar;
+mod tarball;
 mod verify;
 
 pub use buildinfo::BuildInfo;
@@ -77,4 +78,4 @@ pub use spec::{
     Arch, CompilerFlags, DepEdge, DepTypes, External, SPEC_FORMAT_VERSION, SpecNode, Target,
     VariantValue, dag_hash_of_json, package_hash_of, spec_document,
 };
-pub use verify::{Problem, VerifyOptions, VerifyReport, verify_cache};
+pub use verify::{Problem, UNSIGNED_KEYS_NOTE, VerifyOptions, VerifyReport, verify_cache};

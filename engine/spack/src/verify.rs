@@ -2,8 +2,12 @@
 //!
 //! For every spec manifest: the signature (against the trusted keys), that every blob exists
 //! with the recorded size and sha256, that the spec blob's root node is the package the file name
-//! says, and that every node's DAG hash is what its content hashes to. Then that the index lists
-//! exactly the manifests' packages with the same specs, and that the published keys are intact.
+//! says, that every node's DAG hash is what its content hashes to, and that the tarball is that
+//! package's (its `.spack/spec.json` and the prefix its `binary_distribution` maps the hash to).
+//! Then that the index lists exactly the manifests' packages with the same specs, and that the
+//! published keys are what their names say and are the keys that signed the manifests: key
+//! manifests and the key index are not signed (Spack writes them that way), so a key published
+//! in a cache proves nothing by itself (the report carries a note saying so).
 //! Every problem is collected (a hostile cache usually has several) and names its file.
 //!
 //! Only regular files are read, never through a symbolic link (see [`crate::cachefs`]): a link
@@ -18,16 +22,20 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cache::{sha256_hex, sha256_reader};
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{hex, sha256_hex, sha256_reader};
 use crate::cachefs::{CacheDir, FsError, Kind, MAX_LARGE, MAX_SMALL};
 use crate::error::VerifyError;
 use crate::export::{INDEX_MANIFEST, KEYS_MANIFEST, decode_spec_blob, spec_manifest_path};
 use crate::index::Index;
+use crate::keys::certificate_fingerprints;
 use crate::keys::{SignatureProblem, TrustedKeys};
 use crate::manifest::{
     BlobRecord, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL, Manifest,
 };
 use crate::spec::dag_hash_of_json;
+use crate::tarball::{TarballFacts, read_tarball};
 
 /// What to require.
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +206,63 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
+    /// A published key is not the key its manifest's name says (a key replaced by another).
+    KeyFingerprintMismatch {
+        /// The key manifest.
+        manifest: PathBuf,
+        /// The fingerprint in the manifest's name.
+        named: String,
+        /// The fingerprint of the key its blob holds.
+        actual: String,
+    },
+    /// The spec manifests are signed by a key the cache does not publish.
+    SignerNotPublished {
+        /// The signing key.
+        fingerprint: String,
+    },
+    /// A published key signed no spec manifest, while others signed them.
+    KeySignedNothing {
+        /// The key manifest.
+        manifest: PathBuf,
+        /// The published key.
+        fingerprint: String,
+        /// The keys that signed the spec manifests.
+        signers: Vec<String>,
+    },
+    /// The install tarball holds another package than the manifest's spec.
+    TarballSpecMismatch {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The tarball blob.
+        blob: PathBuf,
+        /// The manifest's spec: `name/hash`.
+        expected: String,
+        /// The root of the tarball's `.spack/spec.json`: `name/hash`.
+        found: String,
+    },
+    /// The tarball's `binary_distribution` does not map the spec's hash to the prefix its
+    /// members live under.
+    TarballPrefixMismatch {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The tarball blob.
+        blob: PathBuf,
+        /// The spec's DAG hash.
+        hash: String,
+        /// The prefix the members live under.
+        prefix: String,
+        /// What `hash_to_prefix` maps the hash to.
+        mapped: Option<String>,
+    },
+    /// The tarball is not a readable Spack install tarball.
+    TarballUnreadable {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The tarball blob.
+        blob: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -315,6 +380,65 @@ impl fmt::Display for Problem {
             Self::KeyUnusable { manifest, reason } => {
                 write!(f, "`{}`: {reason}", manifest.display())
             }
+            Self::KeyFingerprintMismatch {
+                manifest,
+                named,
+                actual,
+            } => write!(
+                f,
+                "`{}`: publishes key {actual}, not {named} as its name says (a replaced key)",
+                manifest.display()
+            ),
+            Self::SignerNotPublished { fingerprint } => write!(
+                f,
+                "the spec manifests are signed by {fingerprint}, which the cache does not publish (no valid `v3/manifests/key/{fingerprint}.key.manifest.json`)"
+            ),
+            Self::KeySignedNothing {
+                manifest,
+                fingerprint,
+                signers,
+            } => write!(
+                f,
+                "`{}`: the cache publishes key {fingerprint}, which signed no spec manifest (they are signed by {})",
+                manifest.display(),
+                signers.join(", ")
+            ),
+            Self::TarballSpecMismatch {
+                manifest,
+                blob,
+                expected,
+                found,
+            } => write!(
+                f,
+                "`{}`: tarball `{}` holds {found}, not the manifest's spec {expected}",
+                manifest.display(),
+                blob.display()
+            ),
+            Self::TarballPrefixMismatch {
+                manifest,
+                blob,
+                hash,
+                prefix,
+                mapped,
+            } => write!(
+                f,
+                "`{}`: tarball `{}` lives under `{prefix}` but its binary_distribution maps {hash} to {}",
+                manifest.display(),
+                blob.display(),
+                mapped
+                    .as_ref()
+                    .map_or("nothing".to_string(), |m| format!("`{m}`"))
+            ),
+            Self::TarballUnreadable {
+                manifest,
+                blob,
+                reason,
+            } => write!(
+                f,
+                "`{}`: tarball `{}` is not a Spack install tarball: {reason}",
+                manifest.display(),
+                blob.display()
+            ),
         }
     }
 }
@@ -330,12 +454,49 @@ pub struct VerifyReport {
     pub signatures: BTreeMap<String, usize>,
     /// Everything wrong, in file order.
     pub problems: Vec<Problem>,
+    /// What the checks cannot establish, worth telling the user (not problems).
+    pub notes: Vec<String>,
 }
+
+/// The note a report carries when the cache publishes keys.
+pub const UNSIGNED_KEYS_NOTE: &str = "the key index and key manifests are not signed (Spack writes them that way): a published key was checked against its fingerprint and against the manifests' signatures, but it proves nothing by itself; compare its fingerprint with one obtained from its owner before trusting it";
 
 impl VerifyReport {
     /// Whether the cache passed.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// What to do with a blob besides checking it.
+#[derive(Clone, Copy)]
+enum Want {
+    Hash,
+    /// Its bytes, at most this many.
+    Bytes(u64),
+    /// What the install tarball says about its package.
+    Tarball,
+}
+
+enum Got {
+    Hashed,
+    Bytes(Vec<u8>),
+    Tarball(Result<TarballFacts, String>),
+}
+
+/// A reader that hashes and counts what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
     }
 }
 
@@ -390,6 +551,30 @@ impl Checker {
     /// Checks a record's blob; returns its bytes when `load` (the most to read) is given and it
     /// is intact.
     fn blob(&mut self, manifest: &Path, rec: &BlobRecord, load: Option<u64>) -> Option<Vec<u8>> {
+        match self.blob_as(manifest, rec, load.map_or(Want::Hash, Want::Bytes))? {
+            Got::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Checks a tarball blob, reading what it says about its package in the same pass; `None`
+    /// when the blob itself is not intact.
+    fn tarball(
+        &mut self,
+        manifest: &Path,
+        rec: &BlobRecord,
+    ) -> Option<Result<TarballFacts, String>> {
+        match self.blob_as(manifest, rec, Want::Tarball)? {
+            Got::Tarball(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn blob_as(&mut self, manifest: &Path, rec: &BlobRecord, want: Want) -> Option<Got> {
+        let load = match want {
+            Want::Bytes(limit) => Some(limit),
+            _ => None,
+        };
         let Some(rel) = rec.relative_path() else {
             self.report.problems.push(Problem::InvalidRecord {
                 manifest: manifest.to_path_buf(),
@@ -440,19 +625,34 @@ impl Checker {
         }
         // Read at most the recorded length plus one byte: a file that grows is caught, and
         // cannot keep the check busy.
-        let (sha, len, data) = if load.is_some() {
-            let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            if let Err(e) = (&file)
-                .take(rec.content_length.saturating_add(1))
-                .read_to_end(&mut data)
-            {
-                return unreadable(self, e.to_string());
+        let (sha, len, got) = match want {
+            Want::Bytes(_) => {
+                let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                if let Err(e) = (&file)
+                    .take(rec.content_length.saturating_add(1))
+                    .read_to_end(&mut data)
+                {
+                    return unreadable(self, e.to_string());
+                }
+                (sha256_hex(&data), data.len() as u64, Got::Bytes(data))
             }
-            (sha256_hex(&data), data.len() as u64, Some(data))
-        } else {
-            match sha256_reader(&file, rec.content_length) {
-                Ok((sha, len)) => (sha, len, None),
+            Want::Hash => match sha256_reader(&file, rec.content_length) {
+                Ok((sha, len)) => (sha, len, Got::Hashed),
                 Err(e) => return unreadable(self, e.to_string()),
+            },
+            Want::Tarball => {
+                // One pass: the bytes are hashed as the tar stream is read, and the rest (after
+                // the end of the archive, or after an error) is hashed too.
+                let mut r = HashingReader {
+                    inner: (&file).take(rec.content_length.saturating_add(1)),
+                    hasher: Sha256::new(),
+                    len: 0,
+                };
+                let facts = read_tarball(&mut r);
+                if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
+                    return unreadable(self, e.to_string());
+                }
+                (hex(&r.hasher.finalize()), r.len, Got::Tarball(facts))
             }
         };
         if len != rec.content_length {
@@ -467,7 +667,7 @@ impl Checker {
             });
             return None;
         }
-        data
+        Some(got)
     }
 
     /// Every `*.spec.manifest.json` below `v3/manifests/spec/`, relative, sorted.
@@ -598,15 +798,16 @@ pub fn verify_cache(
                 continue;
             }
         };
-        match manifest.record(MEDIA_TARBALL) {
-            Some(r) => {
-                c.blob(&rel, r, None);
+        let tarball = match manifest.record(MEDIA_TARBALL) {
+            Some(r) => c.tarball(&rel, r).map(|t| (r, t)),
+            None => {
+                c.report.problems.push(Problem::MissingRecord {
+                    manifest: rel.clone(),
+                    media_type: MEDIA_TARBALL.into(),
+                });
+                None
             }
-            None => c.report.problems.push(Problem::MissingRecord {
-                manifest: rel.clone(),
-                media_type: MEDIA_TARBALL.into(),
-            }),
-        }
+        };
         let Some(spec_rec) = manifest.record(MEDIA_SPEC) else {
             c.report.problems.push(Problem::MissingRecord {
                 manifest: rel,
@@ -657,6 +858,36 @@ pub fn verify_cache(
                 expected,
             });
         }
+        if let Some((rec, facts)) = tarball {
+            let blob = PathBuf::from(rec.relative_path().unwrap_or_default());
+            match facts {
+                Err(reason) => c.report.problems.push(Problem::TarballUnreadable {
+                    manifest: rel.clone(),
+                    blob,
+                    reason,
+                }),
+                Ok(t) if t.name != s("name") || t.hash != s("hash") => {
+                    c.report.problems.push(Problem::TarballSpecMismatch {
+                        manifest: rel.clone(),
+                        blob,
+                        expected: format!("{}/{}", s("name"), s("hash")),
+                        found: format!("{}/{}", t.name, t.hash),
+                    })
+                }
+                Ok(t) => {
+                    let mapped = t.hash_to_prefix.get(&t.hash);
+                    if mapped != Some(&t.prefix) {
+                        c.report.problems.push(Problem::TarballPrefixMismatch {
+                            manifest: rel.clone(),
+                            blob,
+                            hash: t.hash.clone(),
+                            mapped: mapped.cloned(),
+                            prefix: t.prefix,
+                        });
+                    }
+                }
+            }
+        }
         cached.insert(s("hash").to_string(), (rel, root.clone()));
     }
 
@@ -696,32 +927,114 @@ pub fn verify_cache(
         }
     }
 
-    // The keys, if any are published.
+    check_keys(&mut c, opts);
+    Ok(c.report)
+}
+
+/// The published keys: each must be the certificate its manifest's name says, and, when
+/// signatures are required, the keys that signed the spec manifests must be the published ones.
+fn check_keys(c: &mut Checker, opts: &VerifyOptions) {
+    let key_dir = Path::new("v3/manifests/key");
+    let manifest_of = |f: &str| key_dir.join(format!("{f}.key.manifest.json"));
+    // Listed in the key index (what `spack buildcache keys --install` fetches) or present.
+    let mut names = BTreeSet::new();
     let keys_path = PathBuf::from(KEYS_MANIFEST);
-    if c.dir.kind(&keys_path).ok().flatten().is_some() {
-        match read_single(&mut c, &keys_path, MEDIA_KEY_INDEX, MAX_SMALL) {
+    let has_index = c.dir.kind(&keys_path).ok().flatten().is_some();
+    if has_index {
+        match read_single(c, &keys_path, MEDIA_KEY_INDEX, MAX_SMALL) {
             Err((path, reason)) => c.report.problems.push(Problem::KeyUnusable {
                 manifest: path,
                 reason,
             }),
-            Ok(data) => {
-                let fprs: BTreeSet<String> = serde_json::from_slice::<Value>(&data)
-                    .ok()
-                    .and_then(|v| v.get("keys").and_then(Value::as_object).cloned())
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                for f in fprs {
-                    let p = PathBuf::from(format!("v3/manifests/key/{f}.key.manifest.json"));
-                    if let Err((manifest, reason)) = read_single(&mut c, &p, MEDIA_KEY, MAX_SMALL) {
-                        c.report
-                            .problems
-                            .push(Problem::KeyUnusable { manifest, reason });
-                    }
-                }
-            }
+            Ok(data) => match serde_json::from_slice::<Value>(&data)
+                .ok()
+                .and_then(|v| v.get("keys").and_then(Value::as_object).cloned())
+            {
+                Some(m) => names.extend(m.keys().cloned()),
+                None => c.report.problems.push(Problem::KeyUnusable {
+                    manifest: keys_path.clone(),
+                    reason: "the key index blob has no `keys` object".into(),
+                }),
+            },
         }
     }
-    Ok(c.report)
+    if let Ok(entries) = c.dir.list(key_dir) {
+        names.extend(entries.into_iter().filter_map(|(n, _)| {
+            n.to_str()
+                .and_then(|n| n.strip_suffix(".key.manifest.json"))
+                .map(str::to_owned)
+        }));
+    }
+    if !has_index && names.is_empty() && c.report.signatures.is_empty() {
+        return;
+    }
+    if has_index || !names.is_empty() {
+        c.report.notes.push(UNSIGNED_KEYS_NOTE.to_string());
+    }
+    // Fingerprint → key manifest, for every published key that is what its name says.
+    let mut published: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for name in names {
+        let p = manifest_of(&name);
+        let data = match read_single(c, &p, MEDIA_KEY, MAX_SMALL) {
+            Ok(d) => d,
+            Err((manifest, reason)) => {
+                c.report
+                    .problems
+                    .push(Problem::KeyUnusable { manifest, reason });
+                continue;
+            }
+        };
+        match certificate_fingerprints(&data).as_deref() {
+            Err(reason) => c.report.problems.push(Problem::KeyUnusable {
+                manifest: p,
+                reason: format!("the key blob is not an OpenPGP certificate: {reason}"),
+            }),
+            Ok([actual]) if actual.eq_ignore_ascii_case(&name) => {
+                published.insert(actual.to_ascii_uppercase(), p);
+            }
+            Ok([actual]) => c.report.problems.push(Problem::KeyFingerprintMismatch {
+                manifest: p,
+                named: name,
+                actual: actual.clone(),
+            }),
+            Ok(many) => c.report.problems.push(Problem::KeyUnusable {
+                manifest: p,
+                reason: format!(
+                    "the key blob holds {} certificates ({}), not one",
+                    many.len(),
+                    many.join(", ")
+                ),
+            }),
+        }
+    }
+    if !opts.require_signatures {
+        return;
+    }
+    let signers: Vec<String> = c
+        .report
+        .signatures
+        .keys()
+        .map(|f| f.to_ascii_uppercase())
+        .collect();
+    for s in &signers {
+        if !published.contains_key(s) {
+            c.report.problems.push(Problem::SignerNotPublished {
+                fingerprint: s.clone(),
+            });
+        }
+    }
+    if signers.is_empty() {
+        return;
+    }
+    for (fingerprint, manifest) in published {
+        if !signers.contains(&fingerprint) {
+            c.report.problems.push(Problem::KeySignedNothing {
+                manifest,
+                fingerprint,
+                signers: signers.clone(),
+            });
+        }
+    }
 }
 
 /// Reads a one-record manifest and its intact blob (of at most `limit` bytes).

@@ -385,3 +385,192 @@ fn a_blob_linked_out_of_the_cache_is_named() {
         "{p:?}"
     );
 }
+
+/// Stores bytes as a blob of the cache; returns its record.
+fn put_blob(cache: &Path, media: &str, compression: &str, data: &[u8]) -> forge_spack::BlobRecord {
+    use sha2::Digest as _;
+    let sha: String = sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rec = forge_spack::BlobRecord::sha256(media, compression, sha, data.len() as u64);
+    write(&cache.join(rec.relative_path().unwrap()), data, false);
+    rec
+}
+
+/// Replaces the record of `media` in the app's manifest and re-signs it with the trusted key.
+fn resign_app_with(s: &Signed, media: &str, rec: forge_spack::BlobRecord) -> PathBuf {
+    let (rel, mut m) = app_manifest(s);
+    let r = m.data.iter_mut().find(|r| r.media_type == media).unwrap();
+    *r = rec;
+    fs_err::write(
+        s.cache.join(&rel),
+        s.signer.clearsign(&m.to_text()).unwrap(),
+    )
+    .unwrap();
+    rel
+}
+
+#[test]
+fn a_signed_manifest_pointing_at_another_packages_tarball_is_caught() {
+    let s = signed_cache();
+    let lib = Manifest::parse(
+        &fs_err::read_to_string(s.cache.join(&s.report.specs[0].manifest)).unwrap(),
+    )
+    .unwrap();
+    let lib_tarball = lib.record(MEDIA_TARBALL).unwrap().clone();
+    let rel = resign_app_with(&s, MEDIA_TARBALL, lib_tarball.clone());
+    let (app, libdep) = (&s.report.specs[1], &s.report.specs[0]);
+    assert_eq!((app.name.as_str(), libdep.name.as_str()), ("app", "libdep"));
+    let p = check(&s);
+    assert_eq!(
+        p,
+        [Problem::TarballSpecMismatch {
+            manifest: rel,
+            blob: lib_tarball.relative_path().unwrap().into(),
+            expected: format!("app/{}", app.hash),
+            found: format!("libdep/{}", libdep.hash),
+        }]
+    );
+    let shown = p[0].to_string();
+    assert!(
+        shown.contains(&app.hash) && shown.contains(&libdep.hash),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_tarball_whose_binary_distribution_maps_its_hash_elsewhere_is_caught() {
+    let s = signed_cache();
+    let (_, m) = app_manifest(&s);
+    let hash = s.report.specs[1].hash.clone();
+    let old = fs_err::read(
+        s.cache
+            .join(m.record(MEDIA_TARBALL).unwrap().relative_path().unwrap()),
+    )
+    .unwrap();
+    // The same members, but `hash_to_prefix` sends the package's hash to another directory
+    // (written with the tar crate: GNU long names this time).
+    let mut b = tar::Builder::new(Vec::new());
+    let mut prefix = String::new();
+    for (name, kind, mode, link, mut content) in members(&old) {
+        if name.ends_with(".spack/binary_distribution") {
+            let mut info =
+                forge_spack::BuildInfo::from_yaml(std::str::from_utf8(&content).unwrap()).unwrap();
+            prefix = info.hash_to_prefix[&hash].clone();
+            info.hash_to_prefix
+                .insert(hash.clone(), "/elsewhere".into());
+            content = info.to_yaml().into_bytes();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(content.len() as u64);
+        match link {
+            Some(l) => b.append_link(&mut h, &name, &l).unwrap(),
+            None => b.append_data(&mut h, &name, &content[..]).unwrap(),
+        }
+    }
+    let gz = forge_spack::gzip::gzip_bytes(&b.into_inner().unwrap(), 6).unwrap();
+    let rec = put_blob(&s.cache, MEDIA_TARBALL, "gzip", &gz);
+    let rel = resign_app_with(&s, MEDIA_TARBALL, rec.clone());
+    assert_eq!(
+        check(&s),
+        [Problem::TarballPrefixMismatch {
+            manifest: rel,
+            blob: rec.relative_path().unwrap().into(),
+            hash,
+            prefix,
+            mapped: Some("/elsewhere".into()),
+        }]
+    );
+}
+
+#[test]
+fn a_replaced_published_key_is_caught() {
+    let real = |s: &Signed| s.signer.fingerprint();
+    let evil = |s: &Signed| s.attacker.fingerprint();
+    let key_manifest = |f: &str| PathBuf::from(format!("v3/manifests/key/{f}.key.manifest.json"));
+    let publish = |s: &Signed, name: &str| {
+        let armored = s.attacker.public_key_armored().unwrap();
+        let rec = put_blob(&s.cache, forge_spack::MEDIA_KEY, "none", armored.as_bytes());
+        fs_err::write(
+            s.cache.join(key_manifest(name)),
+            Manifest { data: vec![rec] }.to_text(),
+        )
+        .unwrap();
+    };
+    let key_index = |s: &Signed, names: &[String]| {
+        let keys: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|n| (n.clone(), serde_json::json!({})))
+            .collect();
+        let blob = serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap();
+        let rec = put_blob(&s.cache, forge_spack::MEDIA_KEY_INDEX, "none", &blob);
+        fs_err::write(
+            s.cache.join(forge_spack::KEYS_MANIFEST),
+            Manifest { data: vec![rec] }.to_text(),
+        )
+        .unwrap();
+    };
+
+    // A good cache: no problem, but the note that published keys are unsigned.
+    let s = signed_cache();
+    let r = verify_cache(&s.cache, &s.trusted, &VerifyOptions::default()).unwrap();
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(r.notes, [forge_spack::UNSIGNED_KEYS_NOTE]);
+
+    // The attacker's key published under the real key's name.
+    let s = signed_cache();
+    publish(&s, &real(&s));
+    assert_eq!(
+        check(&s),
+        [
+            Problem::KeyFingerprintMismatch {
+                manifest: key_manifest(&real(&s)),
+                named: real(&s),
+                actual: evil(&s),
+            },
+            Problem::SignerNotPublished {
+                fingerprint: real(&s)
+            },
+        ]
+    );
+
+    // The attacker's key published under its own name, instead of the real one.
+    let s = signed_cache();
+    fs_err::remove_file(s.cache.join(key_manifest(&real(&s)))).unwrap();
+    publish(&s, &evil(&s));
+    key_index(&s, &[evil(&s)]);
+    assert_eq!(
+        check(&s),
+        [
+            Problem::SignerNotPublished {
+                fingerprint: real(&s)
+            },
+            Problem::KeySignedNothing {
+                manifest: key_manifest(&evil(&s)),
+                fingerprint: evil(&s),
+                signers: vec![real(&s)],
+            },
+        ]
+    );
+    // …or beside it.
+    let s = signed_cache();
+    publish(&s, &evil(&s));
+    key_index(&s, &[evil(&s), real(&s)]);
+    let p = check(&s);
+    assert_eq!(
+        p,
+        [Problem::KeySignedNothing {
+            manifest: key_manifest(&evil(&s)),
+            fingerprint: evil(&s),
+            signers: vec![real(&s)],
+        }]
+    );
+    let shown = p[0].to_string();
+    assert!(
+        shown.contains(&evil(&s)) && shown.contains(&real(&s)),
+        "{shown}"
+    );
+}

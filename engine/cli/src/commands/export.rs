@@ -230,8 +230,11 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
     let report = forge_spack::verify_cache(dir, &trusted, &opts)?;
     if *json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
-        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": dir, "manifests": report.manifests, "blobs": report.blobs, "signatures": report.signatures, "problems": problems})).expect("serializes"));
+        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": dir, "manifests": report.manifests, "blobs": report.blobs, "signatures": report.signatures, "problems": problems, "notes": report.notes})).expect("serializes"));
     } else {
+        for n in &report.notes {
+            ctx.printer.info(&format!("note: {n}"));
+        }
         for p in &report.problems {
             ctx.printer.error(&p.to_string());
         }
