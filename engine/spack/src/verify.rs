@@ -199,6 +199,15 @@ pub enum Problem {
         /// The hash.
         hash: String,
     },
+    /// The index lists a cached package whose manifest exists but cannot be used.
+    IndexedManifestUnreadable {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The hash.
+        hash: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The key index names a key whose manifest or blob is unusable.
     KeyUnusable {
         /// The key manifest.
@@ -375,6 +384,15 @@ impl fmt::Display for Problem {
             Self::IndexWithoutManifest { manifest, hash } => write!(
                 f,
                 "the index lists {hash} as cached but `{}` does not exist",
+                manifest.display()
+            ),
+            Self::IndexedManifestUnreadable {
+                manifest,
+                hash,
+                reason,
+            } => write!(
+                f,
+                "the index lists {hash} as cached but its manifest `{}` is unreadable: {reason}",
                 manifest.display()
             ),
             Self::KeyUnusable { manifest, reason } => {
@@ -752,12 +770,15 @@ pub fn verify_cache(
     }
     // hash → (manifest, root node)
     let mut cached: BTreeMap<String, (PathBuf, Value)> = BTreeMap::new();
+    // Manifests that exist but whose spec could not be read, and why.
+    let mut failed: BTreeMap<PathBuf, String> = BTreeMap::new();
 
     for rel in c.spec_manifests() {
         c.report.manifests += 1;
         let text = match c.read_text(&rel, MAX_SMALL) {
             Ok(t) => t,
             Err(reason) => {
+                failed.insert(rel.clone(), reason.clone());
                 c.report.problems.push(Problem::ManifestUnreadable {
                     manifest: rel,
                     reason,
@@ -791,6 +812,7 @@ pub fn verify_cache(
         let manifest = match Manifest::parse(&text) {
             Ok(m) => m,
             Err(reason) => {
+                failed.insert(rel.clone(), format!("it does not parse: {reason}"));
                 c.report.problems.push(Problem::ManifestUnreadable {
                     manifest: rel,
                     reason,
@@ -809,6 +831,7 @@ pub fn verify_cache(
             }
         };
         let Some(spec_rec) = manifest.record(MEDIA_SPEC) else {
+            failed.insert(rel.clone(), format!("it has no `{MEDIA_SPEC}` record"));
             c.report.problems.push(Problem::MissingRecord {
                 manifest: rel,
                 media_type: MEDIA_SPEC.into(),
@@ -816,6 +839,13 @@ pub fn verify_cache(
             continue;
         };
         let Some(data) = c.blob(&rel, spec_rec, Some(MAX_LARGE)) else {
+            failed.insert(
+                rel.clone(),
+                format!(
+                    "its spec blob `{}` is unusable",
+                    spec_rec.relative_path().unwrap_or_default()
+                ),
+            );
             continue;
         };
         let nodes = decode_spec_blob(&data).and_then(|doc| {
@@ -828,6 +858,10 @@ pub fn verify_cache(
         let nodes = match nodes {
             Ok(n) => n,
             Err(reason) => {
+                failed.insert(
+                    rel.clone(),
+                    format!("its spec blob does not decode: {reason}"),
+                );
                 c.report.problems.push(Problem::SpecUnreadable {
                     manifest: rel,
                     reason,
@@ -917,12 +951,34 @@ pub fn verify_cache(
                 }
             }
             for (hash, r) in &index.records {
-                if r.in_buildcache && !cached.contains_key(hash) {
-                    c.report.problems.push(Problem::IndexWithoutManifest {
-                        manifest: spec_manifest_path(r.field("name"), r.field("version"), hash),
-                        hash: hash.clone(),
-                    });
+                if !r.in_buildcache || cached.contains_key(hash) {
+                    continue;
                 }
+                let manifest = spec_manifest_path(r.field("name"), r.field("version"), hash);
+                // It may exist without being usable: say why rather than that it is missing.
+                let reason =
+                    failed
+                        .get(&manifest)
+                        .cloned()
+                        .or_else(|| match c.dir.kind(&manifest) {
+                            Ok(None) => None,
+                            Ok(Some(_)) => Some(match c.dir.read(&manifest, MAX_SMALL) {
+                                Err(e) => e.to_string(),
+                                Ok(_) => "it was not examined".into(),
+                            }),
+                            Err(e) => Some(e.to_string()),
+                        });
+                c.report.problems.push(match reason {
+                    None => Problem::IndexWithoutManifest {
+                        manifest,
+                        hash: hash.clone(),
+                    },
+                    Some(reason) => Problem::IndexedManifestUnreadable {
+                        manifest,
+                        hash: hash.clone(),
+                        reason,
+                    },
+                });
             }
         }
     }

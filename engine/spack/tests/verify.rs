@@ -574,3 +574,33 @@ fn a_replaced_published_key_is_caught() {
         "{shown}"
     );
 }
+
+#[test]
+fn an_indexed_manifest_that_does_not_parse_is_called_unreadable_not_missing() {
+    let s = signed_cache();
+    let (rel, _) = app_manifest(&s);
+    fs_err::write(s.cache.join(&rel), "{\"version\": 3, \"data\": [").unwrap();
+    let p = check(&s);
+    let hash = s.report.specs[1].hash.clone();
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Problem::ManifestUnreadable { manifest, .. } if manifest == &rel)),
+        "{p:?}"
+    );
+    let indexed = p
+        .iter()
+        .find(|x| matches!(x, Problem::IndexedManifestUnreadable { manifest, hash: h, .. } if manifest == &rel && h == &hash))
+        .unwrap_or_else(|| panic!("{p:?}"));
+    let shown = indexed.to_string();
+    assert!(
+        !shown.contains("does not exist")
+            && shown.contains("unreadable")
+            && shown.contains("does not parse"),
+        "{shown}"
+    );
+    assert!(
+        !p.iter()
+            .any(|x| matches!(x, Problem::IndexWithoutManifest { .. })),
+        "{p:?}"
+    );
+}
