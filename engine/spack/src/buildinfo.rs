@@ -477,6 +477,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_hash_to_prefix_of_real_spack_tarballs() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/spack-v1.0/tarballs"
+        );
+        let mut seen = 0;
+        for e in fs_err::read_dir(dir).unwrap() {
+            let text = fs_err::read_to_string(e.unwrap().path()).unwrap();
+            let m = hash_to_prefix_of(&text).unwrap();
+            // The package's own hash maps to `buildpath/relative_prefix`.
+            let field = |k: &str| {
+                let at = text.find(&format!("{k}: ")).unwrap() + k.len() + 2;
+                text[at..]
+                    .split([',', '}'])
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            };
+            let rel = field("relative_prefix");
+            let hash = rel.rsplit('-').next().unwrap();
+            assert_eq!(m[hash], format!("{}/{rel}", field("buildpath")), "{text}");
+            seen += 1;
+        }
+        assert_eq!(seen, 4);
+    }
+
+    #[test]
     fn reads_hash_to_prefix_in_forges_and_spacks_forms() {
         let forge = BuildInfo {
             hash_to_prefix: [("abc".to_string(), "/p/abc-x-1.0".to_string())].into(),

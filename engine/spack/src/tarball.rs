@@ -313,6 +313,7 @@ fn walk_tar(r: &mut impl Read, walk: &mut Walk) -> io::Result<Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buildinfo::hash_to_prefix_of;
 
     fn tarball(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -351,6 +352,47 @@ mod tests {
         assert_eq!(f.prefix, "/opt/spack/zlib-abc");
         assert_eq!((f.name.as_str(), f.hash.as_str()), ("zlib", "abc"));
         assert_eq!(f.hash_to_prefix["abc"], "/opt/spack/zlib-abc");
+    }
+
+    #[test]
+    fn reads_spacks_own_metadata() {
+        // The real `binary_distribution` and `.spack/spec.json` of Spack's forge-hello, in a tar
+        // laid out as Spack lays it out (parent directories, then the prefix).
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spack-v1.0");
+        let bd = fs_err::read(format!(
+            "{fixtures}/tarballs/forge-hello.binary_distribution.yaml"
+        ))
+        .unwrap();
+        let spec = fs_err::read(format!(
+            "{fixtures}/spec/installed-prefix.forge-hello.spec.json"
+        ))
+        .unwrap();
+        let hash = "il42sm5f3rapnx54lvrsedacuu7lfd33";
+        let prefix = hash_to_prefix_of(std::str::from_utf8(&bd).unwrap()).unwrap()[hash].clone();
+        let rel = prefix.trim_start_matches('/');
+        let mut names: Vec<String> = Vec::new();
+        let mut acc = String::new();
+        for c in rel.split('/') {
+            acc.push_str(c);
+            acc.push('/');
+            names.push(acc.clone());
+        }
+        let files = [
+            (format!("{rel}/bin/forge-hello"), b"\x7fELF".to_vec()),
+            (format!("{rel}/.spack/spec.json"), spec),
+            (format!("{rel}/.spack/binary_distribution"), bd),
+        ];
+        let mut members: Vec<(&str, &[u8])> =
+            names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let bin = format!("{rel}/bin/");
+        let dot = format!("{rel}/.spack/");
+        members.push((&bin, b""));
+        members.push((&dot, b""));
+        members.extend(files.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+        let f = read_tarball(&tarball(&members)[..]).unwrap();
+        assert_eq!((f.name.as_str(), f.hash.as_str()), ("forge-hello", hash));
+        assert_eq!(f.prefix, prefix);
+        assert_eq!(f.hash_to_prefix[hash], prefix);
     }
 
     #[test]
