@@ -337,6 +337,17 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    fn remount(&self, options: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remounting {} {options}", self.0.display());
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
@@ -436,5 +447,154 @@ fn on_a_full_file_system_read_only_commands_work_and_gc_frees_space() {
     let v: serde_json::Value = serde_json::from_str(&v).unwrap();
     assert_eq!(v["checked"], 2, "{v}");
     assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    drop(fs);
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs_err::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn verify_check_contents_sees_a_setuid_bit_and_a_mode_change_and_repair_restores_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = world();
+    let (app, lib) = realize(&w);
+    let tool = app.join("bin/app");
+    let data = lib.join("share/lib.txt");
+    assert_eq!((mode(&tool), mode(&data)), (0o555, 0o444));
+    // Neither changes the content hash (it covers only the execute bit).
+    fs_err::set_permissions(&tool, std::fs::Permissions::from_mode(0o4555)).unwrap();
+    fs_err::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(&w.forge().args(["verify"]).output().unwrap());
+    let v = w.run(&["verify", "--check-contents"]);
+    let err = text(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`{}` has mode 4555; the store gives it 0555",
+            tool.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "`{}` has mode 0644; the store gives it 0444",
+            data.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 of 2 paths are damaged"), "{err}");
+    assert!(
+        err.contains("`forge verify --check-contents --repair`"),
+        "{err}"
+    );
+    let r = w.run(&["verify", "--check-contents", "--repair"]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_eq!((mode(&tool), mode(&data)), (0o555, 0o444));
+    store_is_whole_again(&w, &app, &lib);
+}
+
+#[test]
+fn a_store_configuration_with_an_unknown_layout_version_is_refused_naming_the_file() {
+    let w = world();
+    let (app, lib) = realize(&w);
+    let config = w.store().join(".forge/config.json");
+    let good = fs_err::read_to_string(&config).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    assert_eq!(v["version"], 1, "{good}");
+    for (bad, says) in [
+        (
+            good.replace("\"version\": 1", "\"version\": 2"),
+            "says the store layout is version 2, but this forge knows only version 1",
+        ),
+        (
+            good.replace("\"version\": 1", "\"version\": 0"),
+            "says the store layout is version 0, but this forge knows only version 1",
+        ),
+        (
+            good.replace("\"version\": 1", "\"version\": \"one\""),
+            "is not a store configuration",
+        ),
+    ] {
+        assert_ne!(bad, good);
+        fs_err::write(&config, &bad).unwrap();
+        for args in [
+            &["verify"][..],
+            &["path-info", app.to_str().unwrap()],
+            &["gc"],
+            &["realize", "app"],
+            &["verify", "--repair"],
+        ] {
+            let o = w.run(args);
+            let err = text(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("`{}` {says}", config.display())),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains("another `--store`"), "{args:?}: {err}");
+        }
+        // Nothing was rewritten or deleted.
+        assert_eq!(fs_err::read_to_string(&config).unwrap(), bad);
+        assert!(app.exists() && lib.exists());
+    }
+    fs_err::write(&config, &good).unwrap();
+    store_is_whole_again(&w, &app, &lib);
+}
+
+#[test]
+fn a_read_only_store_says_so_and_still_serves_the_read_only_commands() {
+    let w = world();
+    let Some(fs) = Tmpfs::mount(&w.path().join("fs"), "size=12m") else {
+        return;
+    };
+    let store = fs.0.join("store");
+    let link = w.path().join("result");
+    let o = run_at(
+        &w,
+        &store,
+        &["realize", "app", "--out-link", link.to_str().unwrap()],
+    );
+    let app = PathBuf::from(ok(&o).lines().last().unwrap().trim());
+    fs.remount("ro");
+    for args in [
+        &["verify"][..],
+        &["verify", "--check-contents"],
+        &["roots"],
+        &["path-info", app.to_str().unwrap()],
+        &["why-depends", app.to_str().unwrap(), &name_of(&app)],
+        &["log", app.to_str().unwrap()],
+        &["gc", "--dry-run"],
+        // Everything is valid: nothing to write.
+        &["realize", "app"],
+    ] {
+        let out = ok(&run_at(&w, &store, args));
+        if args[0] == "roots" {
+            assert!(out.contains(&link.display().to_string()), "{out}");
+        }
+    }
+    for args in [
+        &["gc"][..],
+        &["verify", "--repair"],
+        &[
+            "realize",
+            "app",
+            "--out-link",
+            w.path().join("again").to_str().unwrap(),
+        ],
+    ] {
+        let o = run_at(&w, &store, args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("the store at `{}` is read-only", store.display())),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("remount it read-write"), "{args:?}: {err}");
+        assert!(!err.contains("unable to open database file"), "{err}");
+    }
+    fs.remount("rw");
+    ok(&run_at(&w, &store, &["verify", "--check-contents"]));
     drop(fs);
 }

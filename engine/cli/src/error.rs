@@ -150,6 +150,11 @@ impl From<forge_store::StoreError> for CliError {
             forge_store::StoreError::OutLinkTaken { .. } => {
                 err.with_hint("move it away, or pass another path to `--out-link`")
             }
+            forge_store::StoreError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                err.with_hint("the file system is full: `forge gc` deletes what no root keeps; read-only commands (`verify`, `path-info`, `roots`, `gc --dry-run`) work meanwhile")
+            }
             _ => err,
         }
     }

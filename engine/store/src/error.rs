@@ -55,6 +55,38 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The store cannot be written (a read-only file system, or no write permission).
+    #[error(
+        "the store at `{root}` is read-only ({reason}): this command writes to it; make it writable (remount it read-write, or give this user write permission on it) or pass another `--store`; read-only commands (`verify`, `path-info`, `roots`, `gc --dry-run`, `why-depends`, `log`) work on it as it is"
+    )]
+    ReadOnly {
+        /// The store root.
+        root: PathBuf,
+        /// What refused the write.
+        reason: String,
+    },
+    /// The store's configuration names a layout version this forge does not know.
+    #[error(
+        "`{path}` says the store layout is version {found}, but this forge knows only version {known}: use the forge that made the store, or pass another `--store`"
+    )]
+    UnsupportedLayout {
+        /// `config.json`.
+        path: PathBuf,
+        /// The version it records.
+        found: u32,
+        /// The version this forge writes.
+        known: u32,
+    },
+    /// The store's configuration cannot be read.
+    #[error(
+        "`{path}` is not a store configuration ({reason}): it should read {{\"version\": 1, \"padded-length\": N}} with the padding the store was created with (the length of the directory holding its paths); restore it, or pass another `--store`"
+    )]
+    BadConfig {
+        /// `config.json`.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A metadata file does not parse.
     #[error("`{path}` is corrupt: {reason}")]
     Corrupt {

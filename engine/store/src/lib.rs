@@ -187,6 +187,42 @@ pub fn paths_dir_for(root: &Path, padded_length: Option<usize>) -> PathBuf {
     padded_paths_dir(&root, len)
 }
 
+/// Refuses a store this process cannot write, before anything is attempted: its root or
+/// metadata directory on a read-only file system, or without write permission.
+fn check_writable(root: &Path, meta: &Path) -> Result<()> {
+    for dir in [root, meta] {
+        if !dir.exists() {
+            continue;
+        }
+        if let Err(e) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+            return Err(StoreError::ReadOnly {
+                root: root.to_path_buf(),
+                reason: format!("`{}`: {}", dir.display(), std::io::Error::from(e)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A failed write in the store: [`StoreError::ReadOnly`] when the file system or the
+/// permissions refused it.
+fn read_only_or_io(root: &Path, path: &Path, e: std::io::Error) -> StoreError {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+    ) {
+        return StoreError::ReadOnly {
+            root: root.to_path_buf(),
+            reason: format!("`{}`: {e}", path.display()),
+        };
+    }
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 /// A database error that a full file system explains becomes [`StoreError::DiskFull`].
 fn disk_full(root: &Path, e: StoreError) -> StoreError {
     match e {
@@ -251,6 +287,7 @@ impl Store {
         let meta = root.join(META_DIR);
         let write = matches!(mode, Mode::Write | Mode::Repair);
         if write {
+            check_writable(&root, &meta)?;
             for d in [
                 "",
                 "locks",
@@ -262,20 +299,24 @@ impl Store {
                 "trash",
             ] {
                 let p = meta.join(d);
-                fs_err::create_dir_all(&p).map_err(|e| StoreError::Io {
-                    path: p.clone(),
-                    source: std::io::Error::new(e.kind(), e.to_string()),
-                })?;
+                fs_err::create_dir_all(&p).map_err(|e| read_only_or_io(&root, &p, e))?;
             }
         }
         let config_path = meta.join("config.json");
         let config = match fs_err::read_to_string(&config_path) {
             Ok(text) => {
                 let c: StoreConfig =
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    serde_json::from_str(&text).map_err(|e| StoreError::BadConfig {
                         path: config_path.clone(),
                         reason: e.to_string(),
                     })?;
+                if c.version != LAYOUT_VERSION {
+                    return Err(StoreError::UnsupportedLayout {
+                        path: config_path,
+                        found: c.version,
+                        known: LAYOUT_VERSION,
+                    });
+                }
                 if let Some(p) = padded_length
                     && p != c.padded_length
                 {
@@ -286,6 +327,12 @@ impl Store {
                     });
                 }
                 c
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Io {
+                    path: config_path,
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                });
             }
             Err(_) => {
                 let c = StoreConfig {
@@ -654,6 +701,12 @@ impl Store {
             return StoreError::DbDamaged {
                 path: self.db_path(),
                 reason: source.to_string(),
+            };
+        }
+        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) {
+            return StoreError::ReadOnly {
+                root: self.root.clone(),
+                reason: format!("`{}`: {source}", self.db_path().display()),
             };
         }
         disk_full(

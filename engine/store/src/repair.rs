@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::{DbTrouble, HASH_LEN, PathInfo, Result, Store, StoreError, VerifyReport};
+use crate::{DbTrouble, HASH_LEN, PathInfo, Problem, Result, Store, StoreError, VerifyReport};
 
 /// What a repair did, and the verification after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +28,9 @@ pub struct RepairReport {
     /// (unregistering them would leave their referrers dangling) until `forge realize` builds
     /// them again.
     pub still_missing: Vec<String>,
+    /// Entries (store name, path relative to it) whose mode was given back, with
+    /// `check_contents`, in paths whose contents are intact.
+    pub modes_restored: Vec<(String, PathBuf)>,
     /// The store checked after the repair.
     pub after: VerifyReport,
 }
@@ -163,13 +166,48 @@ impl Store {
             None => None,
         };
         let (unregistered, still_missing) = self.unregister_missing()?;
-        let after = self.verify(check_contents)?;
+        let mut after = self.verify(check_contents)?;
+        let modes_restored = self.restore_modes(&after)?;
+        if !modes_restored.is_empty() {
+            after = self.verify(check_contents)?;
+        }
         Ok(RepairReport {
             rebuilt,
             unregistered,
             still_missing,
+            modes_restored,
             after,
         })
+    }
+
+    /// Gives every entry of the paths with mode problems in `report` back the mode the commit
+    /// gave it, in paths whose contents are intact (a modified path needs more than modes).
+    fn restore_modes(&self, report: &VerifyReport) -> Result<Vec<(String, PathBuf)>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut names = BTreeSet::new();
+        let mut modified = BTreeSet::new();
+        for p in &report.problems {
+            match p {
+                Problem::Mode { name, .. } => {
+                    names.insert(name);
+                }
+                Problem::Modified { name, .. } | Problem::Unreadable { name, .. } => {
+                    modified.insert(name);
+                }
+                _ => {}
+            }
+        }
+        let mut restored = Vec::new();
+        for name in names.difference(&modified) {
+            let root = self.path_of(name);
+            for (file, _, expected) in crate::verify::mode_problems(&root, usize::MAX) {
+                let path = root.join(&file);
+                fs_err::set_permissions(&path, std::fs::Permissions::from_mode(expected))
+                    .map_err(|e| fs(&path, e))?;
+                restored.push(((*name).clone(), file));
+            }
+        }
+        Ok(restored)
     }
 
     /// Unregisters the registered paths that are missing, as `nix-store --verify` does, except

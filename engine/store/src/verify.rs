@@ -50,6 +50,19 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
+    /// An entry of a valid path lost the mode the commit gave it (files `0444`, or `0555` when
+    /// the owner may execute them; directories `0555`): a setuid, setgid or sticky bit, a write
+    /// bit. The content hash covers only the execute bit, so only this check sees it.
+    Mode {
+        /// The store name.
+        name: String,
+        /// The entry, relative to the store path (empty: the path itself).
+        file: PathBuf,
+        /// Its permission bits now.
+        mode: u32,
+        /// The bits the commit gave it.
+        expected: u32,
+    },
     /// A directory under the store that is not registered (an interrupted build); harmless, and
     /// removed by `forge gc`.
     Unregistered {
@@ -59,6 +72,18 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// The store name this problem is about (none for the database's).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Database { .. } | Self::DatabaseMissing { .. } => None,
+            Self::Missing { name, .. }
+            | Self::Modified { name, .. }
+            | Self::Unreadable { name, .. }
+            | Self::Mode { name, .. }
+            | Self::Unregistered { name } => Some(name),
+        }
+    }
+
     /// Whether this problem means a valid path cannot be trusted.
     pub fn is_corruption(&self) -> bool {
         !matches!(self, Self::Unregistered { .. })
@@ -142,6 +167,14 @@ impl Store {
                         reason: e.to_string(),
                     }),
                 }
+                for (file, mode, expected) in mode_problems(&p, MODE_PROBLEMS_PER_PATH) {
+                    report.problems.push(Problem::Mode {
+                        name: n.clone(),
+                        file,
+                        mode,
+                        expected,
+                    });
+                }
             }
         }
         let valid_set: BTreeSet<&String> = valid.iter().collect();
@@ -165,4 +198,58 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// How many mode problems one path reports at most.
+const MODE_PROBLEMS_PER_PATH: usize = 20;
+
+/// The mode the commit gives an entry of mode `mode` (see `commit::normalize`): directories
+/// `0555`, files `0555` when the owner may execute them and `0444` otherwise; `None` for
+/// symlinks, whose mode means nothing.
+pub(crate) fn normal_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        Some(0o555)
+    } else if ft.is_file() {
+        Some(if meta.permissions().mode() & 0o100 != 0 {
+            0o555
+        } else {
+            0o444
+        })
+    } else {
+        None
+    }
+}
+
+/// Entries under `root` whose permission bits are not the commit's: (relative path, mode,
+/// expected), at most `limit`. Unreadable entries are left to the hash.
+pub(crate) fn mode_problems(root: &std::path::Path, limit: usize) -> Vec<(PathBuf, u32, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = fs_err::symlink_metadata(&p) else {
+            continue;
+        };
+        if let Some(expected) = normal_mode(&meta) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode != expected {
+                let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+                out.push((rel, mode, expected));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        if meta.is_dir()
+            && let Ok(rd) = fs_err::read_dir(&p)
+        {
+            let mut children: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            children.sort_by(|a, b| b.cmp(a));
+            stack.extend(children);
+        }
+    }
+    out.sort();
+    out
 }

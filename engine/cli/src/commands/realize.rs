@@ -40,7 +40,25 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     if let Some(link) = &a.out_link {
         forge_store::Store::check_out_link(link)?;
     }
-    let store = Arc::new(ctx.open_store()?);
+    let store = match forge_store::Store::open(&ctx.store, ctx.padded_length()) {
+        Ok(s) => Arc::new(s),
+        // A store this process cannot write (a shared one, mounted read-only) still serves what
+        // is valid in it.
+        Err(e @ forge_store::StoreError::ReadOnly { .. }) if a.out_link.is_none() => {
+            let store = ctx.open_store_read_only()?;
+            let names = forge_realize::store_names(&plan);
+            if store.valid_subset(names.iter().map(|n| n.as_str()))?.len() != names.len() {
+                return Err(e.into());
+            }
+            reporter(ctx, a.json).event(&forge_realize::Event::Planned {
+                total: names.len(),
+                valid: names.len(),
+                to_build: 0,
+            });
+            return finish(ctx, a, &store, &plan);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let t_store = t0.elapsed();
     let forge_exe = std::env::current_exe()
         .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;

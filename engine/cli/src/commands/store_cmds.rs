@@ -154,7 +154,18 @@ pub(super) fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitStatus, CliError> 
     for p in &report.problems {
         print_problem(ctx, &store, p);
     }
-    let bad = report.problems.iter().filter(|p| p.is_corruption()).count();
+    let bad = report
+        .problems
+        .iter()
+        .filter(|p| p.is_corruption())
+        .filter_map(|p| p.name())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        + report
+            .problems
+            .iter()
+            .filter(|p| p.is_corruption() && p.name().is_none())
+            .count();
     if bad == 0 {
         ctx.printer.info(&format!(
             "verified {} paths{}: all good",
@@ -204,6 +215,13 @@ fn damage_hints(
         let (name, missing) = match p {
             Problem::Missing { name, referrers } => (name, Some(referrers)),
             Problem::Modified { name, .. } | Problem::Unreadable { name, .. } => (name, None),
+            Problem::Mode { .. } => {
+                let hint = "`forge verify --check-contents --repair` gives the entries of intact paths back the modes the store gave them".to_owned();
+                if !hints.contains(&hint) {
+                    hints.push(hint);
+                }
+                continue;
+            }
             _ => continue,
         };
         let path = store.path_of(name);
@@ -354,10 +372,32 @@ fn print_problem(ctx: &Ctx, store: &forge_store::Store, p: &forge_store::Problem
             "`{}` cannot be read: {reason}",
             store.path_of(name).display()
         )),
+        forge_store::Problem::Mode {
+            name,
+            file,
+            mode,
+            expected,
+        } => ctx.printer.error(&format!(
+            "`{}` has mode {mode:04o}; the store gives it {expected:04o}",
+            entry_path(store, name, file).display()
+        )),
         forge_store::Problem::Unregistered { name } => ctx.printer.warn(&format!(
             "`{}` is not registered (an interrupted build); `forge gc` removes it",
             store.path_of(name).display()
         )),
+    }
+}
+
+/// An entry of a store path (`file` empty: the path itself).
+fn entry_path(
+    store: &forge_store::Store,
+    name: &str,
+    file: &std::path::Path,
+) -> std::path::PathBuf {
+    if file.as_os_str().is_empty() {
+        store.path_of(name)
+    } else {
+        store.path_of(name).join(file)
     }
 }
 
@@ -372,6 +412,12 @@ fn print_repair(ctx: &Ctx, store: &forge_store::Store, r: &forge_store::RepairRe
         ctx.printer.warn(&format!(
             "`{}` is missing but valid paths reference it: it stays registered until `forge realize` builds it again",
             store.path_of(n).display()
+        ));
+    }
+    for (n, file) in &r.modes_restored {
+        ctx.printer.info(&format!(
+            "`{}`: mode restored",
+            entry_path(store, n, file).display()
         ));
     }
     let Some(db) = &r.rebuilt else {
