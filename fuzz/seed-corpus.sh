@@ -45,7 +45,7 @@ echo "seeded $(ls "$out" | wc -l) inputs into $out"
 # --- Seeds of the other targets: small real inputs, plus hand-made ones for the corners. ---
 repo="$here/.."
 fixtures="$repo/engine/spack/tests/fixtures/spack-v1.0"
-reference=/work/shared/reference/spack-v1.0-examples
+reference="$repo/../shared/reference/spack-v1.0-examples"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
@@ -270,4 +270,19 @@ done
 for f in "$reference"/tarballs/*.binary_distribution.yaml; do
     [ -f "$f" ] && cat "$f" > "$out/spack-$(basename "$f")"
 done
+echo "seeded $(ls "$out" | wc -l) inputs into $out"
+
+# tarball: small install tarballs laid out as forge and Spack write them (the prefix's parents,
+# the prefix, `.spack/spec.json`, files, `.spack/binary_distribution` last).
+out="$here/corpus/tarball"
+mkdir -p "$out"
+pfx=opt/store/abcdefghijklmnopqrstuvwxyz012345-app-1.0
+mkdir -p "$scratch/t/$pfx/.spack" "$scratch/t/$pfx/bin"
+printf '{"spec":{"_meta":{"version":5},"nodes":[{"name":"app","version":"1.0","hash":"abcdefghijklmnopqrstuvwxyz012345"}]}}' > "$scratch/t/$pfx/.spack/spec.json"
+printf 'buildpath: "/opt/store"\nhardlinks_deduped: true\nhash_to_prefix:\n  "abcdefghijklmnopqrstuvwxyz012345": "/%s"\nrelative_prefix: "abcdefghijklmnopqrstuvwxyz012345-app-1.0"\nrelocate_binaries: []\nrelocate_links: []\nrelocate_textfiles: []\n' "$pfx" > "$scratch/t/$pfx/.spack/binary_distribution"
+printf '#!/bin/sh\necho app\n' > "$scratch/t/$pfx/bin/app"
+(cd "$scratch/t" && tar --format=gnu -cf "$out/forge-style.tar" opt/ "$pfx/.spack/spec.json" "$pfx/bin/app" "$pfx/.spack/binary_distribution")
+(cd "$scratch/t" && tar --format=pax -cf "$out/pax.tar" "$pfx")
+printf '{"buildpath": "/opt/store", "hash_to_prefix": {"abcdefghijklmnopqrstuvwxyz012345": "/%s"}}\n' "$pfx" > "$scratch/t/$pfx/.spack/binary_distribution"
+(cd "$scratch/t" && tar --format=gnu -cf "$out/spack-flow-yaml.tar" "$pfx")
 echo "seeded $(ls "$out" | wc -l) inputs into $out"

@@ -3,7 +3,9 @@
 //! - the input as text: `from_yaml` must not panic, and whatever it accepts must survive
 //!   `to_yaml` and `from_yaml` again unchanged;
 //! - the input as the fields of a `BuildInfo` (any strings, any map): `to_yaml` then
-//!   `from_yaml` must give it back exactly.
+//!   `from_yaml` must give it back exactly, and `hash_to_prefix_of` (what `cache verify` reads,
+//!   which also takes Spack's flow style) the same map;
+//! - `hash_to_prefix_of` on the input as text must not panic.
 
 #![no_main]
 
@@ -44,12 +46,19 @@ fn round_trip(info: &BuildInfo) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(info) = BuildInfo::from_yaml(text)
-    {
-        round_trip(&info);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(info) = BuildInfo::from_yaml(text) {
+            round_trip(&info);
+        }
+        // The reader `cache verify` uses, which also takes Spack's flow-style form.
+        let _ = forge_spack::fuzzing::hash_to_prefix_of(text);
     }
     if let Ok(info) = build_info(&mut Unstructured::new(data)) {
         round_trip(&info);
+        assert_eq!(
+            forge_spack::fuzzing::hash_to_prefix_of(&info.to_yaml()).as_ref(),
+            Ok(&info.hash_to_prefix),
+            "hash_to_prefix_of disagrees with from_yaml"
+        );
     }
 });

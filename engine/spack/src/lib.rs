@@ -79,3 +79,21 @@ pub use spec::{
     VariantValue, dag_hash_of_json, package_hash_of, spec_document,
 };
 pub use verify::{Problem, UNSIGNED_KEYS_NOTE, VerifyOptions, VerifyReport, verify_cache};
+
+/// Entry points of the fuzz targets (`fuzz/`) into readers of untrusted bytes that are not
+/// public otherwise. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::BTreeMap;
+
+    /// `hash_to_prefix` of a `.spack/binary_distribution`, in forge's or Spack's form.
+    pub fn hash_to_prefix_of(text: &str) -> Result<BTreeMap<String, String>, String> {
+        crate::buildinfo::hash_to_prefix_of(text)
+    }
+
+    /// What an uncompressed install tarball says about itself: its prefix, and the name and
+    /// hash of its spec's root node, as `cache verify` reads them.
+    pub fn tar_facts(tar: &[u8]) -> Result<(String, String, String), String> {
+        crate::tarball::read_plain_tar(tar).map(|f| (f.prefix, f.name, f.hash))
+    }
+}

@@ -237,6 +237,13 @@ pub(crate) fn read_tarball(r: impl Read) -> Result<TarballFacts, String> {
     walk.finish()
 }
 
+/// Reads an uncompressed tar (for the fuzz target).
+pub(crate) fn read_plain_tar(mut r: impl Read) -> Result<TarballFacts, String> {
+    let mut walk = Walk::default();
+    walk_tar(&mut r, &mut walk).map_err(|e| format!("not a tar: {e}"))??;
+    walk.finish()
+}
+
 /// Walks the members; the outer error is the stream's, the inner the content's.
 fn walk_tar(r: &mut impl Read, walk: &mut Walk) -> io::Result<Result<(), String>> {
     let mut block = [0u8; BLOCK as usize];
