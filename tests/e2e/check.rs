@@ -162,7 +162,8 @@ fn planted(w: &World) {
             Pkg {
                 name: "whereami",
                 deps: &[],
-                script: r#"mkdir -p "$out/share"; printf 'built in %s\n' "$PWD" > "$out/share/where""#.into(),
+                // A fresh temporary directory of the build: another name in each build.
+                script: r#"mkdir -p "$out/share"; printf 'built in %s\n' "$(mktemp -d)" > "$out/share/where""#.into(),
             },
             Pkg {
                 name: "shuffled",
@@ -181,7 +182,8 @@ fn planted(w: &World) {
             Pkg {
                 name: "steady",
                 deps: &[],
-                script: r#"mkdir -p "$out/share"; echo "$out" > "$out/share/self"; date -u -d "@$SOURCE_DATE_EPOCH" > "$out/share/date"; ln -s "$out/share/self" "$out/share/link""#.into(),
+                // The scratch directory's own path is the same in a check's rebuild.
+                script: r#"mkdir -p "$out/share"; echo "$out" > "$out/share/self"; echo "$PWD" > "$out/share/pwd"; date -u -d "@$SOURCE_DATE_EPOCH" > "$out/share/date"; ln -s "$out/share/self" "$out/share/link""#.into(),
             },
         ],
         &[
@@ -233,7 +235,8 @@ fn planted_non_determinism_is_detected_and_classified() {
             "{d:#}"
         );
     }
-    // The own output path and SOURCE_DATE_EPOCH are no false alarms, two runs in a row.
+    // The own output path, the build directory and SOURCE_DATE_EPOCH are no false alarms, two
+    // runs in a row.
     for _ in 0..2 {
         let o = w.run(&["check", "steady", "--json"]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -435,15 +438,16 @@ fn outputs_that_embed_the_build_directory_get_a_note() {
 fn sigterm_and_sighup_stop_a_check_cleanly() {
     for (signal, number) in [("TERM", 15), ("HUP", 1)] {
         let w = World::new();
-        // A sleep no other process on the machine uses, only in the check's rebuild (whose
-        // scratch directory is `<name>.check`).
+        // A sleep no other process on the machine uses, only in the check's rebuild (which
+        // alone sees a second `slow-1.0` directory in the paths dir: its temporary output).
         let marker = format!("0.{}{number}", std::process::id());
         let pkgs = [Pkg {
             name: "slow",
             deps: &[],
             script: format!(
                 "mkdir -p \"$out\"; echo same > \"$out/f\"; \
-                 case \"$PWD\" in *.check/*) sleep 600{marker};; esac"
+                 n=$(ls \"$(dirname \"$out\")\" | grep -c -- '-slow-1.0$'); \
+                 if [ \"$n\" -ge 2 ]; then sleep 600{marker}; fi"
             ),
         }];
         write_tree(&w.recipes(), &pkgs, &[("slow", "slow")]);

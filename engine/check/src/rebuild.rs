@@ -283,10 +283,14 @@ impl Round<'_> {
         let other = other_hash(hash, self.round);
         let tmp_name = format!("{other}{rest}");
         let _lock = store.lock(&tmp_name).map_err(|e| e.to_string())?;
+        // The rebuild runs in the scratch directory the stored build ran in, so that a path to
+        // it that a build embeds (a compiler wrapper named in a configuration summary) is the
+        // same in both. The check's pin (a shared lock on the path) keeps a realize from
+        // building there meanwhile: building takes the lock exclusively.
         store.clear_invalid(&tmp_name).map_err(|e| e.to_string())?;
         let out = store.path_of(&tmp_name);
         let stored = store.path_of(self.name);
-        let scratch = store.scratch_dir(self.name, "check");
+        let scratch = store.scratch_dir(self.name, "build");
         remove(&scratch)?;
         let at = if c.at_stored_path() {
             // The directory that stands in for the stored output must exist to be mounted.
@@ -369,7 +373,7 @@ impl Round<'_> {
             stored_output: Some(stored.clone()),
             rebuilt_output: Some(out.to_path_buf()),
             stored_build_dir: Some(store.scratch_dir(self.name, "build")),
-            rebuilt_build_dir: Some(store.scratch_dir(self.name, "check")),
+            rebuilt_build_dir: Some(store.scratch_dir(self.name, "build")),
             extra_paths: vec![store.tmp_dir()],
             stored_window: Some(TimeWindow::ending_at(
                 self.info.registered,
