@@ -1714,3 +1714,67 @@ fn sigterm_and_sighup_stop_builds_like_ctrl_c() {
         );
     }
 }
+
+/// A realize with nothing to build answers from the plan cache, and never from a stale entry:
+/// a changed recipe, a changed file in a local source and a path gone from the store each make
+/// it plan (and build) again.
+#[test]
+fn the_plan_cache_answers_a_no_op_and_never_a_changed_tree() {
+    let w = World::new();
+    let pkgs = |greeting: &str| {
+        [
+            Pkg {
+                name: "base",
+                deps: &[],
+                script: r#"mkdir -p "$out"; cat README > "$out/readme""#.into(),
+            },
+            Pkg {
+                name: "top",
+                deps: &["base"],
+                script: format!(r#"mkdir -p "$out"; echo {greeting} > "$out/greeting""#),
+            },
+        ]
+    };
+    write_tree(&w.recipes(), &pkgs("hello"), &[("top", "top")]);
+    let realize = || {
+        let mut c = w.forge();
+        c.env("FORGE_TIMINGS", "1")
+            .arg("--recipes")
+            .arg(w.recipes())
+            .args(["realize", "top"]);
+        let o = c.output().unwrap();
+        let path = store_path_from(&ok(&o));
+        (path, text(&o.stderr))
+    };
+    let (first, err) = realize();
+    assert!(!err.contains("plan cache hit"), "{err}");
+    let (again, err) = realize();
+    assert_eq!(again, first);
+    assert!(err.contains("plan cache hit, 2 nodes valid"), "{err}");
+
+    // The recipe changed: planned again, built, and a new path.
+    write_tree(&w.recipes(), &pkgs("bonjour"), &[("top", "top")]);
+    let (changed, err) = realize();
+    assert!(!err.contains("plan cache hit"), "{err}");
+    assert_ne!(changed, first);
+    assert_eq!(
+        fs_err::read_to_string(changed.join("greeting")).unwrap(),
+        "bonjour\n"
+    );
+    assert!(realize().1.contains("plan cache hit"));
+
+    // A local source changed (no recipe did): its node and the dependent are new.
+    fs_err::write(w.recipes().join("src/base/README"), "edited\n").unwrap();
+    let (edited, err) = realize();
+    assert!(!err.contains("plan cache hit"), "{err}");
+    assert_ne!(edited, changed);
+    assert!(realize().1.contains("plan cache hit"));
+
+    // The entry is still fresh, but the store lost a path: built again.
+    ok(&w.forge().args(["gc"]).output().unwrap());
+    assert!(!edited.exists(), "no root kept it");
+    let (rebuilt, err) = realize();
+    assert!(!err.contains("plan cache hit"), "{err}");
+    assert_eq!(rebuilt, edited);
+    assert!(rebuilt.join("greeting").exists());
+}

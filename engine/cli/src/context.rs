@@ -241,7 +241,13 @@ impl Ctx {
     /// Loads and checks the recipe tree; prints its warnings, or fails with its diagnostics.
     pub fn load(&self) -> Result<RecipeSet, CliError> {
         let root = self.recipes_root()?;
-        let loaded = RecipeSet::load(&root);
+        self.load_at(&root).map(|(set, _)| set)
+    }
+
+    /// Loads and checks the recipe tree at `root` (see [`Self::load`]); also says whether it
+    /// loaded without a single diagnostic.
+    pub fn load_at(&self, root: &Path) -> Result<(RecipeSet, bool), CliError> {
+        let loaded = RecipeSet::load(root);
         if loaded.diags.has_errors() {
             let n = loaded.diags.error_count();
             return Err(CliError::diagnostics(loaded.diags).with_message(format!(
@@ -250,7 +256,8 @@ impl Ctx {
             )));
         }
         self.printer.diagnostics(&loaded.diags);
-        Ok(loaded.set)
+        let clean = loaded.diags.is_empty();
+        Ok((loaded.set, clean))
     }
 
     /// Resolves and plans a target name or spec without printing anything; `None` when it does

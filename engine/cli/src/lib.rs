@@ -9,6 +9,7 @@ pub mod commands;
 pub mod context;
 pub mod error;
 pub mod examples;
+pub mod plan_cache;
 pub mod printer;
 pub mod progress;
 

@@ -24,22 +24,42 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     // `FORGE_TIMINGS=1` prints where a run's set-up time goes (stderr).
     let timings = std::env::var_os("FORGE_TIMINGS").is_some();
     let t0 = std::time::Instant::now();
-    let set = ctx.load()?;
-    let t_load = t0.elapsed();
-    let host = ctx.host();
-    let plan = Arc::new(ctx.plan(&set, &host, &request)?);
-    super::lock::apply(
-        ctx,
-        &set,
-        &request,
-        &plan,
-        super::lock::Mode::from_flags(a.lock, a.locked),
-    )?;
-    let t_plan = t0.elapsed();
     // An out-link that would be refused is refused before anything is built.
     if let Some(link) = &a.out_link {
         forge_store::Store::check_out_link(link)?;
     }
+    let lock_mode = super::lock::Mode::from_flags(a.lock, a.locked);
+    let root = ctx.recipes_root()?;
+    let slot = crate::plan_cache::Slot::new(
+        &crate::context::cache_dir(),
+        &root,
+        &request,
+        &ctx.store,
+        ctx.padded_length(),
+    );
+    if lock_mode == super::lock::Mode::Ignore
+        && let Some(hit) = slot.as_ref().and_then(crate::plan_cache::Slot::lookup)
+        && let Some(status) = all_valid_from_cache(ctx, a, &hit)?
+    {
+        if timings {
+            ctx.printer.info(&format!(
+                "timings: plan cache hit, {} nodes valid, {:.1} ms",
+                hit.names.len(),
+                t0.elapsed().as_secs_f64() * 1e3
+            ));
+        }
+        return Ok(status);
+    }
+    let (set, clean) = ctx.load_at(&root)?;
+    let t_load = t0.elapsed();
+    let system = ctx.host();
+    let host = crate::plan_cache::Recording::new(&system);
+    let plan = Arc::new(ctx.plan(&set, &host, &request)?);
+    if clean && let Some(slot) = &slot {
+        slot.record(&plan, &host);
+    }
+    super::lock::apply(ctx, &set, &request, &plan, lock_mode)?;
+    let t_plan = t0.elapsed();
     let store = match forge_store::Store::open(&ctx.store, ctx.padded_length()) {
         Ok(s) => Arc::new(s),
         // A store this process cannot write (a shared one, mounted read-only) still serves what
@@ -55,7 +75,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
                 valid: names.len(),
                 to_build: 0,
             });
-            return finish(ctx, a, &store, &plan);
+            return finish(ctx, a, &store, &plan.root().store_name());
         }
         Err(e) => return Err(e.into()),
     };
@@ -86,7 +106,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             to_build: 0,
         });
         drop(reporter);
-        return finish(ctx, a, &store, &plan);
+        return finish(ctx, a, &store, &plan.root().store_name());
     }
     let opts = build_options(
         ctx,
@@ -130,7 +150,40 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             report.seconds
         ));
     }
-    finish(ctx, a, &store, &plan)
+    finish(ctx, a, &store, &plan.root().store_name())
+}
+
+/// The end of a realize whose plan came from the plan cache: `None` unless every node is valid
+/// (then the normal path plans and builds).
+fn all_valid_from_cache(
+    ctx: &Ctx,
+    a: &RealizeArgs,
+    hit: &crate::plan_cache::Hit,
+) -> Result<Option<ExitStatus>, CliError> {
+    let store = match forge_store::Store::open(&ctx.store, ctx.padded_length()) {
+        Ok(s) => s,
+        Err(forge_store::StoreError::ReadOnly { .. }) if a.out_link.is_none() => {
+            ctx.open_store_read_only()?
+        }
+        // The normal path reports it.
+        Err(_) => return Ok(None),
+    };
+    if store
+        .valid_subset(hit.names.iter().map(String::as_str))?
+        .len()
+        != hit.names.len()
+    {
+        return Ok(None);
+    }
+    let Some(root) = forge_core::StoreName::parse(&hit.root) else {
+        return Ok(None);
+    };
+    reporter(ctx, a.json).event(&forge_realize::Event::Planned {
+        total: hit.names.len(),
+        valid: hit.names.len(),
+        to_build: 0,
+    });
+    finish(ctx, a, &store, &root).map(Some)
 }
 
 /// The scheduler's options for this machine: isolation probed once (in `probe_dir`), `make -j`
@@ -258,15 +311,13 @@ fn finish(
     ctx: &Ctx,
     a: &RealizeArgs,
     store: &forge_store::Store,
-    plan: &forge_plan::Plan,
+    root: &forge_core::StoreName,
 ) -> Result<ExitStatus, CliError> {
-    let root = plan.root().store_name();
     if let Some(link) = &a.out_link {
-        store.add_out_link(&root, link)?;
+        store.add_out_link(root, link)?;
     }
     if !a.json {
-        ctx.printer
-            .data(&store.path_of(&root).display().to_string());
+        ctx.printer.data(&store.path_of(root).display().to_string());
     }
     Ok(ExitStatus::Success)
 }
