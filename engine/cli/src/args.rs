@@ -316,6 +316,14 @@ pub struct RealizeArgs {
     /// Refuse to build unless the target resolves to exactly what `forge.lock` holds
     #[arg(long)]
     pub locked: bool,
+    /// Install nodes from this binary cache (a directory, `file://`, `http(s)://`) before
+    /// building them; repeatable, tried in order. Also `FORGE_SUBSTITUTERS` (space-separated)
+    /// and the lines of `<config dir>/substituters`
+    #[arg(long = "substituter", value_name = "URL")]
+    pub substituters: Vec<String>,
+    /// Accept substitutes whose manifests are unsigned or signed by untrusted keys
+    #[arg(long)]
+    pub no_check_signature: bool,
 }
 
 #[derive(Debug, Args)]

@@ -81,10 +81,12 @@ impl Reporter for Plain {
                     "{} was built by another forge process",
                     short(node)
                 )),
+                How::Substituted => {}
                 _ => self
                     .printer
                     .info(&format!("built {} in {seconds:.1}s", short(node))),
             },
+            Event::Substituted { .. } => self.printer.info(&substituted_line(e)),
             Event::Note { node, message } => {
                 self.printer.warn(&format!("{}: {message}", short(node)))
             }
@@ -235,9 +237,13 @@ impl Reporter for Live {
                     How::ByOtherProcess => {
                         format!("{} was built by another forge process", short(node))
                     }
+                    How::Substituted => return,
                     _ => format!("built {} in {seconds:.1}s", short(node)),
                 };
                 let _ = self.multi.println(text);
+            }
+            Event::Substituted { .. } => {
+                let _ = self.multi.println(substituted_line(e));
             }
             Event::Note { node, message } => {
                 let _ = self.multi.println(format!(
@@ -269,4 +275,21 @@ impl Drop for Live {
         self.header.finish_and_clear();
         let _ = self.multi.clear();
     }
+}
+
+/// `substituted NAME from URL (signed by FPR)`.
+fn substituted_line(e: &Event) -> String {
+    let Event::Substituted {
+        node,
+        from,
+        signed_by,
+    } = e
+    else {
+        return String::new();
+    };
+    let signed = match signed_by {
+        Some(f) => format!("signed by {f}"),
+        None => "unsigned or untrusted, accepted with --no-check-signature".to_owned(),
+    };
+    format!("substituted {} from {from} ({signed})", short(node))
 }

@@ -825,3 +825,75 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     }
     Ok(format!("{:x}", h.finalize()))
 }
+
+/// Reads a small resource whole: a `file://` URL (a regular file, never through a final
+/// symlink) or an `http(s)://` one, at most `limit` bytes, with the connect and read timeouts of
+/// `options`. `Ok(None)` when it does not exist (no such file, HTTP 404 or 410); an error for
+/// anything else, a body over `limit` included. For the metadata of binary caches; blobs go
+/// through [`SourceCache::fetch`].
+pub fn read_url(url: &str, limit: u64, options: &FetchOptions) -> Result<Option<Vec<u8>>, String> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        let path = file_url_path(rest)
+            .ok_or_else(|| format!("`{url}`: a file URL needs an absolute path (`file:///…`)"))?;
+        return read_local(&path, limit);
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "`{url}`: only file://, http:// and https:// URLs are supported"
+        ));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_recv_response(Some(options.read_timeout))
+        .timeout_per_read(Some(options.read_timeout))
+        .accept_encoding("identity")
+        .http_status_as_error(false)
+        .user_agent(concat!("forge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let resp = agent.get(url).call().map_err(|e| format!("`{url}`: {e}"))?;
+    match resp.status().as_u16() {
+        200 => {}
+        404 | 410 => return Ok(None),
+        s => return Err(format!("`{url}`: HTTP {s}")),
+    }
+    let mut body = Vec::new();
+    resp.into_body()
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("`{url}`: {e}"))?;
+    if body.len() as u64 > limit {
+        return Err(format!("`{url}` is larger than {}", bytes(limit)));
+    }
+    Ok(Some(body))
+}
+
+/// A local regular file, at most `limit` bytes; `None` when missing.
+fn read_local(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    let shown = || path.display().to_string();
+    let f = match fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        )
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", shown())),
+    };
+    let meta = f.metadata().map_err(|e| format!("{}: {e}", shown()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", shown()));
+    }
+    let mut body = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("{}: {e}", shown()))?;
+    if body.len() as u64 > limit {
+        return Err(format!("{} is larger than {}", shown(), bytes(limit)));
+    }
+    Ok(Some(body))
+}

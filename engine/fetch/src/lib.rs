@@ -13,6 +13,6 @@ pub mod cache;
 pub mod inner;
 pub mod unpack;
 
-pub use cache::{FetchError, FetchOptions, SourceCache, sha256_file};
+pub use cache::{FetchError, FetchOptions, SourceCache, read_url, sha256_file};
 pub use inner::{InnerError, unpack_inner};
 pub use unpack::{Format, Limits, Report, UnpackError, source_root, unpack};

@@ -40,6 +40,9 @@ pub struct Limits {
     /// Accept entry names holding control characters (a recipe's `allow-control-chars=#true`,
     /// for a source whose test data needs them). Messages still show them escaped.
     pub allow_control_chars: bool,
+    /// Accept symlinks to absolute paths (binary packages link into their store). Nothing is
+    /// ever written through a symlink either way; whoever uses the tree must not follow them.
+    pub allow_absolute_symlinks: bool,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             max_path_bytes: 4096,
             max_metadata_bytes: 4 << 20,
             allow_control_chars: false,
+            allow_absolute_symlinks: false,
         }
     }
 }
@@ -420,6 +424,12 @@ impl<'a> Extractor<'a> {
             ));
         }
         let t = Path::new(OsStr::from_bytes(target));
+        if t.is_absolute() && self.limits.allow_absolute_symlinks && !rel.as_os_str().is_empty() {
+            let (parent, name) = self.parent(raw, rel)?;
+            self.clear(&parent, &name);
+            rustix::fs::symlinkat(t, parent.as_fd(), &name).map_err(self.io(rel))?;
+            return Ok(());
+        }
         if t.is_absolute() {
             return Err(self.refuse(
                 raw,

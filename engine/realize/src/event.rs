@@ -15,6 +15,8 @@ pub enum How {
     Host,
     /// Another forge process built it while this one waited for its lock.
     ByOtherProcess,
+    /// Installed from a binary cache (see [`Event::Substituted`]).
+    Substituted,
 }
 
 /// Something a reporter is told.
@@ -58,6 +60,16 @@ pub enum Event {
         /// How.
         how: How,
     },
+    /// A node was installed from a binary cache instead of being built (followed by its
+    /// `Finished` event).
+    Substituted {
+        /// Store name.
+        node: StoreName,
+        /// The cache's URL.
+        from: String,
+        /// The key that signed the cache's manifest, if it was signed by a trusted one.
+        signed_by: Option<String>,
+    },
     /// Something worth noting about a node.
     Note {
         /// Store name.
@@ -100,6 +112,8 @@ pub trait Reporter: Send + Sync {
 pub struct Report {
     /// Nodes built in this run.
     pub built: Vec<StoreName>,
+    /// Nodes installed from a binary cache in this run.
+    pub substituted: Vec<StoreName>,
     /// Nodes that were already valid.
     pub already_valid: usize,
     /// Nodes that failed.

@@ -55,6 +55,34 @@ pub struct Options {
     pub source_cache: PathBuf,
     /// Download settings.
     pub fetch: FetchOptions,
+    /// Binary caches to install nodes from before building them.
+    pub substituter: Option<Arc<dyn Substitutes>>,
+}
+
+/// Installs store paths from binary caches instead of building them (implemented over Spack
+/// buildcaches by `forge-spack`).
+pub trait Substitutes: Send + Sync + std::fmt::Debug {
+    /// Installs `name` at `dest` (absent; on the filesystem of `scratch`, which it may use and
+    /// must leave removable), relocated into the store whose paths directory is `paths_dir`
+    /// and whose `sbang` is `sbang`. `Ok(None)`: no cache has it; `Err`: one line per cache
+    /// that has it but failed (the node is then built, with a warning).
+    fn substitute(
+        &self,
+        name: &str,
+        dest: &std::path::Path,
+        scratch: &std::path::Path,
+        paths_dir: &std::path::Path,
+        sbang: &std::path::Path,
+    ) -> Result<Option<SubstituteInfo>, Vec<String>>;
+}
+
+/// Where a substituted path came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubstituteInfo {
+    /// The cache's URL.
+    pub from: String,
+    /// The fingerprint of the key that signed its manifest.
+    pub signed_by: Option<String>,
 }
 
 pub use forge_plan::store_names;
@@ -137,8 +165,10 @@ pub async fn realize(
         };
         match outcome {
             Outcome::Valid { how, seconds } => {
-                if how == How::Built {
-                    report.built.push(names[i].clone());
+                match how {
+                    How::Built => report.built.push(names[i].clone()),
+                    How::Substituted => report.substituted.push(names[i].clone()),
+                    How::Host | How::ByOtherProcess => {}
                 }
                 reporter.event(&Event::Finished {
                     node: names[i].clone(),

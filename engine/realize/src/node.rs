@@ -79,9 +79,106 @@ pub(crate) async fn obtain(job: &Arc<Job>, i: NodeIndex) -> Outcome {
         Ok(false) => {}
         Err(e) => return job.failed(i, e.into(), None),
     }
+    if job.opts.substituter.is_some()
+        && job.plan.drv(i).inputs.kind != DrvKind::Host
+        && let Some(outcome) = substitute_node(job, i).await
+    {
+        drop(lock);
+        return outcome;
+    }
     let outcome = build_node(job, i).await;
     drop(lock);
     outcome
+}
+
+/// Tries the binary caches for node `i` (its lock held): `None` when no cache has it, or when
+/// one has it but it was refused (then a note says why, and the node is built).
+async fn substitute_node(job: &Arc<Job>, i: NodeIndex) -> Option<Outcome> {
+    let sub = Arc::clone(job.opts.substituter.as_ref()?);
+    let name = job.names[i.index()].clone();
+    let store = Arc::clone(&job.store);
+    let start = std::time::Instant::now();
+    if let Err(e) = store.clear_invalid(&name) {
+        return Some(job.failed(i, e.into(), None));
+    }
+    let doc = serde_json::to_vec_pretty(&job.plan.drv(i).to_document()).expect("serializes");
+    if let Err(e) = store.write_drv(&name, &doc) {
+        return Some(job.failed(i, e.into(), None));
+    }
+    let deriver = job.plan.drv(i).hash.to_string();
+    let candidates: Vec<String> = input_closure(&job.plan, i, &job.names)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let task_name = name.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let name = task_name;
+        // The inputs are pinned against the collector until the commit has registered the
+        // references to them.
+        let _pins = candidates
+            .iter()
+            .map(|n| store.pin(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| vec![e.to_string()])?;
+        let dest = store.path_of(&name);
+        let scratch = store.scratch_dir(&name, "substitute");
+        let got = sub.substitute(
+            &name,
+            &dest,
+            &scratch,
+            store.paths_dir(),
+            &store.sbang_path(),
+        );
+        let _ = forge_builder::remove_dir_all_forced(&scratch);
+        let info = match got {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(None),
+            Err(problems) => return Err(problems),
+        };
+        let committed = store.commit(CommitRequest {
+            name: &name,
+            staged: &dest,
+            deriver: &deriver,
+            candidates: &candidates,
+            build_seconds: 0.0,
+        });
+        match committed {
+            Ok(_) => {
+                let _ = store.record_substitution(&name, &info.from, info.signed_by.as_deref());
+                Ok(Some(info))
+            }
+            Err(e) => {
+                let _ = store.clear_invalid(&name);
+                Err(vec![format!("registering the substitute failed: {e}")])
+            }
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(Some(info))) => {
+            job.reporter.event(&Event::Substituted {
+                node: name,
+                from: info.from,
+                signed_by: info.signed_by,
+            });
+            Some(Outcome::Valid {
+                how: How::Substituted,
+                seconds: start.elapsed().as_secs_f64(),
+            })
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(problems)) => {
+            job.reporter.event(&Event::Note {
+                node: name,
+                message: format!(
+                    "not substituted, building it instead:\n  {}",
+                    problems.join("\n  ")
+                ),
+            });
+            None
+        }
+        Err(e) => Some(job.failed(i, e.into(), None)),
+    }
 }
 
 /// Fetches a node's sources and assembles its build request, to build into `out` with

@@ -130,6 +130,61 @@ pub fn spec_manifest_path(name: &str, version: &str, hash: &str) -> PathBuf {
     ))
 }
 
+/// `v3/forge/store/<store name>.json`: forge's pointer from a store name to its spec manifest.
+pub fn store_pointer_path(store_name: &str) -> PathBuf {
+    PathBuf::from(format!("v3/forge/store/{store_name}.json"))
+}
+
+/// What a store pointer says (`store-layout/spack-export.md`). Unsigned: a substituter trusts
+/// only the signed manifest it leads to, and checks that the tarball is this store name's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePointer {
+    /// `<hash>-<name>-<version>`.
+    pub store_name: String,
+    /// The spec manifest's path relative to the cache root.
+    pub spec_manifest: String,
+}
+
+impl StorePointer {
+    /// Compact JSON, keys in this order.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "store_name": self.store_name,
+            "spec_manifest": self.spec_manifest,
+        })
+        .to_string()
+    }
+
+    /// Parses a pointer; the manifest path must be a plain path under `v3/manifests/spec/`.
+    pub fn parse(text: &[u8]) -> Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no string `{k}`"))
+        };
+        let p = Self {
+            store_name: field("store_name")?,
+            spec_manifest: field("spec_manifest")?,
+        };
+        let plain = Path::new(&p.spec_manifest).components().all(|c| {
+            matches!(c, std::path::Component::Normal(n) if !n.as_encoded_bytes().starts_with(b"."))
+        });
+        if !plain
+            || !p.spec_manifest.starts_with("v3/manifests/spec/")
+            || !p.spec_manifest.ends_with(".spec.manifest.json")
+        {
+            return Err(format!(
+                "`spec_manifest` is not a spec manifest path: `{}`",
+                p.spec_manifest
+            ));
+        }
+        Ok(p)
+    }
+}
+
 /// Relative path of the index manifest.
 pub const INDEX_MANIFEST: &str = "v3/manifests/index/index.manifest.json";
 /// Relative path of the key index manifest.
@@ -261,6 +316,19 @@ pub fn export(
             None => text,
         };
         cache.write_atomic(&s.rel, text.as_bytes())?;
+    }
+
+    // forge's pointers from store names to the manifests just written (substitution's key),
+    // after them: a pointer never names a manifest that is not there yet.
+    for s in &staged {
+        if let Some(name) = graph.node(s.id).prefix().and_then(|p| p.file_name()) {
+            let name = name.to_string_lossy();
+            let pointer = StorePointer {
+                store_name: name.to_string(),
+                spec_manifest: s.rel.to_string_lossy().into_owned(),
+            };
+            cache.write_atomic(&store_pointer_path(&name), pointer.to_json().as_bytes())?;
+        }
     }
 
     // Index, recipes, README, and last the index manifest.

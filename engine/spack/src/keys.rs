@@ -475,6 +475,12 @@ impl TrustedKeys {
 
     /// Verifies a clearsigned text; returns the fingerprint of the key that signed it.
     pub fn verify_clearsigned(&self, text: &str) -> Result<String, SignatureProblem> {
+        self.verified_body(text).map(|(fpr, _)| fpr)
+    }
+
+    /// Verifies a clearsigned text; returns the fingerprint of the key that signed it and the
+    /// signed text itself, as the verifier read it (never a second parse of the message).
+    pub fn verified_body(&self, text: &str) -> Result<(String, Vec<u8>), SignatureProblem> {
         if !crate::manifest::is_clearsigned(text) {
             return Err(SignatureProblem::NotSigned);
         }
@@ -483,14 +489,15 @@ impl TrustedKeys {
             certs: &self.certs,
             outcome: None,
         };
+        let mut body = Vec::new();
         let result = VerifierBuilder::from_bytes(text.as_bytes())
             .and_then(|b| b.with_policy(&policy, None, &mut helper))
             .and_then(|mut v| {
-                std::io::copy(&mut v, &mut std::io::sink())?;
+                std::io::copy(&mut v, &mut body)?;
                 Ok(())
             });
         match (helper.outcome.take(), result) {
-            (Some(Ok(f)), Ok(())) => Ok(f),
+            (Some(Ok(f)), Ok(())) => Ok((f, body)),
             (Some(Err(p)), _) => Err(p),
             (Some(Ok(_)), Err(e)) | (None, Err(e)) => {
                 Err(SignatureProblem::Malformed(format!("{e:#}")))

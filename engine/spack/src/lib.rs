@@ -55,6 +55,7 @@ mod plan;
 pub mod relocate;
 mod repo;
 mod spec;
+pub mod substitute;
 mod tar;
 mod tarball;
 mod verify;
@@ -63,7 +64,8 @@ pub use buildinfo::BuildInfo;
 pub use error::{ExportError, GraphError, KeyError, RelocationError, VerifyError, Violation};
 pub use export::{
     ExportOptions, ExportReport, ExportedSpec, INDEX_MANIFEST, KEYS_MANIFEST, RelocationCounts,
-    SPEC_BLOB_LAYOUT_VERSION, export, spec_blob_json, spec_manifest_path,
+    SPEC_BLOB_LAYOUT_VERSION, StorePointer, export, spec_blob_json, spec_manifest_path,
+    store_pointer_path,
 };
 pub use graph::{Dependency, ExportGraph, HashedGraph, Node, NodeId, NodeKind};
 pub use index::{DB_VERSION, Index, IndexRecord};

@@ -282,6 +282,7 @@ impl Store {
             let _ = fs_err::remove_file(self.drv_path(n));
             let _ = fs_err::remove_file(self.log_path(n));
             let _ = fs_err::remove_file(self.log_path(&format!("{n}.wrapper")));
+            let _ = fs_err::remove_file(self.substitution_path(n));
         }
         if !dead.is_empty() {
             match crate::db::unregister(&mut *self.db_for_writing()?, &dead)

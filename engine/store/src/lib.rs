@@ -681,6 +681,35 @@ impl Store {
         self.meta.join("logs").join(format!("{name}.log.zst"))
     }
 
+    /// Where the record of a substituted path is: `logs/<name>.substituted.json`.
+    pub fn substitution_path(&self, name: &str) -> PathBuf {
+        self.meta
+            .join("logs")
+            .join(format!("{name}.substituted.json"))
+    }
+
+    /// Records that `name` was installed from the binary cache `from` (signed by `signed_by`),
+    /// for `forge path-info`. Written atomically; removed with the path.
+    pub fn record_substitution(
+        &self,
+        name: &str,
+        from: &str,
+        signed_by: Option<&str>,
+    ) -> Result<()> {
+        let dest = self.substitution_path(name);
+        let doc = serde_json::json!({"from": from, "signed_by": signed_by});
+        let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
+        fs_err::write(&tmp, doc.to_string()).map_err(io(&tmp))?;
+        fs_err::rename(&tmp, &dest).map_err(io(&dest))?;
+        Ok(())
+    }
+
+    /// Where `name` was substituted from (`from`, `signed_by`), if it was.
+    pub fn substitution(&self, name: &str) -> Option<serde_json::Value> {
+        let text = fs_err::read(self.substitution_path(name)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     /// The build log of `name`, decompressed.
     pub fn read_log(&self, name: &str) -> Result<Option<String>> {
         let p = self.log_path(name);

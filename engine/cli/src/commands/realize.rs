@@ -108,7 +108,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         drop(reporter);
         return finish(ctx, a, &store, &plan.root().store_name());
     }
-    let opts = build_options(
+    let mut opts = build_options(
         ctx,
         forge_exe,
         &store.tmp_dir(),
@@ -117,6 +117,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         a.keep_going,
         a.keep_failed,
     );
+    opts.substituter = substituter(ctx, a)?;
     let runtime = runtime()?;
     let (interrupts, cancel_rx) = Interrupts::watch(&runtime)?;
     let report = runtime.block_on(forge_realize::realize(
@@ -141,6 +142,17 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             report.skipped.len(),
             report.built.len()
         )));
+    }
+    if !a.json && !report.substituted.is_empty() {
+        ctx.printer.info(&format!(
+            "substituted {} node{} from binary caches",
+            report.substituted.len(),
+            if report.substituted.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+        ));
     }
     if !a.json && !report.built.is_empty() {
         ctx.printer.info(&format!(
@@ -219,6 +231,84 @@ pub(super) fn build_options(
         seal: isolation.sealed(),
         source_cache: ctx.source_cache.clone(),
         fetch: ctx.fetch_options(),
+        substituter: None,
+    }
+}
+
+/// The binary caches of this run: `--substituter`, else `FORGE_SUBSTITUTERS`, else the lines
+/// of `<config dir>/substituters` (`#` starts a comment). Signatures are checked against the
+/// keyring's public keys unless `--no-check-signature`.
+fn substituter(
+    ctx: &Ctx,
+    a: &RealizeArgs,
+) -> Result<Option<Arc<dyn forge_realize::Substitutes>>, CliError> {
+    let mut urls = a.substituters.clone();
+    if urls.is_empty()
+        && let Some(env) = std::env::var_os("FORGE_SUBSTITUTERS")
+    {
+        urls = env
+            .to_string_lossy()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+    }
+    let config = crate::context::config_dir().join("substituters");
+    if urls.is_empty()
+        && let Ok(text) = fs_err::read_to_string(&config)
+    {
+        urls = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let trusted = forge_spack::Keyring::open(&ctx.keys)
+        .and_then(|k| k.trusted())
+        .map_err(|e| CliError::error(format!("cannot read the trusted keys: {e}")))?;
+    if trusted.is_empty() && !a.no_check_signature {
+        ctx.printer.warn(&format!(
+            "no trusted keys in {}: every signed substitute will be refused; import the cache's key with `forge key import KEYFILE`",
+            ctx.keys.join("public").display()
+        ));
+    }
+    let sub = forge_spack::substitute::Substituter::new(
+        &urls,
+        trusted,
+        !a.no_check_signature,
+        ctx.fetch_options(),
+        crate::context::cache_dir().join("substitutes"),
+    )
+    .map_err(|e| {
+        CliError::error(e)
+            .with_hint("`--substituter` takes a directory, `file:///…`, `http://…` or `https://…`")
+    })?;
+    Ok(Some(Arc::new(SpackCaches(sub))))
+}
+
+/// forge-spack's substituter, for the scheduler.
+#[derive(Debug)]
+struct SpackCaches(forge_spack::substitute::Substituter);
+
+impl forge_realize::Substitutes for SpackCaches {
+    fn substitute(
+        &self,
+        name: &str,
+        dest: &std::path::Path,
+        scratch: &std::path::Path,
+        paths_dir: &std::path::Path,
+        sbang: &std::path::Path,
+    ) -> Result<Option<forge_realize::SubstituteInfo>, Vec<String>> {
+        Ok(self
+            .0
+            .substitute(name, dest, scratch, paths_dir, sbang)?
+            .map(|s| forge_realize::SubstituteInfo {
+                from: s.from,
+                signed_by: s.signed_by,
+            }))
     }
 }
 

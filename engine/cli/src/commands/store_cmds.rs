@@ -55,6 +55,9 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliEr
                 if let Some(c) = c {
                     v["closure_size"] = serde_json::json!(c);
                 }
+                v["substituted"] = store
+                    .substitution(&i.name)
+                    .unwrap_or(serde_json::Value::Null);
                 v
             })
             .collect();
@@ -70,7 +73,22 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliEr
             }
             let _ = writeln!(out, "  content:     {}", i.content_hash);
             let _ = writeln!(out, "  deriver:     {}", i.deriver);
-            let _ = writeln!(out, "  built in:    {:.1}s", i.build_seconds);
+            match store.substitution(&i.name) {
+                Some(sub) => {
+                    let _ = writeln!(
+                        out,
+                        "  substituted: from {}{}",
+                        sub["from"].as_str().unwrap_or("?"),
+                        sub["signed_by"]
+                            .as_str()
+                            .map(|f| format!(", signed by {f}"))
+                            .unwrap_or_else(|| ", unsigned".to_owned())
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  built in:    {:.1}s", i.build_seconds);
+                }
+            }
             let refs: Vec<&String> = i.references.iter().filter(|r| **r != i.name).collect();
             let _ = writeln!(
                 out,

@@ -1,0 +1,480 @@
+//! Substitution: installing a store path from a buildcache instead of building it.
+//!
+//! A cache forge exported holds, beside Spack's layout, one pointer per exported store path
+//! (`v3/forge/store/<store name>.json`, see [`crate::export::StorePointer`]) naming its spec
+//! manifest. To substitute `<name>`, forge reads the pointer, then the manifest, and checks the
+//! manifest's OpenPGP signature against the trusted keys (unsigned or untrusted manifests are
+//! refused unless signatures are not required). The tarball the signed manifest names is
+//! downloaded through the source cache, which checks its sha256 and size; it is unpacked with
+//! the hostile-archive rules of sources (absolute symlinks allowed: packages link into their
+//! store); it must hold exactly one prefix, named `<name>`, below the directories of its build
+//! path, and that prefix's `.spack/binary_distribution` must say so. The listed files are
+//! checked to be inside the prefix without passing through a symlink, relocated from the
+//! producer's store into this one as Spack relocates (text, ELF, links; binaries need the new
+//! paths directory to be no longer than the old one), `.spack/` is removed, and no absolute
+//! symlink may then lead out of this store. Only then is the prefix moved to its destination.
+//!
+//! Transports: `file://` (and plain paths) and `http(s)://`, through forge-fetch.
+
+use std::path::{Component, Path, PathBuf};
+
+use forge_fetch::{FetchOptions, Limits, SourceCache, read_url};
+
+use crate::buildinfo::BuildInfo;
+use crate::export::{StorePointer, store_pointer_path};
+use crate::keys::TrustedKeys;
+use crate::manifest::{MEDIA_TARBALL, Manifest, is_clearsigned};
+use crate::relocate::{relocate_prefix, relocation_map};
+
+/// Manifests and pointers are small; anything larger is refused.
+const MAX_METADATA: u64 = 16 << 20;
+
+/// Where substitutes come from and what they must prove.
+#[derive(Debug)]
+pub struct Substituter {
+    caches: Vec<String>,
+    trusted: TrustedKeys,
+    require_signature: bool,
+    fetch: FetchOptions,
+    blobs: PathBuf,
+}
+
+/// A path installed from a cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Substituted {
+    /// The cache's URL.
+    pub from: String,
+    /// The fingerprint of the key that signed its manifest (`None`: unsigned, accepted because
+    /// signatures were not required).
+    pub signed_by: Option<String>,
+    /// Bytes of the tarball.
+    pub tarball_bytes: u64,
+}
+
+/// The base URL of a cache given as a URL or a local path: `file:///abs`, `http(s)://…`,
+/// without a trailing `/`.
+pub fn cache_url(given: &str) -> Result<String, String> {
+    let trimmed = given.trim_end_matches('/');
+    if trimmed.starts_with("http://")
+        || trimmed.starts_with("https://")
+        || trimmed.starts_with("file:///")
+    {
+        return Ok(trimmed.to_owned());
+    }
+    if trimmed.starts_with("s3://") {
+        return Err(format!(
+            "`{given}`: S3 substituters are not supported yet; serve the bucket over HTTPS or copy it to a directory"
+        ));
+    }
+    if trimmed.contains("://") {
+        return Err(format!(
+            "`{given}`: a substituter is a directory, `file:///…`, `http://…` or `https://…`"
+        ));
+    }
+    let abs = std::path::absolute(given).map_err(|e| format!("`{given}`: {e}"))?;
+    Ok(format!(
+        "file://{}",
+        abs.display().to_string().trim_end_matches('/')
+    ))
+}
+
+impl Substituter {
+    /// Substitutes from `caches` (URLs or directories, tried in order), accepting manifests
+    /// signed by `trusted` (and unsigned ones unless `require_signature`). Downloaded tarballs
+    /// pass through a source cache in `blobs`.
+    pub fn new(
+        caches: &[String],
+        trusted: TrustedKeys,
+        require_signature: bool,
+        fetch: FetchOptions,
+        blobs: PathBuf,
+    ) -> Result<Self, String> {
+        let caches = caches
+            .iter()
+            .map(|c| cache_url(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            caches,
+            trusted,
+            require_signature,
+            // Blobs come from the caches only, never the source mirrors.
+            fetch: FetchOptions {
+                mirrors: Vec::new(),
+                ..fetch
+            },
+            blobs,
+        })
+    }
+
+    /// The caches, as URLs.
+    pub fn caches(&self) -> &[String] {
+        &self.caches
+    }
+
+    /// Installs `name` at `dest` (which must not exist; on the filesystem of `scratch`) from the
+    /// first cache that has it, relocated into the store whose paths directory is `paths_dir`
+    /// and whose `sbang` is `sbang`. `Ok(None)`: no cache has it. `Err`: a cache has it but
+    /// it was refused or could not be read, one line per cache that failed (the caller builds
+    /// instead, and says why).
+    pub fn substitute(
+        &self,
+        name: &str,
+        dest: &Path,
+        scratch: &Path,
+        paths_dir: &Path,
+        sbang: &Path,
+    ) -> Result<Option<Substituted>, Vec<String>> {
+        let mut problems = Vec::new();
+        for cache in &self.caches {
+            let _ = remove_tree(scratch);
+            match self.try_cache(cache, name, dest, scratch, paths_dir, sbang) {
+                Ok(Some(s)) => {
+                    let _ = remove_tree(scratch);
+                    return Ok(Some(s));
+                }
+                Ok(None) => {}
+                Err(e) => problems.push(format!("{cache}: {e}")),
+            }
+        }
+        let _ = remove_tree(scratch);
+        if problems.is_empty() {
+            Ok(None)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn try_cache(
+        &self,
+        cache: &str,
+        name: &str,
+        dest: &Path,
+        scratch: &Path,
+        paths_dir: &Path,
+        sbang: &Path,
+    ) -> Result<Option<Substituted>, String> {
+        let pointer_url = format!("{cache}/{}", store_pointer_path(name).display());
+        let Some(pointer) = read_url(&pointer_url, MAX_METADATA, &self.fetch)? else {
+            return Ok(None);
+        };
+        let pointer = StorePointer::parse(&pointer).map_err(|e| format!("`{pointer_url}`: {e}"))?;
+        if pointer.store_name != name {
+            return Err(format!(
+                "`{pointer_url}` points at `{}`, not `{name}`",
+                pointer.store_name
+            ));
+        }
+        let manifest_url = format!("{cache}/{}", pointer.spec_manifest);
+        let text = read_url(&manifest_url, MAX_METADATA, &self.fetch)?
+            .ok_or_else(|| format!("`{manifest_url}` is missing (the cache names it)"))?;
+        let text = String::from_utf8(text).map_err(|_| format!("`{manifest_url}` is not UTF-8"))?;
+        let (body, signed_by) = if is_clearsigned(&text) {
+            match self.trusted.verified_body(&text) {
+                Ok((fpr, body)) => (
+                    String::from_utf8(body)
+                        .map_err(|_| format!("`{manifest_url}`: the signed text is not UTF-8"))?,
+                    Some(fpr),
+                ),
+                Err(p)
+                    if self.require_signature
+                        || !matches!(p, crate::SignatureProblem::UntrustedKey { .. }) =>
+                {
+                    return Err(format!(
+                        "`{manifest_url}`: {p}; trust the signer with `forge key import KEYFILE`, or pass `--no-check-signature`"
+                    ));
+                }
+                Err(_) => (
+                    crate::manifest::clearsigned_body(&text)
+                        .ok_or_else(|| format!("`{manifest_url}`: malformed signed message"))?,
+                    None,
+                ),
+            }
+        } else if self.require_signature {
+            return Err(format!(
+                "`{manifest_url}` is not signed; substitute only from signed caches, or pass `--no-check-signature`"
+            ));
+        } else {
+            (text, None)
+        };
+        let manifest = Manifest::parse(&body).map_err(|e| format!("`{manifest_url}`: {e}"))?;
+        let rec = manifest
+            .record(MEDIA_TARBALL)
+            .ok_or_else(|| format!("`{manifest_url}` names no install tarball"))?;
+        let rel = rec
+            .relative_path()
+            .ok_or_else(|| format!("`{manifest_url}`: a blob record with an unsafe checksum"))?;
+        if rec.checksum_algorithm != "sha256" {
+            return Err(format!(
+                "`{manifest_url}`: checksum algorithm `{}`, not sha256",
+                rec.checksum_algorithm
+            ));
+        }
+        let blobs = SourceCache::new(
+            self.blobs.clone(),
+            FetchOptions {
+                max_bytes: rec.content_length.min(self.fetch.max_bytes),
+                ..self.fetch.clone()
+            },
+        );
+        let tarball = blobs
+            .fetch(
+                &format!("{name}.tar.gz"),
+                &rec.checksum,
+                &[format!("{cache}/{rel}")],
+            )
+            .map_err(|e| e.to_string())?;
+        let size = fs_err::metadata(&tarball).map_err(|e| e.to_string())?.len();
+        if size != rec.content_length {
+            let _ = fs_err::remove_file(&tarball);
+            return Err(format!(
+                "the tarball is {size} bytes, the signed manifest says {}",
+                rec.content_length
+            ));
+        }
+        let installed = install_tarball(&tarball, name, dest, scratch, paths_dir, sbang);
+        // The tarball was only a means: the store keeps the installed tree.
+        let _ = fs_err::remove_file(&tarball);
+        installed?;
+        Ok(Some(Substituted {
+            from: cache.to_owned(),
+            signed_by,
+            tarball_bytes: size,
+        }))
+    }
+}
+
+/// Removes a scratch directory, making read-only directories writable first.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    fn writable(p: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(m) = fs_err::symlink_metadata(p)
+            && m.is_dir()
+        {
+            let _ = fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+            if let Ok(rd) = fs_err::read_dir(p) {
+                for e in rd.flatten() {
+                    writable(&e.path());
+                }
+            }
+        }
+    }
+    if fs_err::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    writable(dir);
+    fs_err::remove_dir_all(dir)
+}
+
+/// Unpacks, checks and relocates one tarball, then moves its prefix to `dest`.
+fn install_tarball(
+    tarball: &Path,
+    name: &str,
+    dest: &Path,
+    scratch: &Path,
+    paths_dir: &Path,
+    sbang: &Path,
+) -> Result<(), String> {
+    let unpacked = scratch.join("unpacked");
+    fs_err::create_dir_all(&unpacked).map_err(|e| e.to_string())?;
+    let limits = Limits {
+        allow_absolute_symlinks: true,
+        ..Limits::default()
+    };
+    forge_fetch::unpack(tarball, "install.tar.gz", &unpacked, limits)
+        .map_err(|e| format!("the tarball was refused: {e}"))?;
+    // Exactly one chain of real directories down to the prefix.
+    let mut prefix = unpacked.clone();
+    let mut chain = PathBuf::from("/");
+    loop {
+        let entries: Vec<_> = fs_err::read_dir(&prefix)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .collect();
+        let [only] = entries.as_slice() else {
+            return Err(format!(
+                "the tarball holds more than one prefix (`{}` has {} entries)",
+                chain.display(),
+                entries.len()
+            ));
+        };
+        let ft = only.file_type().map_err(|e| e.to_string())?;
+        if !ft.is_dir() {
+            return Err(format!(
+                "the tarball's `{}` is not a directory",
+                chain.join(only.file_name()).display()
+            ));
+        }
+        prefix = only.path();
+        chain.push(only.file_name());
+        if only.file_name() == name {
+            break;
+        }
+        if chain.components().count() > 64 {
+            return Err(format!("the tarball holds no prefix named `{name}`"));
+        }
+    }
+    let info_path = prefix.join(".spack/binary_distribution");
+    let info = forge_fetch::read_url(
+        &format!("file://{}", info_path.display()),
+        MAX_METADATA,
+        &FetchOptions::default(),
+    )?
+    .ok_or("the tarball has no `.spack/binary_distribution`")?;
+    let info = BuildInfo::from_yaml(&String::from_utf8_lossy(&info))
+        .map_err(|e| format!("`.spack/binary_distribution`: {e}"))?;
+    let claimed = format!(
+        "{}/{}",
+        info.buildpath.trim_end_matches('/'),
+        info.relative_prefix
+    );
+    if Path::new(&claimed) != chain {
+        return Err(format!(
+            "`.spack/binary_distribution` says the prefix was `{claimed}`, the tarball holds `{}`",
+            chain.display()
+        ));
+    }
+    let files = info
+        .relocate_binaries
+        .iter()
+        .chain(&info.relocate_textfiles);
+    for rel in files {
+        check_inside(&prefix, rel, false)?;
+    }
+    for rel in &info.relocate_links {
+        check_inside(&prefix, rel, true)?;
+    }
+    remove_tree(&prefix.join(".spack")).map_err(|e| e.to_string())?;
+    let new_root = paths_dir.display().to_string();
+    let new_sbang = sbang.display().to_string();
+    let map = relocation_map(&info, &[], &new_root, &new_sbang);
+    relocate_prefix(&prefix, &info, &map).map_err(|e| format!("relocation failed: {e}"))?;
+    let store_dir = paths_dir.parent().unwrap_or(paths_dir);
+    check_links(&prefix, &prefix, store_dir)?;
+    fs_err::rename(&prefix, dest).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A path listed in `binary_distribution` must name, inside the prefix and through real
+/// directories only, a regular file (or a symlink, for `relocate_links`): relocation reads and
+/// writes it, and must never do so through a link.
+fn check_inside(prefix: &Path, rel: &str, want_link: bool) -> Result<(), String> {
+    let bad = |why: &str| format!("`.spack/binary_distribution` lists `{rel}`, which {why}");
+    let p = Path::new(rel);
+    if p.components().any(|c| !matches!(c, Component::Normal(_))) || rel.is_empty() {
+        return Err(bad("is not a plain relative path"));
+    }
+    let mut at = prefix.to_path_buf();
+    let parts: Vec<_> = p.components().collect();
+    for (i, c) in parts.iter().enumerate() {
+        at.push(c);
+        let m = fs_err::symlink_metadata(&at).map_err(|_| bad("does not exist"))?;
+        let last = i + 1 == parts.len();
+        if !last && !m.is_dir() {
+            return Err(bad("passes through a symlink or a file"));
+        }
+        if last {
+            let ok = if want_link {
+                m.file_type().is_symlink()
+            } else {
+                m.is_file()
+            };
+            if !ok {
+                return Err(bad(if want_link {
+                    "is not a symlink"
+                } else {
+                    "is not a regular file"
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After relocation, no absolute symlink may lead out of the store.
+fn check_links(prefix: &Path, dir: &Path, store_dir: &Path) -> Result<(), String> {
+    for e in fs_err::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let p = e.path();
+        let ft = e.file_type().map_err(|e| e.to_string())?;
+        if ft.is_symlink() {
+            let t = fs_err::read_link(&p).map_err(|e| e.to_string())?;
+            if t.is_absolute()
+                && (!t.starts_with(store_dir)
+                    || t.components().any(|c| matches!(c, Component::ParentDir)))
+            {
+                return Err(format!(
+                    "`{}` is a symlink to `{}`, outside the store",
+                    p.strip_prefix(prefix).unwrap_or(&p).display(),
+                    t.display()
+                ));
+            }
+        } else if ft.is_dir() {
+            check_links(prefix, &p, store_dir)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_urls_are_normalized_and_s3_is_named() {
+        assert_eq!(cache_url("file:///a/b/").unwrap(), "file:///a/b");
+        assert_eq!(cache_url("https://h/x/").unwrap(), "https://h/x");
+        assert_eq!(cache_url("/abs/dir").unwrap(), "file:///abs/dir");
+        assert!(
+            cache_url("s3://b/p")
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+        assert!(
+            cache_url("ftp://h/x")
+                .unwrap_err()
+                .contains("a substituter is")
+        );
+    }
+
+    #[test]
+    fn listed_paths_stay_inside_and_never_pass_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("prefix");
+        fs_err::create_dir_all(p.join("lib")).unwrap();
+        fs_err::write(p.join("lib/libx.so"), "x").unwrap();
+        fs_err::os::unix::fs::symlink("/etc", p.join("etc")).unwrap();
+        fs_err::os::unix::fs::symlink("lib/libx.so", p.join("link")).unwrap();
+        assert!(check_inside(&p, "lib/libx.so", false).is_ok());
+        assert!(check_inside(&p, "link", true).is_ok());
+        for (rel, link, why) in [
+            ("../outside", false, "plain relative"),
+            ("/etc/passwd", false, "plain relative"),
+            ("etc/passwd", false, "through a symlink"),
+            ("link", false, "not a regular file"),
+            ("lib/libx.so", true, "not a symlink"),
+            ("lib/none", false, "does not exist"),
+        ] {
+            let e = check_inside(&p, rel, link).unwrap_err();
+            assert!(e.contains(why), "{rel}: {e}");
+        }
+    }
+
+    #[test]
+    fn absolute_links_must_stay_in_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let store = d.path().join("store");
+        let p = d.path().join("prefix");
+        fs_err::create_dir_all(p.join("sub")).unwrap();
+        fs_err::os::unix::fs::symlink(store.join("abc-dep/lib"), p.join("sub/ok")).unwrap();
+        fs_err::os::unix::fs::symlink("relative", p.join("rel")).unwrap();
+        assert!(check_links(&p, &p, &store).is_ok());
+        fs_err::os::unix::fs::symlink(store.join("../etc"), p.join("sub/climb")).unwrap();
+        let e = check_links(&p, &p, &store).unwrap_err();
+        assert!(
+            e.contains("sub/climb") && e.contains("outside the store"),
+            "{e}"
+        );
+        fs_err::remove_file(p.join("sub/climb")).unwrap();
+        fs_err::os::unix::fs::symlink("/etc/shadow", p.join("sub/out")).unwrap();
+        assert!(check_links(&p, &p, &store).is_err());
+    }
+}
