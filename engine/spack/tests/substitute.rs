@@ -214,3 +214,91 @@ fn traversal_extra_prefixes_lies_and_escaping_links_are_refused() {
     ]));
     assert!(e.contains("leaves the source tree"), "{e}");
 }
+
+/// A cache real Spack v1.0 wrote (`tests/fixtures/spack-v1.0`): its manifests and index blob.
+fn spack_written(dir: &Path, flavour: &str) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spack-v1.0");
+    let s = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixtures.join(flavour).join("v3"))
+        .arg(dir.join("v3"))
+        .status()
+        .unwrap();
+    assert!(s.success());
+    let index = fs_err::read(fixtures.join("index-blob.79c29406e7d8.json")).unwrap();
+    let sha = format!("{:x}", sha2::Sha256::digest(&index));
+    let blob = dir.join(format!("blobs/sha256/{}/{sha}", &sha[..2]));
+    fs_err::create_dir_all(blob.parent().unwrap()).unwrap();
+    fs_err::write(blob, index).unwrap();
+}
+
+#[test]
+fn cache_list_reads_a_spack_written_cache_and_its_signatures() {
+    let d = tempfile::tempdir().unwrap();
+    let signed = d.path().join("signed");
+    fs_err::create_dir_all(&signed).unwrap();
+    spack_written(&signed, "mirror-signed");
+    let remote = forge_remote::Remote::parse(&signed.display().to_string()).unwrap();
+    let listed = forge_spack::list_cache(&remote, &forge_spack::TrustedKeys::new()).unwrap();
+    let in_cache: Vec<(&str, &str)> = listed
+        .iter()
+        .filter(|s| s.in_buildcache)
+        .map(|s| (s.name.as_str(), s.version.as_str()))
+        .collect();
+    assert_eq!(
+        in_cache,
+        [
+            ("compiler-wrapper", "1.0"),
+            ("forge-hello", "1.0"),
+            ("gcc-runtime", "12.2.0"),
+            ("zlib", "1.2.13")
+        ]
+    );
+    let hello = listed.iter().find(|s| s.name == "forge-hello").unwrap();
+    assert!(hello.hash.starts_with("il42sm5"), "{hello:?}");
+    // Spack wrote it on this machine for its own default target.
+    assert_eq!(hello.target, "zen2");
+    // Not trusted yet: signed, by a key forge cannot vouch for.
+    assert!(
+        hello.signature.starts_with("signed by an untrusted key"),
+        "{hello:?}"
+    );
+    // With Spack's published key trusted: signed by its fingerprint.
+    let mut trusted = forge_spack::TrustedKeys::new();
+    trusted
+        .add(
+            &fs_err::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/spack-v1.0/public-key-blob.5a69d83a6b7e.asc"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let listed = forge_spack::list_cache(&remote, &trusted).unwrap();
+    for s in listed.iter().filter(|s| s.in_buildcache) {
+        assert_eq!(
+            s.signature, "signed by 1FC9195287D4975498DD5A405EBA8DC15A96DE9D",
+            "{s:?}"
+        );
+    }
+    // The unsigned flavour says so.
+    let unsigned = d.path().join("unsigned");
+    fs_err::create_dir_all(&unsigned).unwrap();
+    spack_written(&unsigned, "mirror-unsigned");
+    let remote = forge_remote::Remote::parse(&unsigned.display().to_string()).unwrap();
+    let listed = forge_spack::list_cache(&remote, &trusted).unwrap();
+    assert!(
+        listed
+            .iter()
+            .filter(|s| s.in_buildcache)
+            .all(|s| s.signature == "unsigned"),
+        "{listed:?}"
+    );
+    // Not a cache: the error says what is missing.
+    let e = forge_spack::list_cache(
+        &forge_remote::Remote::parse(&d.path().display().to_string()).unwrap(),
+        &trusted,
+    )
+    .unwrap_err();
+    assert!(e.contains("has no index"), "{e}");
+}

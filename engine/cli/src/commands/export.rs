@@ -32,7 +32,37 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
         package_meta: meta,
         ..ExportOptions::default()
     };
-    let report = forge_spack::export(&g, &roots, &a.to, signer.as_ref(), &opts).map_err(|e| {
+    // An S3 cache is published from a local staging copy of its metadata (see
+    // `forge_spack::remote`): pulled first so the index merges with what the bucket holds,
+    // exported into like a directory, then uploaded in publishing order.
+    let to_text = a.to.to_string_lossy().into_owned();
+    let remote = if to_text.starts_with("s3://") {
+        Some(forge_remote::Remote::parse(&to_text).map_err(|e| CliError::error(e.to_string()))?)
+    } else {
+        None
+    };
+    let dir = match &remote {
+        Some(r) => {
+            let id = blake3::hash(r.url().as_bytes()).to_hex();
+            let staging = crate::context::cache_dir()
+                .join("s3-staging")
+                .join(&id[..16]);
+            fs_err::create_dir_all(&staging).map_err(|e| CliError::error(e.to_string()))?;
+            let pulled = forge_spack::remote::pull_metadata(r, &staging)
+                .map_err(|e| CliError::error(e.to_string()).with_hint("check the bucket, the endpoint (`AWS_ENDPOINT_URL`) and the credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` or a profile)"))?;
+            if pulled.metadata > 0 {
+                ctx.printer.info(&format!(
+                    "merged {} metadata objects and {} spec blobs from {}",
+                    pulled.metadata,
+                    pulled.spec_blobs,
+                    r.url()
+                ));
+            }
+            staging
+        }
+        None => a.to.clone(),
+    };
+    let report = forge_spack::export(&g, &roots, &dir, signer.as_ref(), &opts).map_err(|e| {
         let unpadded = matches!(e, forge_spack::ExportError::Relocation(_))
             && store.config().padded_length == 0;
         let err = CliError::failure(e);
@@ -45,13 +75,22 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
     for w in &report.warnings {
         ctx.printer.warn(w);
     }
+    let pushed = match &remote {
+        Some(r) => Some(upload(ctx, &dir, r)?),
+        None => None,
+    };
     if a.json {
         let specs: Vec<serde_json::Value> = report
             .specs
             .iter()
             .map(|s| serde_json::json!({"name": s.name, "version": s.version, "hash": s.hash, "manifest": s.manifest, "reused": s.reused, "files": s.files, "bytes": s.bytes}))
             .collect();
-        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": report.cache, "signed_by": report.signed_by, "index_records": report.index_records, "specs": specs})).expect("serializes"));
+        let cache = match &remote {
+            Some(r) => serde_json::json!(r.url()),
+            None => serde_json::json!(report.cache),
+        };
+        let uploaded = pushed.as_ref().map(|p| serde_json::json!({"blobs_sent": p.blobs_sent, "blobs_present": p.blobs_present, "metadata_sent": p.metadata_sent, "bytes": p.bytes, "seconds": p.seconds}));
+        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": cache, "signed_by": report.signed_by, "index_records": report.index_records, "specs": specs, "uploaded": uploaded})).expect("serializes"));
     } else {
         let mut out = String::new();
         for s in &report.specs {
@@ -64,25 +103,75 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
                 &s.hash[..7]
             );
         }
+        if let Some(p) = &pushed {
+            let _ = writeln!(
+                out,
+                "uploaded {} blobs ({} already there) and {} metadata objects, {:.1} MB in {:.1}s ({:.1} MB/s)",
+                p.blobs_sent,
+                p.blobs_present,
+                p.metadata_sent,
+                p.bytes as f64 / 1e6,
+                p.seconds,
+                p.bytes as f64 / 1e6 / p.seconds.max(1e-3)
+            );
+        }
+        let shown = match &remote {
+            Some(r) => r.url(),
+            None => report.cache.display().to_string(),
+        };
         let _ = writeln!(
             out,
             "{} specs in {} ({} in the index){}",
             report.specs.len(),
-            report.cache.display(),
+            shown,
             report.index_records,
             report
                 .signed_by
                 .as_ref()
                 .map_or(", unsigned".to_owned(), |f| format!(", signed by {f}"))
         );
-        let _ = write!(
-            out,
-            "consumers: see {}",
-            report.cache.join("README.md").display()
-        );
+        let readme = match &remote {
+            Some(r) => r.url_of("README.md"),
+            None => report.cache.join("README.md").display().to_string(),
+        };
+        let _ = write!(out, "consumers: see {readme}");
         ctx.printer.data(&out);
     }
     Ok(ExitStatus::Success)
+}
+
+/// Uploads the staged cache `dir` to `remote`, with a progress bar of bytes and rate.
+fn upload(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    remote: &forge_remote::Remote,
+) -> Result<forge_spack::remote::Pushed, CliError> {
+    let bar = if ctx.printer.live_progress() {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "  uploading {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .expect("valid template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let pushed = forge_spack::remote::push(dir, remote, &|sent, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(sent);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    pushed.map_err(|e| {
+        CliError::error(e.to_string()).with_hint(
+            "nothing the index names is missing: run the export again to upload the rest",
+        )
+    })
 }
 
 /// Plans `requests` and builds their export graph from the store; every node they need must be
@@ -217,20 +306,42 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
 }
 
 pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliError> {
-    let CacheCommand::Verify {
-        dir,
-        unsigned,
-        json,
-    } = cmd;
+    let (dir, unsigned, json) = match cmd {
+        CacheCommand::Verify {
+            dir,
+            unsigned,
+            json,
+        } => (dir, unsigned, json),
+        CacheCommand::List { url, json } => return cache_list(ctx, url, *json),
+    };
     let ring = Keyring::open(&ctx.keys)?;
     let trusted = ring.trusted()?;
     let opts = forge_spack::VerifyOptions {
         require_signatures: !*unsigned,
     };
+    // An S3 cache is copied whole into a temporary directory and verified there.
+    let dir_text = dir.to_string_lossy().into_owned();
+    let shown = dir_text.clone();
+    let _pulled;
+    let dir: &std::path::Path = if dir_text.starts_with("s3://") {
+        let remote =
+            forge_remote::Remote::parse(&dir_text).map_err(|e| CliError::error(e.to_string()))?;
+        let tmp = tempfile::tempdir().map_err(|e| CliError::error(e.to_string()))?;
+        let n = forge_spack::remote::pull_all(&remote, tmp.path(), ctx.fetch_options().max_bytes)
+            .map_err(|e| CliError::error(e.to_string()))?;
+        ctx.printer.info(&format!(
+            "copied {n} objects of {} to verify them",
+            remote.url()
+        ));
+        _pulled = tmp;
+        _pulled.path()
+    } else {
+        dir
+    };
     let report = forge_spack::verify_cache(dir, &trusted, &opts)?;
     if *json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
-        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": dir, "manifests": report.manifests, "blobs": report.blobs, "signatures": report.signatures, "problems": problems, "notes": report.notes})).expect("serializes"));
+        ctx.printer.data(&serde_json::to_string_pretty(&serde_json::json!({"cache": shown, "manifests": report.manifests, "blobs": report.blobs, "signatures": report.signatures, "problems": problems, "notes": report.notes})).expect("serializes"));
     } else {
         for n in &report.notes {
             ctx.printer.info(&format!("note: {n}"));
@@ -240,8 +351,7 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
         }
         if report.problems.is_empty() {
             ctx.printer.info(&format!(
-                "{}: {} manifests, {} blobs, {} signatures good",
-                dir.display(),
+                "{shown}: {} manifests, {} blobs, {} signatures good",
                 report.manifests,
                 report.blobs,
                 report.signatures.values().sum::<usize>()
@@ -251,7 +361,7 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
                 "{} problem{} in {}",
                 report.problems.len(),
                 if report.problems.len() == 1 { "" } else { "s" },
-                dir.display()
+                shown
             ));
             return Err(if trusted.is_empty() {
                 e.with_hint("no trusted keys: import the cache's key with `forge key import`")
@@ -265,4 +375,50 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
     } else {
         ExitStatus::Failure
     })
+}
+
+/// `forge cache list URL`: what a buildcache holds, from its index (any Spack v1.0 cache), with
+/// each spec's signature state.
+fn cache_list(ctx: &Ctx, url: &str, json: bool) -> Result<ExitStatus, CliError> {
+    let remote = forge_remote::Remote::parse(url).map_err(|e| CliError::error(e.to_string()))?;
+    let trusted = Keyring::open(&ctx.keys)?.trusted()?;
+    let listing = forge_spack::list_cache(&remote, &trusted).map_err(CliError::error)?;
+    if json {
+        let specs: Vec<serde_json::Value> = listing
+            .iter()
+            .map(|e| serde_json::json!({"name": e.name, "version": e.version, "hash": e.hash, "target": e.target, "platform_os": e.platform_os, "in_buildcache": e.in_buildcache, "signature": e.signature}))
+            .collect();
+        ctx.printer.data(
+            &serde_json::to_string_pretty(
+                &serde_json::json!({"cache": remote.url(), "specs": specs}),
+            )
+            .expect("serializes"),
+        );
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = String::new();
+    for e in &listing {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} /{}  {:<12} {}",
+            e.name,
+            e.version,
+            &e.hash[..7.min(e.hash.len())],
+            e.target,
+            if e.in_buildcache {
+                e.signature.as_str()
+            } else {
+                "(not in this cache)"
+            }
+        );
+    }
+    let _ = write!(
+        out,
+        "{} specs in {} ({} with a tarball)",
+        listing.len(),
+        remote.url(),
+        listing.iter().filter(|e| e.in_buildcache).count()
+    );
+    ctx.printer.data(&out);
+    Ok(ExitStatus::Success)
 }
