@@ -175,6 +175,77 @@ fn slurm_22_05_from_upstream_sources_builds_runs_and_schedules_a_job() {
         .output()
         .unwrap());
 
+    // The graph substituted into a fresh store from a signed cache: nothing is built (there is
+    // no source mirror: a build would fail to fetch), and its munged and slurmd run a job.
+    let keys = w.path().join("keys");
+    let cache = w.path().join("slurm-cache");
+    let with_keys = |c: &mut Command| {
+        c.env("FORGE_KEYS", &keys).arg("--recipes").arg(repo());
+    };
+    let mut c = w.forge();
+    with_keys(&mut c);
+    ok(&c
+        .args(["key", "generate", "CI <ci@example.org>"])
+        .output()
+        .unwrap());
+    let mut c = w.forge();
+    with_keys(&mut c);
+    ok(&c
+        .args(["export", "slurm-22.05-host", "--sign", "--to"])
+        .arg(&cache)
+        .output()
+        .unwrap());
+    let fresh = w.path().join("store-substituted");
+    let mut c = w.forge();
+    with_keys(&mut c);
+    let o = c
+        .env("FORGE_STORE", &fresh)
+        .args(["realize", "slurm-22.05-host", "--json", "--substituter"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    ok(&o);
+    let ev = events(&o.stdout);
+    let built: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "finished" && e["how"] == "built")
+        .collect();
+    assert!(built.is_empty(), "built instead of substituted: {built:?}");
+    let substituted = ev.iter().filter(|e| e["event"] == "substituted").count();
+    assert!(
+        substituted >= 9,
+        "{substituted} substituted: {}",
+        text(&o.stderr)
+    );
+    let name_of = |p: &Path| p.file_name().unwrap().to_owned();
+    let in_fresh = |p: &Path| {
+        let paths = fs_err::read_dir(&fresh)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("__forge_padding")
+            })
+            .unwrap_or_else(|| fresh.clone());
+        paths.join(name_of(p))
+    };
+    let (slurm_b, munge_b) = (in_fresh(&slurm), in_fresh(&munge));
+    assert!(runpath(&slurm_b.join("sbin/slurmctld")).contains(&fresh.display().to_string()));
+    let cluster = Cluster::start(&w.path().join("cluster-b"), &slurm_b, &munge_b, "");
+    cluster.wait_idle();
+    let job = cluster.client("srun", &["-n", "2", "hostname"]);
+    assert!(
+        job.status.success(),
+        "srun from the substituted store failed: {}\n{}",
+        text(&job.stderr),
+        cluster.ctld_log()
+    );
+    assert_eq!(text(&job.stdout).lines().count(), 2);
+    drop(cluster);
+
     // libevent 2.1.12 (Slurm without PMIx does not link it) is the target's extra root: built
     // in the same realize, sharing its openssl.
     let libevent = path_of("libevent");
