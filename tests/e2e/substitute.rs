@@ -77,7 +77,7 @@ fn trusting(p: &Published) -> PathBuf {
         .forge()
         .env("FORGE_KEYS", &keys)
         .arg("key")
-        .arg("import")
+        .arg("trust")
         .arg(&public)
         .output()
         .unwrap());
@@ -437,4 +437,45 @@ fn copy_tree(from: &Path, to: &Path) {
         .status()
         .unwrap();
     assert!(s.success());
+}
+
+/// A node whose dependencies were built here still substitutes: the key is its own hash.
+#[test]
+fn a_node_substitutes_over_dependencies_built_locally() {
+    let p = publish(true);
+    let keys = trusting(&p);
+    let store = p.w.path().join("store-mixed");
+    // libgreet (and gcc-runtime under it) built here, without any cache.
+    let o = consumer(&p, &store, &keys)
+        .args(["--example", "realize", "libgreet", "--json"])
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(kinds(&events(&o.stdout), "substituted").is_empty());
+    let url = p.cache.display().to_string();
+    let (ev, err, o) = realize_from(&p, &store, &keys, &["--substituter", &url]);
+    ok(&o);
+    assert_eq!(
+        node_names(&kinds(&ev, "substituted")),
+        ["hello-1.0"],
+        "{err}"
+    );
+    assert_installed_in(&p, &store, &keys);
+    // Trusting the publisher's secret key file keeps only its public part: trusting never makes
+    // a signing key.
+    let other = p.w.path().join("keys-from-secret");
+    ok(&consumer(&p, &store, &other)
+        .arg("key")
+        .arg("trust")
+        .arg(p.keys.join(format!("secret/{}.asc", p.fpr)))
+        .output()
+        .unwrap());
+    let listed = ok(&consumer(&p, &store, &other)
+        .args(["key", "list", "--json"])
+        .output()
+        .unwrap());
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["fingerprint"], serde_json::json!(p.fpr));
+    assert_eq!(listed[0]["secret"], serde_json::json!(false), "{listed:#}");
+    assert!(!other.join(format!("secret/{}.asc", p.fpr)).exists());
 }

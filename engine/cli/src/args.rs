@@ -202,6 +202,12 @@ pub enum KeyCommand {
         /// The key file
         file: PathBuf,
     },
+    /// Trust the public keys of a file (a cache's published key, `forge key export` output):
+    /// substitution and `cache verify` accept their signatures. Secret parts are ignored
+    Trust {
+        /// The key file
+        file: PathBuf,
+    },
     /// Print a public key, ASCII-armored, for consumers (`spack gpg trust FILE`)
     Export {
         /// Its fingerprint

@@ -199,6 +199,16 @@ impl Keyring {
             .collect()
     }
 
+    /// Trusts the public keys of a file: their signatures verify from now on. Secret key
+    /// material in the file is dropped, so trusting never makes a key a signing key.
+    pub fn trust_file(&self, path: &Path) -> Result<Vec<KeyInfo>, KeyError> {
+        let data = fs_err::read(path)?;
+        parse_certs(path, &data)?
+            .into_iter()
+            .map(|c| self.store(&c.strip_secret_key_material()))
+            .collect()
+    }
+
     fn load(&self, path: &Path) -> Result<Cert, KeyError> {
         let data = fs_err::read(path)?;
         parse_certs(path, &data)?

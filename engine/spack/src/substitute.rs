@@ -161,7 +161,7 @@ impl Substituter {
                         || !matches!(p, crate::SignatureProblem::UntrustedKey { .. }) =>
                 {
                     return Err(format!(
-                        "`{manifest_url}`: {p}; trust the signer with `forge key import KEYFILE`, or pass `--no-check-signature`"
+                        "`{manifest_url}`: {p}; trust the signer with `forge key trust KEYFILE`, or pass `--no-check-signature`"
                     ));
                 }
                 Err(_) => (

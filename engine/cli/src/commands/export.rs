@@ -269,6 +269,15 @@ pub(super) fn key(ctx: &Ctx, cmd: &KeyCommand) -> Result<ExitStatus, CliError> {
                 ));
             }
         }
+        KeyCommand::Trust { file } => {
+            for k in ring.trust_file(file)? {
+                ctx.printer.info(&format!(
+                    "trusting {} {}",
+                    k.fingerprint,
+                    k.user_ids.join(", ")
+                ));
+            }
+        }
         KeyCommand::Export { fingerprint } => {
             let armored = ring.export_public(fingerprint)?;
             ctx.printer.data(&armored);

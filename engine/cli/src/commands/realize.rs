@@ -271,7 +271,7 @@ fn substituter(
         .map_err(|e| CliError::error(format!("cannot read the trusted keys: {e}")))?;
     if trusted.is_empty() && !a.no_check_signature {
         ctx.printer.warn(&format!(
-            "no trusted keys in {}: every signed substitute will be refused; import the cache's key with `forge key import KEYFILE`",
+            "no trusted keys in {}: every signed substitute will be refused; trust the cache's key with `forge key trust KEYFILE`",
             ctx.keys.join("public").display()
         ));
     }
