@@ -479,3 +479,36 @@ fn a_node_substitutes_over_dependencies_built_locally() {
     assert_eq!(listed[0]["secret"], serde_json::json!(false), "{listed:#}");
     assert!(!other.join(format!("secret/{}.asc", p.fpr)).exists());
 }
+
+/// Substituters also come from `FORGE_SUBSTITUTERS` and from `<config dir>/substituters`.
+#[test]
+fn substituters_come_from_the_environment_and_the_config_file() {
+    let p = publish(true);
+    let keys = trusting(&p);
+    let url = format!("file://{}", p.cache.display());
+    let count = |o: &std::process::Output| {
+        ok(o);
+        kinds(&events(&o.stdout), "substituted").len()
+    };
+    let o = consumer(&p, &p.w.path().join("store-env"), &keys)
+        .env(
+            "FORGE_SUBSTITUTERS",
+            format!("file:///nonexistent-cache {url}"),
+        )
+        .args(["--example", "realize", "hello", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(count(&o), 3, "{}", text(&o.stderr));
+    let config = p.w.path().join("consumer-config/forge");
+    fs_err::create_dir_all(&config).unwrap();
+    fs_err::write(
+        config.join("substituters"),
+        format!("# the site cache\n{url}   # signed by the publisher\n"),
+    )
+    .unwrap();
+    let o = consumer(&p, &p.w.path().join("store-config"), &keys)
+        .args(["--example", "realize", "hello", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(count(&o), 3, "{}", text(&o.stderr));
+}
