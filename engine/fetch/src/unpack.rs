@@ -167,6 +167,12 @@ struct Extractor<'a> {
     /// archive records one. Kept on files because build systems compare times: a release
     /// tarball's `configure` must stay as new as its `configure.ac`, or `make` regenerates it.
     mtime: Option<i64>,
+    /// Times of the directories the archive has entries for, applied once everything is written
+    /// (creating a file changes its directory's time, so they cannot be set as they come).
+    dir_times: std::collections::HashMap<PathBuf, i64>,
+    /// The newest time any entry carries: what directories without an entry of their own get,
+    /// so that the tree's times depend on the archive alone, never on when it was unpacked.
+    newest: Option<i64>,
 }
 
 /// A relative, `..`-free path; otherwise the reason it is refused.
@@ -331,7 +337,82 @@ impl<'a> Extractor<'a> {
         // Owner keeps rwx so the rest of the archive can be written; no special bits.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode((mode & 0o755) | 0o700))
             .map_err(self.io(rel))?;
+        if let Some(t) = self.mtime.take() {
+            self.dir_times.insert(rel.to_path_buf(), t);
+        }
         Ok(())
+    }
+
+    /// Notes the time the next entry carries.
+    fn set_time(&mut self, t: Option<i64>) {
+        self.mtime = t;
+        if let Some(t) = t {
+            self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
+        }
+    }
+
+    /// Gives every directory of the tree its time, as tar does after the last entry: its own
+    /// entry's, else the archive's newest. Build systems and archivers (meson's zipapp, for one)
+    /// record directory times; left at the time of unpacking, they differ from one build to the
+    /// next. Walks directory handles without following symlinks.
+    fn finish_dir_times(&mut self) -> Result<(), UnpackError> {
+        let Some(newest) = self.newest else {
+            return Ok(());
+        };
+        let root = self.open_root()?;
+        self.stamp_dir(root, PathBuf::new(), newest)
+    }
+
+    fn stamp_dir(&self, fd: OwnedFd, rel: PathBuf, newest: i64) -> Result<(), UnpackError> {
+        let mut subdirs = Vec::new();
+        {
+            let mut dir = rustix::fs::Dir::read_from(&fd).map_err(self.io(&rel))?;
+            while let Some(entry) = dir.next() {
+                let entry = entry.map_err(self.io(&rel))?;
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let is_dir = match entry.file_type() {
+                    rustix::fs::FileType::Directory => true,
+                    // Some file systems leave the type out of directory entries: ask, without
+                    // following a symlink.
+                    rustix::fs::FileType::Unknown => {
+                        rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                            .map(|st| {
+                                rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                    == rustix::fs::FileType::Directory
+                            })
+                            .map_err(self.io(&rel))?
+                    }
+                    _ => false,
+                };
+                if is_dir {
+                    subdirs.push(OsStr::from_bytes(name).to_os_string());
+                }
+            }
+        }
+        for name in subdirs {
+            let child_rel = rel.join(&name);
+            let child = rustix::fs::openat(
+                fd.as_fd(),
+                &name,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(self.io(&child_rel))?;
+            self.stamp_dir(child, child_rel, newest)?;
+        }
+        let t = self.dir_times.get(&rel).copied().unwrap_or(newest);
+        let ts = rustix::fs::Timespec {
+            tv_sec: t,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        };
+        rustix::fs::futimens(&fd, &times).map_err(self.io(&rel))
     }
 
     fn file(
@@ -584,6 +665,8 @@ pub fn unpack(
         limits,
         report: Report::default(),
         mtime: None,
+        dir_times: Default::default(),
+        newest: None,
     };
     let file = fs_err::File::open(archive).map_err(|e| UnpackError::Io {
         path: archive.to_path_buf(),
@@ -601,6 +684,7 @@ pub fn unpack(
             zstd::stream::read::Decoder::with_buffer(reader).map_err(read_err)?,
         )?,
     }
+    x.finish_dir_times()?;
     Ok(x.report)
 }
 
@@ -690,6 +774,13 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
         }
         let rel = clean_path(&raw, x.limits.allow_control_chars).map_err(|r| x.refuse(&raw, r))?;
         let mode = entry.header().mode().map_err(read_err)?;
+        x.set_time(
+            entry
+                .header()
+                .mtime()
+                .ok()
+                .and_then(|t| i64::try_from(t).ok()),
+        );
         match ty {
             tar::EntryType::Directory => x.dir(&raw, &rel, mode)?,
             // Pre-POSIX archives mark directories with a trailing slash on a regular entry.
@@ -700,11 +791,6 @@ fn unpack_tar(x: &mut Extractor<'_>, reader: impl Read) -> Result<(), UnpackErro
                 return Err(x.refuse(&raw, "sparse files are not supported"));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                x.mtime = entry
-                    .header()
-                    .mtime()
-                    .ok()
-                    .and_then(|t| i64::try_from(t).ok());
                 x.file(&raw, &rel, mode, size, &mut entry)?;
             }
             tar::EntryType::Symlink => {
@@ -755,6 +841,7 @@ fn unpack_zip(x: &mut Extractor<'_>, path: &Path) -> Result<(), UnpackError> {
         let mode = f
             .unix_mode()
             .unwrap_or(if f.is_dir() { 0o755 } else { 0o644 });
+        x.set_time(f.last_modified().map(zip_time));
         match mode & 0o170000 {
             0o120000 => {
                 let limit = x.limits.max_path_bytes as u64 + 1;
@@ -775,6 +862,25 @@ fn unpack_zip(x: &mut Extractor<'_>, path: &Path) -> Result<(), UnpackError> {
         }
     }
     Ok(())
+}
+
+/// Seconds since the epoch of a zip entry's DOS time, read as UTC (zip stores no zone; what
+/// matters is that the same archive always gives the same times).
+fn zip_time(t: zip::DateTime) -> i64 {
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let (y, m, d) = (
+        i64::from(t.year()),
+        i64::from(t.month()),
+        i64::from(t.day()),
+    );
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second())
 }
 
 /// The directory to build in after unpacking into `dest`: the single top-level directory most
@@ -822,5 +928,78 @@ mod mtime_tests {
             .mtime();
         let c = fs_err::metadata(dest.join("p/configure")).unwrap().mtime();
         assert_eq!((ac, c), (1_000_000_000, 1_000_000_500));
+    }
+
+    fn mtime(p: &Path) -> i64 {
+        use std::os::unix::fs::MetadataExt;
+        fs_err::symlink_metadata(p).unwrap().mtime()
+    }
+
+    #[test]
+    fn directory_times_come_from_the_archive_whatever_is_written_into_them() {
+        let d = tempfile::tempdir().unwrap();
+        let tar_path = d.path().join("a.tar");
+        {
+            let f = fs_err::File::create(&tar_path).unwrap();
+            let mut b = tar::Builder::new(f);
+            let mut dir = |name: &str, mtime: u64| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                h.set_mtime(mtime);
+                h.set_cksum();
+                b.append_data(&mut h, name, std::io::empty()).unwrap();
+            };
+            dir("p/", 1_100_000_000);
+            dir("p/sub/", 1_200_000_000);
+            let mut file = |name: &str, mtime: u64| {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(1);
+                h.set_mode(0o644);
+                h.set_mtime(mtime);
+                h.set_cksum();
+                b.append_data(&mut h, name, &b"x"[..]).unwrap();
+            };
+            // Written after their directories' entries: unpacking them touches the directories.
+            file("p/sub/a", 1_300_000_000);
+            // `p/implicit/` has no entry of its own: it gets the archive's newest time.
+            file("p/implicit/b", 1_400_000_000);
+            b.finish().unwrap();
+        }
+        let times =
+            |dest: &Path| ["p", "p/sub", "p/implicit", "p/sub/a"].map(|r| mtime(&dest.join(r)));
+        let first = d.path().join("one");
+        fs_err::create_dir(&first).unwrap();
+        unpack(&tar_path, "a.tar", &first, Limits::default()).unwrap();
+        assert_eq!(
+            times(&first),
+            [1_100_000_000, 1_200_000_000, 1_400_000_000, 1_300_000_000]
+        );
+        assert_eq!(mtime(&first), 1_400_000_000, "the destination itself too");
+    }
+
+    #[test]
+    fn zip_entries_keep_their_times() {
+        let d = tempfile::tempdir().unwrap();
+        let zip_path = d.path().join("a.zip");
+        {
+            let f = fs_err::File::create(&zip_path).unwrap();
+            let mut w = zip::ZipWriter::new(f.into_parts().0);
+            let t = zip::DateTime::from_date_and_time(2001, 9, 9, 1, 46, 40).unwrap();
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .last_modified_time(t);
+            w.add_directory("p/", opts).unwrap();
+            w.start_file("p/f", opts).unwrap();
+            w.write_all(b"x").unwrap();
+            w.finish().unwrap();
+        }
+        let dest = d.path().join("dest");
+        fs_err::create_dir(&dest).unwrap();
+        unpack(&zip_path, "a.zip", &dest, Limits::default()).unwrap();
+        // 2001-09-09 01:46:40 UTC is 1,000,000,000 s after the epoch.
+        assert_eq!(mtime(&dest.join("p/f")), 1_000_000_000);
+        assert_eq!(mtime(&dest.join("p")), 1_000_000_000);
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the contract between derivations and the builder. Bump it whenever the builder
 /// changes in a way that can change outputs (wrappers, environment, install handling): every
 /// hash changes with it.
-pub const BUILD_PROTOCOL: u32 = 2;
+pub const BUILD_PROTOCOL: u32 = 3;
 
 /// Domain separator for derivation hashes.
 const DOMAIN: &[u8] = b"forge-derivation-v1\0";
