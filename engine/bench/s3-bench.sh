@@ -2,29 +2,37 @@
 # Binary caches in S3, against baselines measured in the same run, on a SeaweedFS server
 # started here on 127.0.0.1 (tests/install-s3.sh provides it, boto3 and the AWS CLI):
 #
-#   engine/bench/s3-bench.sh [--target T --recipes DIR --store DIR]
+#   engine/bench/s3-bench.sh [--target T --recipes DIR (--store DIR | --mirror URL)]
 #
 # 1. export to S3 of a 1 GB prefix (a synthetic package built here: 256 files of 4 MiB, half
 #    random bytes, half text) vs. the directory export plus `aws s3 cp --recursive` of its result
 #    (target: <= 1.3x);
 # 2. substituting that prefix from S3 into an empty store vs. `aws s3 cp --recursive` of its
 #    blobs plus `tar -xzf` of its tarball (per-byte cost; target: <= 1.5x);
-# 3. with --target/--recipes/--store (a store where the target is realized, e.g. the heavy
-#    suite's): the target's closure exported to S3 with its build dependencies and substituted
-#    into an empty store, vs. the sum of the closure's recorded build times (target: >= 20x).
+# 3. with --target and --recipes: the target's closure exported to S3 with its build dependencies
+#    and substituted into an empty store (target: >= 20x faster than building it). With
+#    --mirror URL (a source mirror, e.g. the one tests/debian-sources.sh fills) the closure is
+#    first built here into an empty store, and that build's wall time is the baseline; with
+#    --store DIR (a store where the target is realized, e.g. the heavy suite's) the baseline is
+#    the sum of the closure's recorded build times.
 #
 # Uses the release `forge` (FORGE_BIN to override). Prints the ratios; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target= recipes= store=
+target= recipes= store= mirror=
+usage="usage: $0 [--target T --recipes DIR (--store DIR | --mirror URL)]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --target) target=$2; shift 2 ;;
         --recipes) recipes=$2; shift 2 ;;
         --store) store=$2; shift 2 ;;
-        *) echo "usage: $0 [--target T --recipes DIR --store DIR]" >&2; exit 2 ;;
+        --mirror) mirror=$2; shift 2 ;;
+        *) echo "$usage" >&2; exit 2 ;;
     esac
 done
+if [ -n "$target" ] && { [ -z "$recipes" ] || [ -z "$store$mirror" ]; }; then
+    echo "$usage" >&2; exit 2
+fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 if [ -z "${FORGE_BIN:-}" ]; then
     cargo build --release -q -p forge-cli
@@ -129,8 +137,21 @@ printf '  substitute from S3:      %6.2f s\n' "$sub_s"
 printf '  baseline: aws s3 cp --recursive + tar -xzf: %.2f s\n' "$base_s"
 echo "  ratio: $(ratio "$sub_s" "$base_s")   (target: <= 1.5)"
 
-# 3. A real closure, substituted against its recorded build times.
+# 3. A real closure: built here (with --mirror) or taken from a store, then substituted.
 if [ -n "$target" ]; then
+    baseline="its builds took"
+    if [ -n "$mirror" ]; then
+        store=$work/built
+        t0=$(now)
+        forge --recipes "$recipes" --store "$store" realize "$target" --jobs 2 --mirror "$mirror" >/dev/null
+        t1=$(now)
+        build_s=$(python3 -c "print($t1 - $t0)")
+        baseline="building it here took"
+    else
+        build_s=$(forge --recipes "$recipes" --store "$store" path-info --json \
+            $(forge --recipes "$recipes" --store "$store" plan "$target" --json | python3 -c 'import json,sys; print(" ".join(n["store_path"] for n in json.load(sys.stdin)["nodes"]))') \
+            | python3 -c 'import json,sys; print(sum(p["build_seconds"] for p in json.load(sys.stdin)))')
+    fi
     forge --recipes "$recipes" --store "$store" export "$target" --with-build-deps \
         --to s3://bench/closure --sign >/dev/null
     t0=$(now)
@@ -139,10 +160,8 @@ if [ -n "$target" ]; then
     t1=$(now)
     built=$(python3 -c "import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l).get('how') == 'built'))" "$work/closure.json")
     substituted=$(python3 -c "import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l).get('event') == 'substituted'))" "$work/closure.json")
-    build_s=$(forge --recipes "$recipes" --store "$store" path-info --json \
-        $(forge --recipes "$recipes" --store "$store" plan "$target" --json | python3 -c 'import json,sys; print(" ".join(n["store_path"] for n in json.load(sys.stdin)["nodes"]))') \
-        | python3 -c 'import json,sys; print(sum(p["build_seconds"] for p in json.load(sys.stdin)))')
+    bytes=$(du -sb "$work/c" | cut -f1)
     sub_s=$(python3 -c "print($t1 - $t0)")
-    printf '  %s: %s nodes substituted (%s built) in %.1f s; its builds took %.0f s\n' "$target" "$substituted" "$built" "$sub_s" "$build_s"
+    printf '  %s: %s nodes substituted (%s built, %s MB) in %.1f s; %s %.0f s\n' "$target" "$substituted" "$built" "$((bytes / 1000000))" "$sub_s" "$baseline" "$build_s"
     echo "  speed-up: $(ratio "$build_s" "$sub_s")x   (target: >= 20)"
 fi

@@ -4,26 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Removes a directory tree that may contain read-only directories.
-pub fn remove_dir_all_forced(p: &Path) -> std::io::Result<()> {
-    fn writable(p: &Path) {
-        if let Ok(m) = fs_err::symlink_metadata(p)
-            && m.is_dir()
-        {
-            let _ = fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-            if let Ok(rd) = fs_err::read_dir(p) {
-                for e in rd.flatten() {
-                    writable(&e.path());
-                }
-            }
-        }
-    }
-    if fs_err::symlink_metadata(p).is_err() {
-        return Ok(());
-    }
-    writable(p);
-    fs_err::remove_dir_all(p)
-}
+pub use forge_core::fs::remove_dir_all_forced;
 
 /// Copies a directory tree (files, symlinks, directories, executable bits).
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {

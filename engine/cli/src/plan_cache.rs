@@ -21,6 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use forge_core::fs::signature;
 use forge_plan::Plan;
 use forge_recipe::HostDecl;
 use forge_resolve::{HostError, HostProbe, HostTool};
@@ -61,23 +62,9 @@ pub struct Slot {
     key: String,
 }
 
-/// The signature of a file or directory, without following a final symlink: size, mtime
-/// (seconds and nanoseconds), inode, device and mode. `None` when it does not exist.
-fn signature(path: &Path) -> Option<Vec<u64>> {
-    let m = fs_err::symlink_metadata(path).ok()?;
-    Some(vec![
-        m.len(),
-        m.mtime() as u64,
-        m.mtime_nsec() as u64,
-        m.ino(),
-        m.dev(),
-        u64::from(m.mode()),
-    ])
-}
-
 /// The signature of a path and, through symlinks, of what it leads to.
 fn signature_followed(path: &Path) -> Vec<u64> {
-    let mut sig = signature(path).unwrap_or_default();
+    let mut sig = signature(path, false).map(Vec::from).unwrap_or_default();
     if let Ok(m) = fs_err::metadata(path) {
         sig.extend([m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ino()]);
     }
@@ -89,7 +76,7 @@ fn tree_signature(path: &Path) -> String {
     fn walk(h: &mut blake3::Hasher, path: &Path, rel: &Path) {
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update(b"\0");
-        for n in signature(path).unwrap_or_default() {
+        for n in signature(path, false).unwrap_or_default() {
             h.update(&n.to_le_bytes());
         }
         let is_dir = fs_err::symlink_metadata(path).is_ok_and(|m| m.is_dir());

@@ -8,6 +8,7 @@
 //! - [`treehash`]: content hashes of file trees;
 //! - [`graph`]: the closure of a set of nodes under an edge relation;
 //! - [`elf`]: a bounded reader of the few ELF structures forge looks at;
+//! - [`fs`]: removing read-only trees, and the signature that tells a file changed;
 //! - [`text`]: outside text (names, specs, build output) escaped for a terminal.
 //!
 //! Nothing here reads recipes, touches the network or knows about the store's database.
@@ -15,6 +16,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod elf;
+pub mod fs;
 pub mod graph;
 pub mod json;
 pub mod name;

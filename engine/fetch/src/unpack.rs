@@ -366,8 +366,8 @@ impl<'a> Extractor<'a> {
     fn stamp_dir(&self, fd: OwnedFd, rel: PathBuf, newest: i64) -> Result<(), UnpackError> {
         let mut subdirs = Vec::new();
         {
-            let mut dir = rustix::fs::Dir::read_from(&fd).map_err(self.io(&rel))?;
-            while let Some(entry) = dir.next() {
+            let dir = rustix::fs::Dir::read_from(&fd).map_err(self.io(&rel))?;
+            for entry in dir {
                 let entry = entry.map_err(self.io(&rel))?;
                 let name = entry.file_name().to_bytes();
                 if name == b"." || name == b".." {

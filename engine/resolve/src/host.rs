@@ -68,18 +68,6 @@ struct VersionCache {
 type VersionMap = BTreeMap<String, (Vec<u64>, String)>;
 
 impl VersionCache {
-    fn signature(path: &std::path::Path) -> Option<Vec<u64>> {
-        use std::os::unix::fs::MetadataExt;
-        let m = fs_err::metadata(path).ok()?;
-        Some(vec![
-            m.len(),
-            m.mtime() as u64,
-            m.mtime_nsec() as u64,
-            m.ino(),
-            m.dev(),
-        ])
-    }
-
     fn with<R>(&self, f: impl FnOnce(&mut VersionMap) -> R) -> R {
         let mut guard = self
             .entries
@@ -147,7 +135,7 @@ impl SystemHost {
             decl.version_arg,
             decl.version_regex.value
         );
-        let sig = VersionCache::signature(&real);
+        let sig = forge_core::fs::signature(&real, true).map(Vec::from);
         if let (Some(vc), Some(sig)) = (&self.versions, &sig)
             && let Some(v) = vc.get(&key, sig).and_then(|v| Version::parse(&v).ok())
         {

@@ -101,17 +101,17 @@ impl Substituter {
     ) -> Result<Option<Substituted>, Vec<String>> {
         let mut problems = Vec::new();
         for cache in &self.caches {
-            let _ = remove_tree(scratch);
+            let _ = forge_core::fs::remove_dir_all_forced(scratch);
             match self.try_cache(cache, name, dest, scratch, paths_dir, sbang) {
                 Ok(Some(s)) => {
-                    let _ = remove_tree(scratch);
+                    let _ = forge_core::fs::remove_dir_all_forced(scratch);
                     return Ok(Some(s));
                 }
                 Ok(None) => {}
                 Err(e) => problems.push(format!("{}: {e}", cache.url())),
             }
         }
-        let _ = remove_tree(scratch);
+        let _ = forge_core::fs::remove_dir_all_forced(scratch);
         if problems.is_empty() {
             Ok(None)
         } else {
@@ -246,28 +246,6 @@ impl Substituter {
     }
 }
 
-/// Removes a scratch directory, making read-only directories writable first.
-fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    fn writable(p: &Path) {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(m) = fs_err::symlink_metadata(p)
-            && m.is_dir()
-        {
-            let _ = fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-            if let Ok(rd) = fs_err::read_dir(p) {
-                for e in rd.flatten() {
-                    writable(&e.path());
-                }
-            }
-        }
-    }
-    if fs_err::symlink_metadata(dir).is_err() {
-        return Ok(());
-    }
-    writable(dir);
-    fs_err::remove_dir_all(dir)
-}
-
 /// Unpacks, checks and relocates one tarball, then moves its prefix to `dest`.
 fn install_tarball(
     tarball: &Path,
@@ -343,7 +321,7 @@ fn install_tarball(
     for rel in &info.relocate_links {
         check_inside(&prefix, rel, true)?;
     }
-    remove_tree(&prefix.join(".spack")).map_err(|e| e.to_string())?;
+    forge_core::fs::remove_dir_all_forced(&prefix.join(".spack")).map_err(|e| e.to_string())?;
     let new_root = paths_dir.display().to_string();
     let new_sbang = sbang.display().to_string();
     let map = relocation_map(&info, &[], &new_root, &new_sbang);
