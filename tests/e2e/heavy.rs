@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::cluster::{Cluster, compiled_for_v3, node_path, runpath, store_path};
+use common::cluster::{Cluster, compiled_for_v3, node_path, store_path};
 use common::*;
 
 fn repo() -> PathBuf {

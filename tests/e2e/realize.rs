@@ -41,23 +41,9 @@ fn example_builds_runs_and_rebuilds_nothing() {
         .clone();
     assert_eq!(planned, serde_json::json!(out.display().to_string()));
     // The program runs from the store with an empty environment: RUNPATH finds libgreet.
-    let run = Command::new(out.join("bin/hello"))
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(text(&run.stdout), "hello, world\n");
-    let dyn_section = text(
-        &Command::new("readelf")
-            .arg("-d")
-            .arg(out.join("bin/hello"))
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    let runpath = dyn_section
-        .lines()
-        .find(|l| l.contains("(RUNPATH)"))
-        .unwrap_or_else(|| panic!("a DT_RUNPATH, whatever the linker's default:\n{dyn_section}"));
+    assert_hello_runs(&out);
+    // A DT_RUNPATH, whatever the linker's default.
+    let runpath = runpath(&out.join("bin/hello"));
     assert!(
         runpath.contains(&w.store().display().to_string()),
         "{runpath}"
@@ -177,16 +163,7 @@ fn store_commands_roots_gc_verify_why_depends() {
     );
     assert_eq!(gc["kept"], 3, "{gc}");
     assert!(out.join("bin/hello").exists());
-    assert_eq!(
-        text(
-            &Command::new(out.join("bin/hello"))
-                .env_clear()
-                .output()
-                .unwrap()
-                .stdout
-        ),
-        "hello, world\n"
-    );
+    assert_hello_runs(&out);
     // Without the out-link, everything goes.
     fs_err::remove_file(&link).unwrap();
     let gc = w.forge().args(["gc", "--json"]).output().unwrap();

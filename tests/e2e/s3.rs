@@ -306,11 +306,7 @@ fn s3_export_verify_substitute_refuse_and_survive_kill_9() {
         .output()
         .unwrap();
     let hello = PathBuf::from(ok(&o).lines().last().unwrap().trim());
-    let run = Command::new(hello.join("bin/hello"))
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(text(&run.stdout), "hello, world\n");
+    assert_hello_runs(&hello);
     ok(&forge_s3(&w, &weed, SECRET)
         .env("FORGE_STORE", &store)
         .args(["verify", "--check-contents"])

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::cluster::{Cluster, compiled_for_v3, runpath, store_path};
+use common::cluster::{Cluster, compiled_for_v3, store_path};
 use common::*;
 
 /// Debian source packages whose `.orig` tarballs are the upstream artifacts the recipes pin.

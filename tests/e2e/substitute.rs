@@ -124,23 +124,8 @@ fn assert_installed_in(p: &Published, store: &Path, keys: &Path) -> PathBuf {
         .unwrap();
     let hello = PathBuf::from(ok(&o).lines().last().unwrap().trim());
     assert!(hello.starts_with(store), "{}", hello.display());
-    let run = Command::new(hello.join("bin/hello"))
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(text(&run.stdout), "hello, world\n");
-    let dynamic = text(
-        &Command::new("readelf")
-            .arg("-d")
-            .arg(hello.join("bin/hello"))
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    let runpath = dynamic
-        .lines()
-        .find(|l| l.contains("(RUNPATH)"))
-        .unwrap_or_else(|| panic!("{dynamic}"));
+    assert_hello_runs(&hello);
+    let runpath = runpath(&hello.join("bin/hello"));
     assert!(
         runpath.contains(&store.display().to_string())
             && !runpath.contains(&format!("{}/", p.w.store().display())),
@@ -214,11 +199,7 @@ struct Http {
 
 impl Http {
     fn serve(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -232,14 +213,7 @@ impl Http {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed().as_secs() < 20,
-                "http.server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for_port(port, 20, "http.server");
         Self { child, port }
     }
 }
@@ -279,11 +253,7 @@ fn an_http_cache_substitutes_into_a_store_of_another_padded_length() {
         .output()
         .unwrap();
     let hello = PathBuf::from(ok(&o).lines().last().unwrap().trim());
-    let run = Command::new(hello.join("bin/hello"))
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(text(&run.stdout), "hello, world\n");
+    assert_hello_runs(&hello);
     ok(&consumer(&p, &store, &keys)
         .args(["verify", "--check-contents"])
         .output()
@@ -357,11 +327,7 @@ fn untrusted_unsigned_tampered_and_unreachable_caches_are_refused_then_built() {
     let keys = trusting(&p);
 
     // A server that is down.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     assert_refused_then_built(
         &p,
         &keys,

@@ -404,15 +404,7 @@ impl<'a> Extractor<'a> {
             self.stamp_dir(child, child_rel, newest)?;
         }
         let t = self.dir_times.get(&rel).copied().unwrap_or(newest);
-        let ts = rustix::fs::Timespec {
-            tv_sec: t,
-            tv_nsec: 0,
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: ts,
-            last_modification: ts,
-        };
-        rustix::fs::futimens(&fd, &times).map_err(self.io(&rel))
+        set_times(&fd, t).map_err(self.io(&rel))
     }
 
     fn file(
@@ -477,15 +469,7 @@ impl<'a> Extractor<'a> {
         // umask may have cleared bits; set exactly (minus special bits).
         rustix::fs::fchmod(&f, Mode::from_raw_mode(perm)).map_err(self.io(rel))?;
         if let Some(t) = self.mtime.take() {
-            let ts = rustix::fs::Timespec {
-                tv_sec: t,
-                tv_nsec: 0,
-            };
-            let times = rustix::fs::Timestamps {
-                last_access: ts,
-                last_modification: ts,
-            };
-            rustix::fs::futimens(&f, &times).map_err(self.io(rel))?;
+            set_times(&f, t).map_err(self.io(rel))?;
         }
         self.report.bytes += size;
         Ok(())
@@ -862,6 +846,21 @@ fn unpack_zip(x: &mut Extractor<'_>, path: &Path) -> Result<(), UnpackError> {
         }
     }
     Ok(())
+}
+
+/// Sets a file's access and modification times to `t` seconds since the epoch.
+fn set_times(fd: impl AsFd, t: i64) -> rustix::io::Result<()> {
+    let ts = rustix::fs::Timespec {
+        tv_sec: t,
+        tv_nsec: 0,
+    };
+    rustix::fs::futimens(
+        fd,
+        &rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        },
+    )
 }
 
 /// Seconds since the epoch of a zip entry's DOS time, read as UTC (zip stores no zone; what

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::text;
+use super::{free_port, text};
 
 /// The planned store path of package `name` in a `forge plan --json` document (the first node
 /// of that name).
@@ -24,23 +24,6 @@ pub fn node_path(
         .iter()
         .find(|n| pick(n))
         .map(|n| PathBuf::from(n["store_path"].as_str().unwrap()))
-}
-
-/// The RUNPATH (or RPATH) line `readelf -d` prints for `file`.
-pub fn runpath(file: &Path) -> String {
-    let dynamic = text(
-        &Command::new("readelf")
-            .arg("-d")
-            .arg(file)
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    dynamic
-        .lines()
-        .find(|l| l.contains("(RUNPATH)"))
-        .unwrap_or_else(|| panic!("{} has a DT_RUNPATH:\n{dynamic}", file.display()))
-        .to_owned()
 }
 
 /// How many compiles and links the wrapper recorded for a built store path (`forge log
@@ -73,14 +56,6 @@ pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Processes stopped (SIGTERM, then SIGKILL after 10 s) when dropped.

@@ -180,3 +180,58 @@ pub fn scratch_dirs(w: &World) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Asserts the example's `hello` in the store path `out` runs with an empty environment (its
+/// RUNPATH finds libgreet) and greets.
+pub fn assert_hello_runs(out: &Path) {
+    let run = Command::new(out.join("bin/hello"))
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&run.stdout),
+        "hello, world\n",
+        "{}: {}",
+        out.display(),
+        text(&run.stderr)
+    );
+}
+
+/// The `(RUNPATH)` line `readelf -d` prints for an ELF file; panics, showing the dynamic
+/// section, when there is none.
+pub fn runpath(elf: &Path) -> String {
+    let dynamic = text(
+        &Command::new("readelf")
+            .arg("-d")
+            .arg(elf)
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    dynamic
+        .lines()
+        .find(|l| l.contains("(RUNPATH)"))
+        .unwrap_or_else(|| panic!("no DT_RUNPATH in {}:\n{dynamic}", elf.display()))
+        .to_string()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (as of now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to `secs` seconds until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, secs: u64, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed().as_secs() < secs,
+            "{what} did not start listening on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
