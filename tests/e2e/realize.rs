@@ -1755,3 +1755,147 @@ fn the_plan_cache_answers_a_no_op_and_never_a_changed_tree() {
     assert_eq!(rebuilt, edited);
     assert!(rebuilt.join("greeting").exists());
 }
+
+#[test]
+fn a_failure_summary_adds_up_and_names_the_way_to_the_failure() {
+    let w = World::new();
+    // bad has the longest critical path above it, so it is built first and fails; indep then
+    // never starts (no --keep-going), mid and top are skipped, top only through mid.
+    let pkgs = [
+        Pkg {
+            name: "bad",
+            deps: &[],
+            script: "echo boom; exit 3".into(),
+        },
+        Pkg {
+            name: "mid",
+            deps: &["bad"],
+            script: "mkdir -p \"$out\"".into(),
+        },
+        Pkg {
+            name: "indep",
+            deps: &[],
+            script: "mkdir -p \"$out\"".into(),
+        },
+        Pkg {
+            name: "top",
+            deps: &["mid", "indep"],
+            script: "mkdir -p \"$out\"".into(),
+        },
+    ];
+    write_tree(&w.recipes(), &pkgs, &[("top", "top")]);
+    let o = w.run(&["realize", "top"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("skipped top-1.0: it needs bad-1.0 (via mid-1.0), which failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("skipped mid-1.0: its dependency bad-1.0 failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 failed, 2 skipped (they need a failed node), 1 not started (the run stopped at the failure)"),
+        "{err}"
+    );
+    assert!(err.contains("--keep-going"), "the hint names -k: {err}");
+
+    // The same for programs: the last event has the counts, and they add up.
+    let w2 = World::new();
+    write_tree(&w2.recipes(), &pkgs, &[("top", "top")]);
+    let o = w2.run(&["realize", "top", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let ev = events(&o.stdout);
+    let done = ev.last().unwrap();
+    assert_eq!(done["event"], "done", "{ev:?}");
+    assert_eq!(done["success"], false);
+    assert_eq!(done["path"], serde_json::Value::Null);
+    assert_eq!(done["failed"].as_array().unwrap().len(), 1, "{done}");
+    assert_eq!(
+        (done["skipped"].as_u64(), done["not_started"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let sum: u64 = [
+        "valid_before",
+        "host_or_other_process",
+        "built",
+        "substituted",
+        "skipped",
+        "not_started",
+    ]
+    .iter()
+    .map(|k| done[k].as_u64().unwrap())
+    .sum::<u64>()
+        + 1;
+    assert_eq!(Some(sum), done["total"].as_u64(), "{done}");
+    let top_skipped = ev
+        .iter()
+        .find(|e| e["event"] == "skipped" && e["node"].as_str().unwrap().ends_with("-top-1.0"))
+        .unwrap();
+    assert!(
+        top_skipped["via"].as_str().unwrap().ends_with("-mid-1.0"),
+        "{top_skipped}"
+    );
+}
+
+#[test]
+fn realize_keeps_its_result_as_a_gc_root_unless_told_not_to() {
+    let w = World::new();
+    let run = |args: &[&str]| w.forge().args(args).output().unwrap();
+    // A realize names its root after the target and says so once; gc keeps the closure.
+    let o = run(&["--example", "realize"]);
+    let out = ok(&o);
+    let out = out.lines().last().unwrap().trim().to_owned();
+    assert!(
+        text(&o.stderr).contains("kept as the GC root `hello`"),
+        "{}",
+        text(&o.stderr)
+    );
+    let again = run(&["--example", "realize"]);
+    ok(&again);
+    assert!(!text(&again.stderr).contains("kept as the GC root"));
+    let roots = ok(&run(&["roots"]));
+    assert!(
+        roots.contains("/.forge/roots/hello -> ") && roots.trim_end().ends_with(&out),
+        "{roots}"
+    );
+    ok(&run(&["gc"]));
+    assert_hello_runs(Path::new(&out));
+    // --json ends with the result, naming its root.
+    let o = run(&["--example", "realize", "--json"]);
+    let done = events(&o.stdout).pop().unwrap();
+    assert_eq!(
+        (done["event"].as_str(), done["success"].as_bool()),
+        (Some("done"), Some(true))
+    );
+    assert_eq!(done["path"].as_str(), Some(out.as_str()));
+    assert!(
+        done["gc_root"]
+            .as_str()
+            .unwrap()
+            .ends_with("/.forge/roots/hello"),
+        "{done}"
+    );
+    // gc deleted the host gcc (only a build dependency); it is linked in again, nothing built.
+    assert_eq!(
+        done["valid_before"].as_u64().unwrap() + done["host_or_other_process"].as_u64().unwrap(),
+        done["total"].as_u64().unwrap(),
+        "{done}"
+    );
+    assert_eq!(done["built"], 0);
+    // Removing the root lets gc delete it; an unknown root is an error naming the roots dir.
+    ok(&run(&["roots", "--remove", "hello"]));
+    let o = run(&["roots", "--remove", "hello"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("no GC root named `hello`"));
+    let o = run(&["roots"]);
+    assert_eq!(text(&o.stdout), "", "no roots: nothing on stdout");
+    assert!(text(&o.stderr).contains("no GC roots"));
+    ok(&run(&["gc"]));
+    assert!(!Path::new(&out).exists());
+    // --no-root keeps nothing.
+    ok(&run(&["--example", "realize", "--no-root"]));
+    ok(&run(&["gc"]));
+    assert!(!Path::new(&out).exists());
+}

@@ -138,8 +138,8 @@ pub enum Command {
     /// Check the store database and that every valid store path is present (and, with
     /// `--check-contents`, unmodified); `--repair` rebuilds a damaged or lost database
     Verify(VerifyArgs),
-    /// List the GC roots
-    Roots(JsonArg),
+    /// List the GC roots (`forge realize` adds one per target), or remove some
+    Roots(RootsArgs),
     /// Delete store paths not reachable from a GC root or in use
     Gc(GcArgs),
     /// Print the build log of a store path
@@ -320,9 +320,14 @@ pub struct RealizeArgs {
     /// Keep the scratch directories of failed builds for inspection
     #[arg(long)]
     pub keep_failed: bool,
-    /// Make PATH a symlink to the root's output and a GC root
-    #[arg(long, short = 'o', value_name = "PATH")]
+    /// Make PATH a symlink to the root's output and a GC root (instead of the store's root
+    /// named after the target)
+    #[arg(long, short = 'o', value_name = "PATH", conflicts_with = "no_root")]
     pub out_link: Option<PathBuf>,
+    /// Keep no GC root: the next `forge gc` may delete what this built. By default the output
+    /// is kept by the root `.forge/roots/<target>` (see `forge roots`)
+    #[arg(long)]
+    pub no_root: bool,
     /// Print a JSON event stream on stdout (planned, started, phase, finished, failed …)
     #[arg(long)]
     pub json: bool,
@@ -340,6 +345,17 @@ pub struct RealizeArgs {
     /// Accept substitutes whose manifests are unsigned or signed by untrusted keys
     #[arg(long)]
     pub no_check_signature: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RootsArgs {
+    /// Remove the store's root of this name (as `forge roots` lists it: the target's name);
+    /// repeatable. An out-link's root goes when the out-link is deleted
+    #[arg(long, value_name = "NAME")]
+    pub remove: Vec<String>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,15 @@ enum Importance {
     Normal,
 }
 
+/// `n` and the noun, plural (with an `s`) unless `n` is 1: `1 path`, `3 paths`.
+pub(crate) fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Output settings for one run.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {

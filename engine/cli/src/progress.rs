@@ -91,11 +91,7 @@ impl Reporter for Plain {
                 self.printer.warn(&format!("{}: {message}", short(node)))
             }
             Event::Failed { .. } => print_failure(self.printer, e),
-            Event::Skipped { node, because } => self.printer.warn(&format!(
-                "skipped {}: its dependency {} failed",
-                short(node),
-                short(because)
-            )),
+            Event::Skipped { .. } => self.printer.warn(&skipped_line(e)),
             Event::Phase { .. } | Event::Line { .. } => {}
         }
     }
@@ -259,12 +255,8 @@ impl Reporter for Live {
                 }
                 self.multi.suspend(|| print_failure(self.printer, e));
             }
-            Event::Skipped { node, because } => {
-                let _ = self.multi.println(format!(
-                    "skipped {}: its dependency {} failed",
-                    short(node),
-                    short(because)
-                ));
+            Event::Skipped { .. } => {
+                let _ = self.multi.println(skipped_line(e));
             }
         }
     }
@@ -274,6 +266,26 @@ impl Drop for Live {
     fn drop(&mut self) {
         self.header.finish_and_clear();
         let _ = self.multi.clear();
+    }
+}
+
+/// `skipped N: its dependency D failed`, or `… needs D (via V), which failed`.
+fn skipped_line(e: &Event) -> String {
+    let Event::Skipped { node, because, via } = e else {
+        return String::new();
+    };
+    match via {
+        None => format!(
+            "skipped {}: its dependency {} failed",
+            short(node),
+            short(because)
+        ),
+        Some(v) => format!(
+            "skipped {}: it needs {} (via {}), which failed",
+            short(node),
+            short(because),
+            short(v)
+        ),
     }
 }
 

@@ -98,6 +98,9 @@ pub enum Event {
         node: StoreName,
         /// The failed dependency.
         because: StoreName,
+        /// The node's direct dependency through which it needs the failed one, when that is
+        /// not the failed node itself (`gcc` for a library that needs `gmp` only through it).
+        via: Option<StoreName>,
     },
 }
 
@@ -120,6 +123,12 @@ pub struct Report {
     pub failed: Vec<StoreName>,
     /// Nodes skipped because a dependency failed.
     pub skipped: Vec<StoreName>,
+    /// Nodes that became valid without being built or substituted here: host tools linked in,
+    /// and nodes another process built meanwhile.
+    pub other_valid: usize,
+    /// Nodes the run did not finish because it stopped first: at the first failure without
+    /// `--keep-going` (never started), or interrupted.
+    pub not_started: Vec<StoreName>,
     /// Whether the run was interrupted.
     pub cancelled: bool,
     /// Wall time.

@@ -136,6 +136,8 @@ pub async fn realize(
     ));
     let mut running = tokio::task::JoinSet::new();
     let mut stopped = false;
+    // Nodes that finished, failed or were skipped; the rest of `to_build` never started.
+    let mut settled = std::collections::BTreeSet::new();
     loop {
         if *cancel.borrow() {
             stopped = true;
@@ -163,12 +165,15 @@ pub async fn realize(
             Ok(x) => x,
             Err(e) => panic!("a build task panicked: {e}"),
         };
+        if !matches!(outcome, Outcome::Cancelled) {
+            settled.insert(i);
+        }
         match outcome {
             Outcome::Valid { how, seconds } => {
                 match how {
                     How::Built => report.built.push(names[i].clone()),
                     How::Substituted => report.substituted.push(names[i].clone()),
-                    How::Host | How::ByOtherProcess => {}
+                    How::Host | How::ByOtherProcess => report.other_valid += 1,
                 }
                 reporter.event(&Event::Finished {
                     node: names[i].clone(),
@@ -180,11 +185,23 @@ pub async fn realize(
             Outcome::Failed(ev) => {
                 reporter.event(&ev);
                 report.failed.push(names[i].clone());
-                for d in queue.failed(&plan, i) {
+                let above = queue.failed(&plan, i);
+                let above_set: std::collections::BTreeSet<usize> = above.iter().copied().collect();
+                for &d in &above {
+                    settled.insert(d);
                     report.skipped.push(names[d].clone());
+                    let deps = plan.graph.deps(NodeIndex::new(d));
+                    let via = if deps.iter().any(|(x, _)| x.index() == i) {
+                        None
+                    } else {
+                        deps.iter()
+                            .find(|(x, _)| above_set.contains(&x.index()))
+                            .map(|(x, _)| names[x.index()].clone())
+                    };
                     reporter.event(&Event::Skipped {
                         node: names[d].clone(),
                         because: names[i].clone(),
+                        via,
                     });
                 }
                 if !job.opts.keep_going {
@@ -197,6 +214,11 @@ pub async fn realize(
             }
         }
     }
+    report.not_started = to_build
+        .iter()
+        .filter(|i| !settled.contains(*i))
+        .map(|&i| names[i].clone())
+        .collect();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }

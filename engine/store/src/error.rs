@@ -125,6 +125,11 @@ pub enum StoreError {
         /// What is there (`a regular file`, `a directory`).
         what: &'static str,
     },
+    /// A GC root name that cannot be a file name in `.forge/roots/`.
+    #[error(
+        "`{0}` cannot name a GC root: use letters, digits and `._@+=^~-`, not `auto`, not starting with `.`"
+    )]
+    BadRootName(String),
     /// A name that is not `<hash>-<name>-<version>`.
     #[error("`{0}` is not a store path name (expected `<32-character hash>-<name>-<version>`)")]
     BadName(String),

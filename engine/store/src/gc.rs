@@ -3,7 +3,8 @@
 //! Roots live in `.forge/roots/`: a *direct* root is a symlink there pointing at a store path; an
 //! *indirect* root (made by `--out-link`) is a symlink in `.forge/roots/auto/` pointing at the
 //! out-link outside the store, which points at the store path — delete the out-link and the root
-//! goes away. The collector keeps the closure of every root, of every path a running process has
+//! goes away. `forge realize` keeps its result as the direct root named after the target
+//! ([`root_name_for`]), replaced when the target is realized again. The collector keeps the closure of every root, of every path a running process has
 //! open (found through `/proc`), and of every path whose build lock is held; it deletes the rest,
 //! removing its files before unregistering it (deleting needs no space, so a full file system gets
 //! room before the database is written). An interrupted collection leaves at worst dead paths
@@ -69,7 +70,88 @@ fn link_name_for(path: &Path) -> String {
     out
 }
 
+/// The direct root's name `forge realize` gives a request (a target or a spec): the request
+/// with every character outside `[A-Za-z0-9._@+=^~-]` written `_`, and a leading `.` or the
+/// reserved `auto` prefixed with `_`.
+pub fn root_name_for(request: &str) -> String {
+    let mut name: String = request
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._@+=^~-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') || name == "auto" {
+        name.insert(0, '_');
+    }
+    if name.len() > 200 {
+        let h = blake3::hash(request.as_bytes());
+        name = format!("{}_{}", &name[..100], &h.to_hex()[..32]);
+    }
+    name
+}
+
+fn check_root_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name != "auto"
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@+=^~-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadRootName(name.to_owned()))
+    }
+}
+
 impl Store {
+    /// Makes `.forge/roots/<root>` a direct root of the store path `name`, replacing the root of
+    /// that name if there is one. Returns the root's link and whether it changed (it was
+    /// missing or pointed elsewhere).
+    pub fn add_root(&self, root: &str, name: &str) -> Result<(PathBuf, bool)> {
+        check_root_name(root)?;
+        let link = self.meta.join("roots").join(root);
+        let target = self.path_of(name);
+        if fs_err::read_link(&link).is_ok_and(|t| t == target) {
+            return Ok((link, false));
+        }
+        if let Ok(m) = fs_err::symlink_metadata(&link)
+            && !m.file_type().is_symlink()
+        {
+            return Err(StoreError::OutLinkTaken {
+                path: link,
+                what: if m.is_dir() {
+                    "a directory"
+                } else {
+                    "a regular file"
+                },
+            });
+        }
+        fs_err::create_dir_all(self.meta.join("roots")).map_err(|e| fs(&link, e))?;
+        replace_symlink(&target, &link)?;
+        Ok((link, true))
+    }
+
+    /// Removes the direct root `.forge/roots/<root>`; `false` when there is none. What it kept
+    /// alive goes at the next collection unless another root holds it.
+    pub fn remove_root(&self, root: &str) -> Result<bool> {
+        check_root_name(root)?;
+        let link = self.meta.join("roots").join(root);
+        match fs_err::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs_err::remove_file(&link).map_err(|e| fs(&link, e))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Whether `link` may become an out-link: nothing is there, or a symlink (an earlier
     /// out-link, dangling or not), which is replaced. Anything else is someone's data: refused.
     pub fn check_out_link(link: &Path) -> Result<()> {
@@ -115,6 +197,13 @@ impl Store {
             let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
             entries.sort();
             for reg in entries {
+                // `.<name>.<pid>.tmp`: a root being replaced right now.
+                if reg
+                    .file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+                {
+                    continue;
+                }
                 let Ok(meta) = fs_err::symlink_metadata(&reg) else {
                     continue;
                 };

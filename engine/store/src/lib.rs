@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use commit::{CommitRequest, SHEBANG_LIMIT, rewrite_same_length};
 pub use error::StoreError;
-pub use gc::{GcReport, Root, RootKind};
+pub use gc::{GcReport, Root, RootKind, root_name_for};
 pub use lock::PathLock;
 pub use refs::{find_reference, scan_references};
 pub use repair::{RebuiltDb, RepairReport, Skipped};
@@ -447,6 +447,11 @@ impl Store {
     /// accepts.
     pub fn sbang_path(&self) -> PathBuf {
         self.root.join("bin/sbang")
+    }
+
+    /// Whether this handle may write (false for [`Store::open_read_only`]).
+    pub fn writable(&self) -> bool {
+        self.write
     }
 
     /// Full path of a store name.

@@ -39,7 +39,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     );
     if lock_mode == super::lock::Mode::Ignore
         && let Some(hit) = slot.as_ref().and_then(crate::plan_cache::Slot::lookup)
-        && let Some(status) = all_valid_from_cache(ctx, a, &hit)?
+        && let Some(status) = all_valid_from_cache(ctx, a, &request, &hit)?
     {
         if timings {
             ctx.printer.info(&format!(
@@ -75,7 +75,15 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
                 valid: names.len(),
                 to_build: 0,
             });
-            return finish(ctx, a, &store, &plan.root().store_name());
+            return finish(
+                ctx,
+                a,
+                &request,
+                &store,
+                &plan.root().store_name(),
+                &valid_report(names.len()),
+                names.len(),
+            );
         }
         Err(e) => return Err(e.into()),
     };
@@ -106,7 +114,15 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             to_build: 0,
         });
         drop(reporter);
-        return finish(ctx, a, &store, &plan.root().store_name());
+        return finish(
+            ctx,
+            a,
+            &request,
+            &store,
+            &plan.root().store_name(),
+            &valid_report(names.len()),
+            names.len(),
+        );
     }
     let mut opts = build_options(
         ctx,
@@ -134,14 +150,21 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             interrupts.error("running builds were stopped and their scratch directories removed")
         );
     }
+    let total = names.len();
     if !report.success() {
         // What failed and why was reported as it happened; this is the tally.
-        return Err(CliError::failure(format!(
-            "{} failed, {} skipped, {} built",
-            report.failed.len(),
-            report.skipped.len(),
-            report.built.len()
-        )));
+        if a.json {
+            ctx.printer
+                .json_line(&done_event(&report, total, None, None));
+        }
+        let e = CliError::failure(tally(&report, total));
+        return Err(if !report.not_started.is_empty() && !a.keep_going {
+            e.with_hint(
+                "`--keep-going` (`-k`) builds everything that does not depend on a failed node",
+            )
+        } else {
+            e
+        });
     }
     if !a.json && !report.substituted.is_empty() {
         ctx.printer.info(&format!(
@@ -162,7 +185,80 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             report.seconds
         ));
     }
-    finish(ctx, a, &store, &plan.root().store_name())
+    finish(
+        ctx,
+        a,
+        &request,
+        &store,
+        &plan.root().store_name(),
+        &report,
+        total,
+    )
+}
+
+/// The report of a run that found all `n` nodes valid.
+fn valid_report(n: usize) -> forge_realize::Report {
+    forge_realize::Report {
+        already_valid: n,
+        ..Default::default()
+    }
+}
+
+/// What happened to the nodes, adding up to `total`: `of 72 nodes: 1 failed, 53 skipped (they
+/// need a failed node), 16 not started, 2 built, 0 were valid`.
+fn tally(r: &forge_realize::Report, total: usize) -> String {
+    use crate::printer::counted;
+    let mut parts = vec![format!("{} failed", r.failed.len())];
+    if !r.skipped.is_empty() {
+        parts.push(format!(
+            "{} skipped (they need a failed node)",
+            r.skipped.len()
+        ));
+    }
+    if !r.not_started.is_empty() {
+        parts.push(format!(
+            "{} {}",
+            r.not_started.len(),
+            if r.cancelled {
+                "not finished (interrupted)"
+            } else {
+                "not started (the run stopped at the failure)"
+            }
+        ));
+    }
+    parts.push(format!("{} built", r.built.len()));
+    if !r.substituted.is_empty() {
+        parts.push(format!("{} substituted", r.substituted.len()));
+    }
+    parts.push(format!(
+        "{} valid before or found on the host",
+        r.already_valid + r.other_valid
+    ));
+    format!("of {}: {}", counted(total, "node"), parts.join(", "))
+}
+
+/// The last event of `realize --json`: the outcome, the counts, the output and its GC root.
+fn done_event(
+    r: &forge_realize::Report,
+    total: usize,
+    path: Option<&std::path::Path>,
+    gc_root: Option<&std::path::Path>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event": "done",
+        "success": r.success(),
+        "path": path,
+        "gc_root": gc_root,
+        "total": total,
+        "valid_before": r.already_valid,
+        "host_or_other_process": r.other_valid,
+        "built": r.built.len(),
+        "substituted": r.substituted.len(),
+        "failed": r.failed,
+        "skipped": r.skipped.len(),
+        "not_started": r.not_started.len(),
+        "seconds": (r.seconds * 1000.0).round() / 1000.0,
+    })
 }
 
 /// The end of a realize whose plan came from the plan cache: `None` unless every node is valid
@@ -170,6 +266,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
 fn all_valid_from_cache(
     ctx: &Ctx,
     a: &RealizeArgs,
+    request: &str,
     hit: &crate::plan_cache::Hit,
 ) -> Result<Option<ExitStatus>, CliError> {
     let store = match forge_store::Store::open(&ctx.store, ctx.padded_length()) {
@@ -195,7 +292,16 @@ fn all_valid_from_cache(
         valid: hit.names.len(),
         to_build: 0,
     });
-    finish(ctx, a, &store, &root).map(Some)
+    finish(
+        ctx,
+        a,
+        request,
+        &store,
+        &root,
+        &valid_report(hit.names.len()),
+        hit.names.len(),
+    )
+    .map(Some)
 }
 
 /// The scheduler's options for this machine: isolation probed once (in `probe_dir`), `make -j`
@@ -396,18 +502,39 @@ impl Interrupts {
     }
 }
 
-/// Out-link and the output path, once every node is valid.
+/// The GC root (the out-link, else the store's root named after the request, unless
+/// `--no-root`) and the output path, once every node is valid; with `--json`, the `done` event
+/// (`report`'s counts of `total` nodes).
 fn finish(
     ctx: &Ctx,
     a: &RealizeArgs,
+    request: &str,
     store: &forge_store::Store,
     root: &forge_core::StoreName,
+    report: &forge_realize::Report,
+    total: usize,
 ) -> Result<ExitStatus, CliError> {
+    let mut gc_root = None;
     if let Some(link) = &a.out_link {
         store.add_out_link(root, link)?;
+        gc_root = Some(std::path::absolute(link).unwrap_or_else(|_| link.clone()));
+    } else if !a.no_root && store.writable() {
+        let name = forge_store::root_name_for(request);
+        let (link, changed) = store.add_root(&name, root)?;
+        if changed && !a.json {
+            ctx.printer.info(&format!(
+                "kept as the GC root `{name}` ({}); `forge roots --remove {name}` lets `forge gc` delete it",
+                link.display()
+            ));
+        }
+        gc_root = Some(link);
     }
-    if !a.json {
-        ctx.printer.data(&store.path_of(root).display().to_string());
+    let path = store.path_of(root);
+    if a.json {
+        ctx.printer
+            .json_line(&done_event(report, total, Some(&path), gc_root.as_deref()));
+    } else {
+        ctx.printer.data(&path.display().to_string());
     }
     Ok(ExitStatus::Success)
 }

@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 
 use crate::ExitStatus;
-use crate::args::{GcArgs, JsonArg, LogArgs, PathInfoArgs, VerifyArgs, WhyDependsArgs};
+use crate::args::{GcArgs, LogArgs, PathInfoArgs, RootsArgs, VerifyArgs, WhyDependsArgs};
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::printer::counted;
 
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -67,7 +68,12 @@ pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliEr
         let mut out = String::new();
         for (i, c) in &rows {
             let _ = writeln!(out, "{}", store.path_of(&i.name).display());
-            let _ = writeln!(out, "  size:        {} ({} files)", human(i.size), i.files);
+            let _ = writeln!(
+                out,
+                "  size:        {} ({})",
+                human(i.size),
+                counted(i.files as usize, "file")
+            );
             if let Some(c) = c {
                 let _ = writeln!(out, "  closure:     {}", human(*c));
             }
@@ -462,12 +468,41 @@ fn print_repair(ctx: &Ctx, store: &forge_store::Store, r: &forge_store::RepairRe
     }
 }
 
-pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
+pub(super) fn roots(ctx: &Ctx, a: &RootsArgs) -> Result<ExitStatus, CliError> {
+    if !a.remove.is_empty() {
+        let store = ctx.open_store()?;
+        let mut missing = Vec::new();
+        for name in &a.remove {
+            if store.remove_root(name)? {
+                ctx.printer.info(&format!("removed the GC root `{name}`"));
+            } else {
+                missing.push(name.as_str());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(CliError::error(format!(
+                "no GC root named {} in {}",
+                missing
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ctx.store.join(".forge/roots").display()
+            ))
+            .with_hint(
+                "`forge roots` lists them; an out-link's root goes when you delete the out-link",
+            ));
+        }
+        return Ok(ExitStatus::Success);
+    }
     let store = ctx.open_store_read_only()?;
     let roots = store.roots()?;
     if a.json {
         ctx.printer
             .data(&serde_json::to_string_pretty(&roots).expect("serializes"));
+    } else if roots.is_empty() {
+        ctx.printer
+            .info("no GC roots: `forge gc` would delete every store path no running process uses");
     } else {
         let mut out = String::new();
         for r in &roots {
@@ -478,7 +513,7 @@ pub(super) fn roots(ctx: &Ctx, a: &JsonArg) -> Result<ExitStatus, CliError> {
                 store.path_of(&r.target).display()
             );
         }
-        ctx.printer.data(&out);
+        ctx.printer.data(out.trim_end());
     }
     Ok(ExitStatus::Success)
 }
@@ -521,17 +556,16 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
                 .info(&format!("{verb} leftover {}", store.path_of(n).display()));
         }
         ctx.printer.info(&format!(
-            "{verb} {} paths ({}) and {} leftovers; kept {}",
-            report.deleted.len(),
+            "{verb} {} ({}) and {}; kept {}",
+            counted(report.deleted.len(), "path"),
             human(report.freed_bytes),
-            report.leftovers.len(),
+            counted(report.leftovers.len(), "leftover"),
             report.kept
         ));
         if !partial.is_empty() {
             ctx.printer.info(&format!(
-                "{verb} {} partial download{} ({}) from the source cache",
-                partial.len(),
-                if partial.len() == 1 { "" } else { "s" },
+                "{verb} {} ({}) from the source cache",
+                counted(partial.len(), "partial download"),
                 human(partial_bytes)
             ));
         }
