@@ -85,7 +85,11 @@ fn the_example_is_reproducible_in_two_consecutive_runs() {
 #[test]
 fn keep_leaves_the_rebuild_beside_the_path_until_gc_removes_both() {
     let w = World::new();
-    let out = ok(&w.forge().args(["realize", "--example"]).output().unwrap());
+    let out = ok(&w
+        .forge()
+        .args(["realize", "--example", "--no-root"])
+        .output()
+        .unwrap());
     let hello = std::path::PathBuf::from(out.lines().last().unwrap().trim());
     let log_dir = w.path().join("check-logs");
     let report_file = w.path().join("reports/check.json");

@@ -1157,7 +1157,7 @@ fn gc_spares_a_path_a_running_process_uses_and_its_closure() {
     ];
     write_tree(&w.recipes(), &pkgs, &[("app", "app")]);
     let app = PathBuf::from(
-        ok(&w.run(&["realize", "app"]))
+        ok(&w.run(&["realize", "app", "--no-root"]))
             .lines()
             .last()
             .unwrap()
@@ -1748,6 +1748,11 @@ fn the_plan_cache_answers_a_no_op_and_never_a_changed_tree() {
     assert!(realize().1.contains("plan cache hit"));
 
     // The entry is still fresh, but the store lost a path: built again.
+    ok(&w
+        .forge()
+        .args(["roots", "--remove", "top"])
+        .output()
+        .unwrap());
     ok(&w.forge().args(["gc"]).output().unwrap());
     assert!(!edited.exists(), "no root kept it");
     let (rebuilt, err) = realize();
@@ -1892,10 +1897,92 @@ fn realize_keeps_its_result_as_a_gc_root_unless_told_not_to() {
     let o = run(&["roots"]);
     assert_eq!(text(&o.stdout), "", "no roots: nothing on stdout");
     assert!(text(&o.stderr).contains("no GC roots"));
+    let logs = w.store().join(".forge/logs");
+    let hello_logs = || {
+        fs_err::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("-hello-1.0."))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        hello_logs().iter().any(|n| n.ends_with(".wrapper.log.zst")),
+        "{:?}",
+        hello_logs()
+    );
     ok(&run(&["gc"]));
     assert!(!Path::new(&out).exists());
+    assert_eq!(hello_logs(), Vec::<String>::new(), "its logs went with it");
     // --no-root keeps nothing.
     ok(&run(&["--example", "realize", "--no-root"]));
     ok(&run(&["gc"]));
     assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn gc_removes_the_logs_and_kept_scratch_of_failed_builds_and_every_log_of_what_it_deletes() {
+    let w = World::new();
+    let pkgs = [
+        Pkg {
+            name: "good",
+            deps: &[],
+            script: "mkdir -p \"$out\"; echo good > \"$out/good\"".into(),
+        },
+        Pkg {
+            name: "broken",
+            deps: &[],
+            script: "echo half > half-done; exit 3".into(),
+        },
+    ];
+    write_tree(
+        &w.recipes(),
+        &pkgs,
+        &[("good", "good"), ("broken", "broken")],
+    );
+    let o = w.run(&["realize", "broken", "--keep-failed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    ok(&w.run(&["realize", "good", "--no-root"]));
+    let logs = || {
+        let mut v: Vec<String> = fs_err::read_dir(w.store().join(".forge/logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = logs();
+    assert!(
+        before.iter().any(|l| l.ends_with("-broken-1.0.log.zst"))
+            && before.iter().any(|l| l.ends_with("-good-1.0.log.zst")),
+        "{before:?}"
+    );
+    assert_eq!(scratch_dirs(&w).len(), 1, "--keep-failed kept the scratch");
+    // A dry run lists them and deletes nothing.
+    let dry = w.run(&["gc", "--dry-run"]);
+    let said = text(&dry.stderr);
+    ok(&dry);
+    assert!(
+        said.contains("would delete") && said.contains("-broken-1.0.log.zst"),
+        "{said}"
+    );
+    assert!(said.contains("1 scratch directory; kept"), "{said}");
+    assert_eq!(logs(), before);
+    // The collection: the unrooted good path goes with all its logs, broken's log and scratch
+    // go; what the host toolchain keeps stays.
+    let o = w.run(&["gc"]);
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("1 log of builds that are not valid and 1 scratch directory"),
+        "{}",
+        text(&o.stderr)
+    );
+    let after = logs();
+    assert!(
+        !after
+            .iter()
+            .any(|l| l.contains("-broken-1.0") || l.contains("-good-1.0")),
+        "{after:?}"
+    );
+    assert!(scratch_dirs(&w).is_empty());
+    ok(&w.forge().args(["verify"]).output().unwrap());
 }

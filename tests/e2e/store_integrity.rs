@@ -411,7 +411,7 @@ fn on_a_full_file_system_read_only_commands_work_and_gc_frees_space() {
     );
     let app = PathBuf::from(ok(&o).lines().last().unwrap().trim());
     // Garbage: built, and no root keeps it.
-    let o = run_at(&w, &store, &["realize", "junk"]);
+    let o = run_at(&w, &store, &["realize", "junk", "--no-root"]);
     let junk = PathBuf::from(ok(&o).lines().last().unwrap().trim());
     fill(&fs.0);
     assert_eq!(available(&fs.0), 0, "the file system is full");

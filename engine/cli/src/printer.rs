@@ -32,11 +32,12 @@ enum Importance {
 
 /// `n` and the noun, plural (with an `s`) unless `n` is 1: `1 path`, `3 paths`.
 pub(crate) fn counted(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
+    counted_as(n, noun, &format!("{noun}s"))
+}
+
+/// [`counted`] for a noun whose plural is not its singular with an `s`.
+pub(crate) fn counted_as(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
 /// Output settings for one run.

@@ -50,6 +50,12 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Valid paths kept.
     pub kept: usize,
+    /// Logs (`logs/…`) of paths that are not valid and not being built: failed or interrupted
+    /// builds. File names.
+    pub stale_logs: Vec<String>,
+    /// Scratch directories (`build/…`) no build holds: kept by `--keep-failed`, or left by a
+    /// killed process. Directory names.
+    pub scratch: Vec<String>,
 }
 
 fn fs(path: &Path, e: std::io::Error) -> StoreError {
@@ -343,6 +349,46 @@ impl Store {
         }
         report.deleted = dead.clone();
         report.leftovers = leftovers.iter().map(|(n, _)| n.clone()).collect();
+        // Logs and scratch directories of builds that are not running. A name's lock is taken
+        // once, whatever holds it.
+        let mut idle: std::collections::BTreeMap<String, bool> = Default::default();
+        let mut is_idle = |name: &str, locks: &mut Vec<crate::PathLock>| -> Result<bool> {
+            if let Some(&v) = idle.get(name) {
+                return Ok(v);
+            }
+            let v = match self.lock_for_gc(name)? {
+                Some(l) => {
+                    locks.extend(l);
+                    true
+                }
+                None => false,
+            };
+            idle.insert(name.to_owned(), v);
+            Ok(v)
+        };
+        for file in sorted_names(&self.meta.join("logs")) {
+            let Some(base) = [".wrapper.log.zst", ".log.zst", ".substituted.json"]
+                .iter()
+                .find_map(|suffix| file.strip_suffix(suffix))
+            else {
+                continue;
+            };
+            // A valid path's logs stay with it; a dead one's go with it below.
+            if crate::parse_name(base).is_none() || valid_set.contains(&base.to_owned()) {
+                continue;
+            }
+            if is_idle(base, &mut locks)? {
+                report.stale_logs.push(file);
+            }
+        }
+        for dir in sorted_names(&self.meta.join("build")) {
+            let Some((base, _purpose)) = dir.rsplit_once('.') else {
+                continue;
+            };
+            if crate::parse_name(base).is_some() && is_idle(base, &mut locks)? {
+                report.scratch.push(dir);
+            }
+        }
         if dry_run {
             return Ok(report);
         }
@@ -372,6 +418,12 @@ impl Store {
             let _ = fs_err::remove_file(self.log_path(n));
             let _ = fs_err::remove_file(self.log_path(&format!("{n}.wrapper")));
             let _ = fs_err::remove_file(self.substitution_path(n));
+        }
+        for file in &report.stale_logs {
+            let _ = fs_err::remove_file(self.meta.join("logs").join(file));
+        }
+        for dir in &report.scratch {
+            remove_tree(self, &self.meta.join("build").join(dir))?;
         }
         if !dead.is_empty() {
             match crate::db::unregister(&mut *self.db_for_writing()?, &dead)
@@ -428,6 +480,19 @@ impl Store {
 }
 
 /// Points `link` at `target`, replacing whatever is there, atomically.
+/// The entries of `dir`, sorted; none when it cannot be read.
+fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs_err::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     let dir = link.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(

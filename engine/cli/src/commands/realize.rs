@@ -520,14 +520,22 @@ fn finish(
         gc_root = Some(std::path::absolute(link).unwrap_or_else(|_| link.clone()));
     } else if !a.no_root && store.writable() {
         let name = forge_store::root_name_for(request);
-        let (link, changed) = store.add_root(&name, root)?;
-        if changed && !a.json {
-            ctx.printer.info(&format!(
-                "kept as the GC root `{name}` ({}); `forge roots --remove {name}` lets `forge gc` delete it",
-                link.display()
-            ));
+        match store.add_root(&name, root) {
+            Ok((link, changed)) => {
+                if changed && !a.json {
+                    ctx.printer.info(&format!(
+                        "kept as the GC root `{name}` ({}); `forge roots --remove {name}` lets `forge gc` delete it",
+                        link.display()
+                    ));
+                }
+                gc_root = Some(link);
+            }
+            // The result is valid either way; say that nothing keeps it (a full file system
+            // must not turn a finished realize into a failure).
+            Err(e) => ctx.printer.warn(&format!(
+                "no GC root keeps the result, `forge gc` may delete it: {e}"
+            )),
         }
-        gc_root = Some(link);
     }
     let path = store.path_of(root);
     if a.json {

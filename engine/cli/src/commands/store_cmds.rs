@@ -6,7 +6,7 @@ use crate::ExitStatus;
 use crate::args::{GcArgs, LogArgs, PathInfoArgs, RootsArgs, VerifyArgs, WhyDependsArgs};
 use crate::context::Ctx;
 use crate::error::CliError;
-use crate::printer::counted;
+use crate::printer::{counted, counted_as};
 
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -555,11 +555,26 @@ pub(super) fn gc(ctx: &Ctx, a: &GcArgs) -> Result<ExitStatus, CliError> {
             ctx.printer
                 .info(&format!("{verb} leftover {}", store.path_of(n).display()));
         }
+        let meta = ctx.store.join(".forge");
+        for f in &report.stale_logs {
+            ctx.printer
+                .info(&format!("{verb} {}", meta.join("logs").join(f).display()));
+        }
+        for d in &report.scratch {
+            ctx.printer
+                .info(&format!("{verb} {}", meta.join("build").join(d).display()));
+        }
         ctx.printer.info(&format!(
-            "{verb} {} ({}) and {}; kept {}",
+            "{verb} {} ({}), {}, {} of builds that are not valid and {}; kept {}",
             counted(report.deleted.len(), "path"),
             human(report.freed_bytes),
             counted(report.leftovers.len(), "leftover"),
+            counted(report.stale_logs.len(), "log"),
+            counted_as(
+                report.scratch.len(),
+                "scratch directory",
+                "scratch directories"
+            ),
             report.kept
         ));
         if !partial.is_empty() {
