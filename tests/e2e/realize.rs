@@ -1986,3 +1986,144 @@ fn gc_removes_the_logs_and_kept_scratch_of_failed_builds_and_every_log_of_what_i
     assert!(scratch_dirs(&w).is_empty());
     ok(&w.forge().args(["verify"]).output().unwrap());
 }
+
+/// The air-gapped journey: `plan --json` lists sources, `realize --dry-run` says what would
+/// be built and downloaded, `forge fetch --to` fills a mirror (and a rerun skips), a realize
+/// elsewhere builds from that mirror given as a bare directory; without it the failed fetch is
+/// a `fetch` phase with every location tried and a hint naming the mirror options.
+#[test]
+fn fetch_fills_a_mirror_an_offline_realize_builds_from() {
+    let w = World::new();
+    let dist = w.path().join("upstream");
+    fs_err::create_dir_all(&dist).unwrap();
+    let tar_path = dist.join("payload-1.0.tar");
+    {
+        let f = fs_err::File::create(&tar_path).unwrap();
+        let mut b = tar::Builder::new(f.into_parts().0);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "payload-1.0/data", &b"data\n"[..])
+            .unwrap();
+        b.finish().unwrap();
+    }
+    let sha = {
+        use sha2::Digest;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(fs_err::read(&tar_path).unwrap())
+        )
+    };
+    let root = w.recipes();
+    write_tree(&root, &[], &[("payload", "payload")]);
+    fs_err::write(
+        root.join("recipes/payload.kdl"),
+        format!(
+            "package \"payload\" {{\n    url \"file://{}/payload-{{version}}.tar\"\n    version \"1.0\" sha256=\"{sha}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out && cp data $out/\" }}\n    }}\n}}\n",
+            dist.display()
+        ),
+    )
+    .unwrap();
+
+    // plan --json carries the source with its checksum and URL.
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(&w.run(&["plan", "payload", "--json"]))).unwrap();
+    let node = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "payload")
+        .unwrap();
+    assert_eq!(node["sources"][0]["sha256"], sha.as_str(), "{node}");
+    assert_eq!(
+        node["sources"][0]["urls"][0],
+        format!("file://{}/payload-1.0.tar", dist.display())
+    );
+
+    // --dry-run: what would be built and downloaded; nothing is.
+    let dry = ok(&w.run(&["realize", "payload", "--dry-run"]));
+    assert!(
+        dry.contains("-payload-1.0\n") || dry.contains("-payload-1.0"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("payload-1.0.tar  sha256 {sha}")),
+        "{dry}"
+    );
+    assert!(!w.store().join(".forge/roots/payload").exists());
+
+    // fetch --to: the source in the cache and the mirror; a rerun says it is cached.
+    let mirror = w.path().join("usb/mirror");
+    let o = w.run(&["fetch", "payload", "--to", mirror.to_str().unwrap()]);
+    assert!(
+        text(&o.stderr).contains("[1/1] fetched payload-1.0.tar"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&o);
+    assert_eq!(
+        fs_err::read(mirror.join("sha256").join(&sha)).unwrap(),
+        fs_err::read(&tar_path).unwrap()
+    );
+    let o = w.run(&[
+        "fetch",
+        "payload",
+        "--to",
+        mirror.to_str().unwrap(),
+        "--json",
+    ]);
+    let line: serde_json::Value = serde_json::from_str(ok(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(line["status"], "cached", "{line}");
+
+    // Upstream is gone and this is another machine (empty cache): without the mirror, the
+    // fetch fails in its phase, with the locations tried and the way out …
+    fs_err::remove_dir_all(&dist).unwrap();
+    let offline = World::new();
+    let o = offline.run_in(&root, &["realize", "payload", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let failed = events(&o.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "failed")
+        .unwrap();
+    assert_eq!(failed["phase"], "fetch", "{failed}");
+    assert!(
+        failed["attempts"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("file://"),
+        "{failed}"
+    );
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("--mirror DIR|URL")
+            && failed["message"].as_str().unwrap().contains("forge fetch"),
+        "{failed}"
+    );
+    // … and with it (a bare directory is a mirror too), it builds.
+    let built = offline.run_in(
+        &root,
+        &["--mirror", mirror.to_str().unwrap(), "realize", "payload"],
+    );
+    let out = PathBuf::from(ok(&built).lines().last().unwrap().trim());
+    assert_eq!(fs_err::read_to_string(out.join("data")).unwrap(), "data\n");
+    // A fetch that cannot find a source lists it and fails.
+    let o = offline.run_in(
+        &root,
+        &[
+            "--source-cache",
+            offline.path().join("empty").to_str().unwrap(),
+            "fetch",
+            "payload",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("1 of 1 source could not be fetched: payload-1.0.tar")
+            && err.contains("hint:"),
+        "{err}"
+    );
+}

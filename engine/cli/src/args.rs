@@ -50,8 +50,9 @@ pub struct GlobalArgs {
     )]
     pub padded_length: Option<usize>,
 
-    /// Source mirror tried before the recipes' URLs (`file:///dir` or `https://…`; holds
-    /// `sha256/<hex>` or files by name); repeatable
+    /// Source mirror tried before the recipes' URLs (a directory, `file:///dir` or
+    /// `https://…`; holds `sha256/<hex>` or files by name, as `forge fetch --to` fills it);
+    /// repeatable
     #[arg(
         long = "mirror",
         global = true,
@@ -118,6 +119,12 @@ pub enum Command {
     Lint(LintArgs),
     /// Rewrite KDL files in canonical layout, keeping comments
     Fmt(FmtArgs),
+    /// Download the sources targets need into the source cache, and into a mirror with `--to`
+    ///
+    /// For air-gapped sites: run it where the recipes' URLs (or mirrors) are reachable, copy the
+    /// directory, and build with `--mirror DIR`. Fetches every source it can and lists the
+    /// ones it could not; a rerun skips what is already there.
+    Fetch(FetchArgs),
     /// Build every missing node of a target or spec into the store
     ///
     /// Nodes already valid are not rebuilt; several forge processes may realize overlapping
@@ -304,6 +311,19 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Targets or specs whose sources to fetch (their whole graphs)
+    #[arg(value_name = "TARGET|SPEC", required = true)]
+    pub requests: Vec<String>,
+    /// Also file every source in DIR as `sha256/<hex>`, the layout `--mirror DIR` reads
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Print one JSON object per source on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RealizeArgs {
     /// Target name or spec [default with `--example`: `hello`]
     #[arg(value_name = "TARGET|SPEC")]
@@ -324,6 +344,10 @@ pub struct RealizeArgs {
     /// named after the target)
     #[arg(long, short = 'o', value_name = "PATH", conflicts_with = "no_root")]
     pub out_link: Option<PathBuf>,
+    /// Only say what would be built and which sources downloaded (those not in the source
+    /// cache); build nothing
+    #[arg(long, conflicts_with_all = ["out_link", "lock"])]
+    pub dry_run: bool,
     /// Keep no GC root: the next `forge gc` may delete what this built. By default the output
     /// is kept by the root `.forge/roots/<target>` (see `forge roots`)
     #[arg(long)]

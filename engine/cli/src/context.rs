@@ -62,6 +62,16 @@ pub fn find_root(start: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// A mirror as given: a URL stays as it is; a path (`/srv/mirror`, `./mirror`) becomes the
+/// `file://` URL of its absolute form, as a user who typed a directory means.
+fn mirror_url(m: &str) -> String {
+    if m.contains("://") {
+        return m.to_owned();
+    }
+    let abs = std::path::absolute(m).unwrap_or_else(|_| PathBuf::from(m));
+    format!("file://{}", abs.display())
+}
+
 impl Ctx {
     pub fn new(global: &GlobalArgs) -> Self {
         let printer = Printer::new(global.color, global.quiet);
@@ -77,7 +87,7 @@ impl Ctx {
                 .mirrors
                 .iter()
                 .filter(|m| !m.is_empty())
-                .cloned()
+                .map(|m| mirror_url(m))
                 .collect(),
             source_cache: global
                 .source_cache

@@ -30,6 +30,22 @@ enum Importance {
     Normal,
 }
 
+/// A byte count for people: `512 B`, `3.4 MiB`.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// `n` and the noun, plural (with an `s`) unless `n` is 1: `1 path`, `3 paths`.
 pub(crate) fn counted(n: usize, noun: &str) -> String {
     counted_as(n, noun, &format!("{noun}s"))

@@ -24,6 +24,7 @@ fn print_failure(printer: Printer, e: &Event) {
         message,
         log,
         tail,
+        ..
     } = e
     else {
         return;

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// Every location failed.
-    #[error("could not fetch `{name}` (sha256 {sha256}):\n{}", attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
+    #[error("could not fetch `{name}` (sha256 {sha256}):\n{}\nno location had it: add a mirror that does (`--mirror DIR|URL`, laid out as `sha256/<digest>` or by file name; `forge fetch TARGET --to DIR` fills one where the URLs are reachable)", attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
     Unavailable {
         /// File name.
         name: String,

@@ -64,6 +64,19 @@ impl NodeError {
                 command: Some(command),
                 log,
                 tail,
+                attempts: Vec::new(),
+            },
+            Self::Fetch(e) => Event::Failed {
+                node,
+                phase: Some("fetch".into()),
+                command: None,
+                message: e.to_string(),
+                log,
+                tail: Vec::new(),
+                attempts: match e {
+                    forge_fetch::FetchError::Unavailable { attempts, .. } => attempts,
+                    _ => Vec::new(),
+                },
             },
             other => Event::Failed {
                 node,
@@ -72,6 +85,7 @@ impl NodeError {
                 message: other.to_string(),
                 log,
                 tail: Vec::new(),
+                attempts: Vec::new(),
             },
         }
     }

@@ -91,6 +91,9 @@ pub enum Event {
         log: Option<PathBuf>,
         /// The log's last lines.
         tail: Vec<String>,
+        /// For a source that could not be fetched: each location tried and what it answered.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        attempts: Vec<String>,
     },
     /// A node was not built because a dependency failed.
     Skipped {

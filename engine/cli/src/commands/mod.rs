@@ -5,6 +5,7 @@ mod check;
 mod completions;
 mod diff;
 mod export;
+mod fetch;
 mod fmt;
 mod graph;
 mod lint;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Diff(a) => diff::run(&ctx, &a),
         Command::Lint(a) => lint::run(&ctx, &a),
         Command::Fmt(a) => fmt::run(&ctx, &a),
+        Command::Fetch(a) => fetch::run(&ctx, &a),
         Command::Realize(a) => realize::run(&ctx, &a),
         Command::Check(a) => check::run(&ctx, &a),
         Command::PathInfo(a) => store_cmds::path_info(&ctx, &a),

@@ -232,6 +232,12 @@ pub(super) fn plan_json(plan: &Plan, store: &Path) -> serde_json::Value {
                 "origin": match &n.origin { Origin::Build => "build", Origin::Host(_) => "host" },
                 "hash": d.hash.to_string(),
                 "store_path": d.store_path(store),
+                "sources": d.inputs.sources.iter().zip(&d.fetch).map(|(s, f)| serde_json::json!({
+                    "name": s.name,
+                    "sha256": s.sha256,
+                    "urls": f.urls,
+                    "path": f.path,
+                })).collect::<Vec<_>>(),
                 "toolchain": n.toolchain.as_ref().map(|t| serde_json::json!({
                     "name": t.name, "compiler": t.compiler, "compiler_version": t.compiler_version.to_string(),
                     "arch": t.arch, "flags": t.arch_flags,

@@ -38,6 +38,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         ctx.padded_length(),
     );
     if lock_mode == super::lock::Mode::Ignore
+        && !a.dry_run
         && let Some(hit) = slot.as_ref().and_then(crate::plan_cache::Slot::lookup)
         && let Some(status) = all_valid_from_cache(ctx, a, &request, &hit)?
     {
@@ -59,6 +60,9 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         slot.record(&plan, &host);
     }
     super::lock::apply(ctx, &set, &request, &plan, lock_mode)?;
+    if a.dry_run {
+        return dry_run(ctx, a, &plan);
+    }
     let t_plan = t0.elapsed();
     let store = match forge_store::Store::open(&ctx.store, ctx.padded_length()) {
         Ok(s) => Arc::new(s),
@@ -194,6 +198,62 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         &report,
         total,
     )
+}
+
+/// `--dry-run`: the nodes that are not valid and the sources not in the cache.
+fn dry_run(ctx: &Ctx, a: &RealizeArgs, plan: &forge_plan::Plan) -> Result<ExitStatus, CliError> {
+    let store = ctx.open_store_read_only()?;
+    let names = forge_realize::store_names(plan);
+    let valid = store.valid_subset(names.iter().map(|n| n.as_str()))?;
+    let build: Vec<&forge_core::StoreName> = names
+        .iter()
+        .filter(|n| !valid.contains(n.as_str()))
+        .collect();
+    let mut needed = std::collections::BTreeMap::new();
+    for i in plan.graph.topo() {
+        if !valid.contains(names[i.index()].as_str()) {
+            super::fetch::sources_of_node(plan, i, &mut needed);
+        }
+    }
+    let cache = ctx.source_cache();
+    let downloads: Vec<&super::fetch::Needed> = needed
+        .values()
+        .filter(|n| cache.get(&n.sha256).is_none())
+        .collect();
+    if a.json {
+        ctx.printer.json_line(&serde_json::json!({
+            "event": "dry-run",
+            "total": names.len(),
+            "to_build": build.iter().map(|n| store.path_of(n)).collect::<Vec<_>>(),
+            "downloads": downloads.iter().map(|n| serde_json::json!({
+                "name": n.name, "sha256": n.sha256, "urls": n.urls, "nodes": n.nodes,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = format!(
+        "would build (or link from the host) {} of {}",
+        build.len(),
+        crate::printer::counted(names.len(), "node")
+    );
+    for n in &build {
+        out.push_str(&format!("\n  {}", store.path_of(n).display()));
+    }
+    out.push_str(&format!(
+        "\nwould download {} (not in the source cache {})",
+        crate::printer::counted(downloads.len(), "source"),
+        cache.dir().display()
+    ));
+    for n in &downloads {
+        out.push_str(&format!(
+            "\n  {}  sha256 {}  {}",
+            n.name,
+            n.sha256,
+            n.urls.first().map_or("(mirrors only)", String::as_str)
+        ));
+    }
+    ctx.printer.data(&out);
+    Ok(ExitStatus::Success)
 }
 
 /// The report of a run that found all `n` nodes valid.

@@ -6,22 +6,7 @@ use crate::ExitStatus;
 use crate::args::{GcArgs, LogArgs, PathInfoArgs, RootsArgs, VerifyArgs, WhyDependsArgs};
 use crate::context::Ctx;
 use crate::error::CliError;
-use crate::printer::{counted, counted_as};
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+use crate::printer::{counted, counted_as, human};
 
 pub(super) fn path_info(ctx: &Ctx, a: &PathInfoArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store_read_only()?;
