@@ -19,8 +19,11 @@
 # could not run (a failed rebuild, a missing path). Environment: FORGE (the forge binary,
 # default `forge`), FORGE_ARGS (global options such as `--store DIR` or `--example`, split on
 # spaces), FORGE_CHECK_ROUNDS (default 1), FORGE_CHECK_DIFFOSCOPE=1 (also run diffoscope on
-# differing files, when installed). Export checks need a padded store (the default).
+# differing files, when installed). Export checks need a padded store (the default). Builds
+# must be sealed (FORGE_SANDBOX=require, unless the environment says otherwise): a CI result
+# from a weaker sandbox proves less.
 set -uo pipefail
+export FORGE_SANDBOX=${FORGE_SANDBOX:-require}
 
 target=${1:?usage: check.sh TARGET [ARTIFACTS_DIR]}
 out=${2:-forge-check-artifacts}

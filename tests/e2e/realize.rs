@@ -2127,3 +2127,76 @@ fn fetch_fills_a_mirror_an_offline_realize_builds_from() {
         "{err}"
     );
 }
+
+/// A store outside `/tmp` and forge started from a directory under it (a clone in `/tmp`):
+/// builds are sealed all the same. Where the kernel refuses a mount namespace (here: a user
+/// namespace whose `max_mnt_namespaces` is 0), the warning names the cause, and
+/// `--sandbox require` refuses to build instead.
+#[test]
+fn isolation_is_full_from_a_tmp_cwd_and_sandbox_require_refuses_less() {
+    let w = World::new();
+    let store = tempfile::Builder::new()
+        .prefix("forge-e2e-store")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let cwd = w.path().join("clone");
+    fs_err::create_dir_all(&cwd).unwrap();
+    let realize = |extra: &[&str]| {
+        w.forge()
+            .current_dir(&cwd)
+            .env("FORGE_STORE", store.path().join("s"))
+            .args(["--example", "realize", "--no-root"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = realize(&["--sandbox", "require"]);
+    ok(&o);
+    assert!(
+        !text(&o.stderr).contains("warning"),
+        "sealed, no warning: {}",
+        text(&o.stderr)
+    );
+
+    // No mount namespaces allowed: the reason, and what it means.
+    let unshare_works = Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshare_works {
+        eprintln!("skipping the weakened half: unshare --user is not permitted here");
+        return;
+    }
+    let limited = |mode: &str| {
+        let store = store.path().join(format!("limited-{mode}"));
+        Command::new("unshare")
+            .args(["--user", "--map-root-user", "sh", "-c"])
+            .arg(
+                "echo 0 > /proc/sys/user/max_mnt_namespaces && exec \"$0\" --example --store \"$1\" --sandbox \"$2\" realize --no-root",
+            )
+            .arg(forge_bin())
+            .arg(&store)
+            .arg(mode)
+            .env("XDG_CACHE_HOME", w.path().join("cache"))
+            .env("FORGE_SOURCE_CACHE", w.path().join("cache/sources"))
+            .env("NO_COLOR", "1")
+            .current_dir(&cwd)
+            .output()
+            .unwrap()
+    };
+    let o = limited("auto");
+    let err = text(&o.stderr);
+    ok(&o);
+    assert!(
+        err.contains("warning: builds run without network but able to write outside their output")
+            && err.contains("max_mnt_namespaces"),
+        "{err}"
+    );
+    let o = limited("require");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refusing to build with --sandbox require") && err.contains("--sandbox auto"),
+        "{err}"
+    );
+}

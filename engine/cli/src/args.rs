@@ -62,6 +62,18 @@ pub struct GlobalArgs {
     )]
     pub mirrors: Vec<String>,
 
+    /// Build isolation: `auto` builds with what the machine allows and warns when that is
+    /// less than sealed (no network, writes only to the build's own directories); `require`
+    /// refuses to build unless sealed (what CI should use)
+    #[arg(
+        long,
+        global = true,
+        env = "FORGE_SANDBOX",
+        value_enum,
+        default_value_t = SandboxMode::Auto
+    )]
+    pub sandbox: SandboxMode,
+
     /// The OpenPGP keyring [default: `$XDG_CONFIG_HOME/forge/keys`]
     #[arg(long, global = true, env = "FORGE_KEYS", value_name = "DIR")]
     pub keys: Option<PathBuf>,
@@ -308,6 +320,15 @@ pub struct CheckArgs {
     /// Parallel jobs each rebuild may use (`make -j`) [default: number of CPUs]
     #[arg(long)]
     pub cores: Option<usize>,
+}
+
+/// How strictly builds are isolated (`--sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    /// As isolated as the machine allows, with a warning when not sealed.
+    Auto,
+    /// Sealed or nothing is built.
+    Require,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ pub struct Ctx {
     pub source_cache: PathBuf,
     pub keys: PathBuf,
     fetch: forge_fetch::FetchOptions,
+    pub sandbox: crate::args::SandboxMode,
 }
 
 /// `$XDG_CONFIG_HOME/forge`, else `~/.config/forge`.
@@ -79,6 +80,7 @@ impl Ctx {
         let store = std::path::absolute(&store).unwrap_or(store);
         Self {
             printer,
+            sandbox: global.sandbox,
             recipes: global.recipes.clone(),
             example: global.example,
             store,

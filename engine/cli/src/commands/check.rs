@@ -45,7 +45,7 @@ pub(super) fn run(ctx: &Ctx, a: &CheckArgs) -> Result<ExitStatus, CliError> {
     }
     let forge_exe = std::env::current_exe()
         .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
-    let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false);
+    let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false)?;
     let rt = runtime()?;
     let (interrupts, cancel_rx) = Interrupts::watch(&rt)?;
     let checker = Checker::new(

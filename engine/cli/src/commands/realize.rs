@@ -136,7 +136,7 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         a.cores,
         a.keep_going,
         a.keep_failed,
-    );
+    )?;
     opts.substituter = substituter(ctx, a)?;
     let runtime = runtime()?;
     let (interrupts, cancel_rx) = Interrupts::watch(&runtime)?;
@@ -365,7 +365,8 @@ fn all_valid_from_cache(
 }
 
 /// The scheduler's options for this machine: isolation probed once (in `probe_dir`), `make -j`
-/// from the CPUs unless given.
+/// from the CPUs unless given. Less than sealed isolation is a warning naming the cause, or
+/// with `--sandbox require` an error.
 pub(super) fn build_options(
     ctx: &Ctx,
     forge_exe: std::path::PathBuf,
@@ -374,20 +375,38 @@ pub(super) fn build_options(
     cores: Option<usize>,
     keep_going: bool,
     keep_failed: bool,
-) -> Options {
+) -> Result<Options, CliError> {
     let isolation = forge_builder::probe(&forge_exe, probe_dir);
-    match &isolation {
-        forge_builder::Isolation::Sealed => {}
-        forge_builder::Isolation::NetworkOnly(why) => ctx.printer.warn(&format!(
-            "builds run without network but could write outside their output: forge could not give them a mount namespace of their own ({why})"
+    // What builds would get, and why not more.
+    let weakened = match &isolation {
+        forge_builder::Isolation::Sealed => None,
+        forge_builder::Isolation::NetworkOnly(why) => Some((
+            "without network but able to write outside their output",
+            format!(
+                "forge could not give them a mount namespace of their own ({why}{})",
+                isolation_cause(why)
+            ),
         )),
-        forge_builder::Isolation::Unavailable(why) => ctx.printer.warn(&format!(
-            "builds can reach the network and write outside their output: this kernel does not let forge isolate them ({why})"
+        forge_builder::Isolation::Unavailable(why) => Some((
+            "able to reach the network and write outside their output",
+            format!(
+                "forge could not isolate them ({why}{})",
+                isolation_cause(why)
+            ),
         )),
+    };
+    if let Some((how, cause)) = weakened {
+        if ctx.sandbox == crate::args::SandboxMode::Require {
+            return Err(CliError::error(format!(
+                "refusing to build with --sandbox require: builds would run {how}: {cause}"
+            ))
+            .with_hint("`--sandbox auto` (or FORGE_SANDBOX=auto) builds anyway, less isolated"));
+        }
+        ctx.printer.warn(&format!("builds run {how}: {cause}"));
     }
     let cores =
         cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    Options {
+    Ok(Options {
         jobs: jobs.max(1),
         cores,
         keep_going,
@@ -398,6 +417,19 @@ pub(super) fn build_options(
         source_cache: ctx.source_cache.clone(),
         fetch: ctx.fetch_options(),
         substituter: None,
+    })
+}
+
+/// What an isolation failure's errno usually means on Linux, as a sentence to append.
+fn isolation_cause(why: &str) -> &'static str {
+    if why.contains("os error 28") {
+        "; a namespace limit is 0 or reached: see /proc/sys/user/max_mnt_namespaces and max_net_namespaces"
+    } else if why.contains("os error 1)") || why.contains("os error 13)") {
+        "; namespaces are not permitted here: unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, AppArmor), or a container lacks CAP_SYS_ADMIN"
+    } else if why.contains("os error 22)") {
+        "; this kernel lacks the namespace support forge needs"
+    } else {
+        ""
     }
 }
 
