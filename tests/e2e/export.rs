@@ -349,3 +349,45 @@ fn a_store_path_or_out_link_exports_that_nodes_closure() {
         text(&o.stderr)
     );
 }
+
+/// An unsigned export says so: its README adds the mirror `--unsigned` and promises no
+/// signature checks, `cache verify` points at `--unsigned` (not at importing a key), and the
+/// published cache holds nothing of forge's (no `.forge-tmp/`, no lock).
+#[test]
+fn an_unsigned_export_is_honest_about_it_and_leaves_nothing_of_forge() {
+    let w = World::new();
+    ok(&w.forge().args(["realize", "--example"]).output().unwrap());
+    let cache = w.path().join("cache");
+    ok(&w
+        .forge()
+        .args(["export", "--example", "hello", "--to"])
+        .arg(&cache)
+        .output()
+        .unwrap());
+    let readme = fs_err::read_to_string(cache.join("README.md")).unwrap();
+    assert!(
+        readme.contains("spack mirror add --unsigned forge")
+            && !readme.contains("keys --install")
+            && !readme.contains("Signatures are checked"),
+        "{readme}"
+    );
+    assert!(!cache.join(".forge-tmp").exists());
+    let v = w
+        .forge()
+        .args(["cache", "verify"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let err = text(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not signed") && err.contains("`--unsigned`") && !err.contains("key import"),
+        "{err}"
+    );
+    ok(&w
+        .forge()
+        .args(["cache", "verify", "--unsigned"])
+        .arg(&cache)
+        .output()
+        .unwrap());
+}

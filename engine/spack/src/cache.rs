@@ -103,12 +103,18 @@ pub(crate) struct TempFile {
     pub(crate) file: fs_err::File,
 }
 
-/// An open cache directory, locked for publishing.
+/// An open cache directory, locked for publishing; dropping it ends the export.
 #[derive(Debug)]
 pub(crate) struct CacheWriter {
     dir: CacheDir,
     tmp: OwnedFd,
     _lock: fs_err::File,
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 fn os_err(path: &Path) -> impl Fn(rustix::io::Errno) -> io::Error + '_ {
@@ -139,32 +145,51 @@ impl CacheWriter {
         ] {
             dir.dir(Path::new(d), true).map_err(|e| e.into_io(root))?;
         }
-        let tmp = dir
-            .dir(Path::new(TMP_DIR), true)
-            .map_err(|e| e.into_io(root))?;
         let lock_path = root.join(TMP_DIR).join("lock");
-        let lock = rustix::fs::openat(
-            &tmp,
-            "lock",
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o666),
-        )
-        .map_err(os_err(&lock_path))?;
-        let st = rustix::fs::fstat(&lock).map_err(os_err(&lock_path))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("`{}` is not a regular file: remove it", lock_path.display()),
-            )
-            .into());
-        }
-        rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| {
-            let e = io::Error::from(e);
-            io::Error::new(
-                e.kind(),
-                format!("cannot lock `{}`: {e}", lock_path.display()),
-            )
-        })?;
+        // The export that ends removes the lock file and `.forge-tmp/` (a published cache holds
+        // nothing of forge's), so a lock taken on a file that is no longer linked there, or in
+        // a directory already removed, is taken again.
+        let (tmp, lock) = loop {
+            let tmp = dir
+                .dir(Path::new(TMP_DIR), true)
+                .map_err(|e| e.into_io(root))?;
+            let lock = match rustix::fs::openat(
+                &tmp,
+                "lock",
+                OFlags::RDWR
+                    | OFlags::CREATE
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o666),
+            ) {
+                Ok(l) => l,
+                // `.forge-tmp/` was removed between opening it and creating the file.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(os_err(&lock_path)(e).into()),
+            };
+            let st = rustix::fs::fstat(&lock).map_err(os_err(&lock_path))?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("`{}` is not a regular file: remove it", lock_path.display()),
+                )
+                .into());
+            }
+            rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| {
+                let e = io::Error::from(e);
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot lock `{}`: {e}", lock_path.display()),
+                )
+            })?;
+            let linked = rustix::fs::statat(&tmp, "lock", AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|now| now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+                && rustix::fs::fstat(&tmp).is_ok_and(|d| d.st_nlink > 0);
+            if linked {
+                break (tmp, lock);
+            }
+        };
         #[allow(clippy::disallowed_types)] // wrapped at once into fs_err's, which names the path
         let lock = fs_err::File::from_parts(std::fs::File::from(lock), lock_path);
         let w = Self {
@@ -186,6 +211,22 @@ impl CacheWriter {
             w.write_atomic(Path::new("v3/layout.json"), br#"{"signing": "gpg"}"#)?;
         }
         Ok(w)
+    }
+
+    /// Ends the export: removes the lock file while still holding it (a process waiting for
+    /// it then finds it unlinked and takes a new one), then `.forge-tmp/` if nothing else is in
+    /// it, so the published cache holds only what consumers read.
+    fn release(&self) {
+        let _ = rustix::fs::unlinkat(&self.tmp, "lock", AtFlags::empty());
+        if let Ok(root) = rustix::fs::openat(
+            self.dir.fd(),
+            ".",
+            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+            Mode::empty(),
+        ) {
+            // Fails, harmlessly, when another export already works in it.
+            let _ = rustix::fs::unlinkat(&root, TMP_DIR, AtFlags::REMOVEDIR);
+        }
     }
 
     fn tmp_fd(&self) -> io::Result<OwnedFd> {

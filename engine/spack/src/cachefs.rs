@@ -190,6 +190,11 @@ impl CacheDir {
     }
 
     /// The root, as given.
+    /// The handle of the cache's directory.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }

@@ -334,7 +334,16 @@ pub fn export(
     // Index, recipes, README, and last the index manifest.
     let index = rebuild_index(&cache, &mut warnings)?;
     write_repo(&cache, &index, &opts.package_meta)?;
-    cache.write_atomic(Path::new("README.md"), repo::readme(&index).as_bytes())?;
+    // Signed when a key is published (this export's, or an earlier one's it merged with).
+    let signed = signer.is_some()
+        || cache
+            .list(Path::new("v3/manifests/key"))?
+            .iter()
+            .any(|(n, _)| n.to_string_lossy().ends_with(".key.manifest.json"));
+    cache.write_atomic(
+        Path::new("README.md"),
+        repo::readme(&index, signed).as_bytes(),
+    )?;
     let (rec, _) = cache.put_blob(&index.to_bytes(), MEDIA_INDEX, "none")?;
     cache.write_atomic(
         Path::new(INDEX_MANIFEST),

@@ -312,8 +312,9 @@ pub(crate) fn generate(
     files
 }
 
-/// The cache's `README.md`: what a consumer runs.
-pub(crate) fn readme(index: &Index) -> String {
+/// The cache's `README.md`: what a consumer runs. `signed`: whether the cache publishes keys
+/// that signed its manifests; an unsigned cache is added with `--unsigned` instead.
+pub(crate) fn readme(index: &Index, signed: bool) -> String {
     let mut namespaces = BTreeSet::new();
     let mut roots = Vec::new();
     let mut referenced = BTreeSet::new();
@@ -333,13 +334,19 @@ pub(crate) fn readme(index: &Index) -> String {
         if !referenced.contains(hash) {
             roots.push(line.clone());
         }
-        packages.push(format!(
-            "| `{}` | `{}` | `{}` | `{ns}` |",
-            r.field("name"),
-            r.field("version"),
-            hash
+        packages.push((
+            r.field("name").to_string(),
+            r.field("version").to_string(),
+            format!(
+                "| `{}` | `{}` | `{}` | `{ns}` |",
+                r.field("name"),
+                r.field("version"),
+                hash
+            ),
         ));
     }
+    // By name and version, as a reader looks a package up.
+    packages.sort();
     let mut s = String::new();
     s.push_str(
         "# A Spack buildcache exported by forge\n\n\
@@ -363,15 +370,26 @@ pub(crate) fn readme(index: &Index) -> String {
             );
         }
     }
-    let _ = write!(
-        s,
-        "# {}. the mirror, and the public keys that signed it\n\
-         spack mirror add forge <URL of this directory, e.g. file:///path/to/it>\n\
-         spack buildcache keys --install --trust\n\
-         # {}. install without building anything\n",
-        next(),
-        next()
-    );
+    if signed {
+        let _ = write!(
+            s,
+            "# {}. the mirror, and the public keys that signed it\n\
+             spack mirror add forge <URL of this directory, e.g. file:///path/to/it>\n\
+             spack buildcache keys --install --trust\n\
+             # {}. install without building anything\n",
+            next(),
+            next()
+        );
+    } else {
+        let _ = write!(
+            s,
+            "# {}. the mirror; its manifests are not signed, so Spack must be told not to check\n\
+             spack mirror add --unsigned forge <URL of this directory, e.g. file:///path/to/it>\n\
+             # {}. install without building anything\n",
+            next(),
+            next()
+        );
+    }
     if let Some(first) = roots.first() {
         let spec = first.split(' ').next().unwrap_or_default();
         let _ = writeln!(s, "spack install --cache-only {spec}");
@@ -380,12 +398,19 @@ pub(crate) fn readme(index: &Index) -> String {
     }
     s.push_str(
         "```\n\n\
-         `spack buildcache list --allarch -l -v` lists what the mirror holds. Signatures are checked\n\
-         by default; the keys are published under `v3/manifests/key/`.\n\n\
-         | package | version | hash | namespace |\n|---|---|---|---|\n",
+         `spack buildcache list --allarch -l -v` lists what the mirror holds. ",
     );
-    for p in packages {
-        s.push_str(&p);
+    s.push_str(if signed {
+        "Signatures are checked\n\
+         by default; the keys are published under `v3/manifests/key/`.\n\n"
+    } else {
+        "Nothing here is signed:\n\
+         anyone who can write to the mirror can change what Spack installs from it. Export with\n\
+         `forge export --sign` to publish signed manifests and their key.\n\n"
+    });
+    s.push_str("| package | version | hash | namespace |\n|---|---|---|---|\n");
+    for (_, _, line) in packages {
+        s.push_str(&line);
         s.push('\n');
     }
     s
@@ -420,7 +445,7 @@ mod tests {
             record("app", "builtin", &["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]),
             true,
         );
-        let text = readme(&index);
+        let text = readme(&index, true);
         let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("# ")).collect();
         assert_eq!(
             steps,
@@ -446,7 +471,7 @@ mod tests {
             record("extra", "site", &[]),
             true,
         );
-        let text = readme(&index);
+        let text = readme(&index, true);
         let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("# ")).collect();
         assert_eq!(
             steps[1..],
@@ -458,6 +483,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("spack_repo/forge\n") && text.contains("spack_repo/site\n"));
+        // The table is sorted by name, whatever the hashes.
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.split('`').nth(1).unwrap())
+            .collect();
+        assert_eq!(rows, ["app", "extra", "tool", "zlib"]);
+        // Unsigned: no keys to trust, the mirror is added unsigned, and the text says so.
+        let text = readme(&index, false);
+        assert!(
+            text.contains("spack mirror add --unsigned forge")
+                && !text.contains("keys --install")
+                && !text.contains("Signatures are checked")
+                && text.contains("Nothing here is signed"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -162,7 +162,12 @@ fn writes_a_v3_layout_with_a_relocatable_tarball() {
     );
     let readme = fs_err::read_to_string(cache.join("README.md")).unwrap();
     assert!(readme.contains("spack repo add"), "{readme}");
-    assert!(readme.contains("spack buildcache keys --install --trust"));
+    // Exported unsigned: added as an unsigned mirror, no keys to trust.
+    assert!(
+        readme.contains("spack mirror add --unsigned forge"),
+        "{readme}"
+    );
+    assert!(!readme.contains("keys --install"), "{readme}");
     assert!(readme.contains("spack install --cache-only app@1.0"));
 }
 

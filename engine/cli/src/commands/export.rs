@@ -372,10 +372,29 @@ pub(super) fn cache(ctx: &Ctx, cmd: &CacheCommand) -> Result<ExitStatus, CliErro
                 if report.problems.len() == 1 { "" } else { "s" },
                 shown
             ));
-            return Err(if trusted.is_empty() {
-                e.with_hint("no trusted keys: import the cache's key with `forge key import`")
-            } else {
+            let unsigned = report
+                .problems
+                .iter()
+                .any(|p| matches!(p, forge_spack::Problem::Unsigned { .. }));
+            let untrusted = report
+                .problems
+                .iter()
+                .any(|p| matches!(p, forge_spack::Problem::UntrustedSignature { .. }));
+            let mut hints = Vec::new();
+            if unsigned {
+                hints.push(
+                    "manifests are not signed: `--unsigned` checks everything else (re-export with `--sign` to sign them)".to_owned(),
+                );
+            }
+            if untrusted {
+                hints.push(format!(
+                    "a signer is not trusted: trust the cache's key (under {shown}/v3/manifests/key/, or from its publisher) with `forge key trust FILE`"
+                ));
+            }
+            return Err(if hints.is_empty() {
                 e
+            } else {
+                hints.into_iter().fold(e, CliError::with_hint)
             });
         }
     }
