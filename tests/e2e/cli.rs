@@ -827,3 +827,82 @@ fn an_impossible_padded_length_is_refused_up_front() {
         "{out}"
     );
 }
+
+/// `forge list` and `forge info` say what the recipe set holds; typos get the name that was
+/// meant, not a parse error; a directory that is not a recipe tree, or a hash prefix too short,
+/// is named for what it is.
+#[test]
+fn list_info_and_hints_name_what_was_meant() {
+    let w = World::new();
+    let forge = |args: &[&str]| w.forge().args(args).output().unwrap();
+    let o = forge(&["--example", "list"]);
+    insta::assert_snapshot!("example_list", ok(&o));
+    let o = forge(&["--example", "info", "hello"]);
+    insta::assert_snapshot!("example_info_hello", ok(&o));
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&forge(&["--example", "info", "libgreet", "--json"]))).unwrap();
+    assert_eq!(info["targets"], serde_json::json!(["hello"]), "{info}");
+    assert_eq!(info["versions"][0]["source"], "local");
+    let o = forge(&["--example", "info", "helo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("did you mean `hello`?"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // The repository's recipes: a target with a typo, a `^` dependency with one.
+    let repo_run = |args: &[&str]| {
+        w.forge()
+            .arg("--recipes")
+            .arg(repo())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = repo_run(&["plan", "slurm-25.11-gcc31"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no target is called `slurm-25.11-gcc31`")
+            && err.contains("did you mean `slurm-25.11-gcc13`?")
+            && !err.contains("invalid spec"),
+        "{err}"
+    );
+    let o = repo_run(&["plan", "slurm ^mnuge"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no package or virtual is called `mnuge`")
+            && err.contains("did you mean `munge`?"),
+        "{err}"
+    );
+    let o = repo_run(&["plan", "slurmm"]);
+    assert!(
+        text(&o.stderr).contains("did you mean `slurm`?"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Not a recipe tree: said so, not "1 error in the recipes".
+    let empty = w.path().join("empty");
+    fs_err::create_dir_all(&empty).unwrap();
+    let o = w
+        .forge()
+        .arg("--recipes")
+        .arg(&empty)
+        .args(["plan", "slurm"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("is not a recipe tree: it holds neither `recipes/` nor `toolchains/`")
+            && !err.contains("error in the recipes"),
+        "{err}"
+    );
+    // Five characters of hash.
+    let o = forge(&["--example", "log", "abc12"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("too short to be a hash prefix"), "{err}");
+}

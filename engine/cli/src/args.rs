@@ -131,6 +131,11 @@ pub enum Command {
     Lint(LintArgs),
     /// Rewrite KDL files in canonical layout, keeping comments
     Fmt(FmtArgs),
+    /// List the packages of the recipe set: name, versions, description
+    List(ListArgs),
+    /// Show one package: description, versions (with their sources), variants, dependencies,
+    /// and the targets whose graphs hold it
+    Info(InfoArgs),
     /// Download the sources targets need into the source cache, and into a mirror with `--to`
     ///
     /// For air-gapped sites: run it where the recipes' URLs (or mirrors) are reachable, copy the
@@ -320,6 +325,24 @@ pub struct CheckArgs {
     /// Parallel jobs each rebuild may use (`make -j`) [default: number of CPUs]
     #[arg(long)]
     pub cores: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only packages whose name contains this
+    pub filter: Option<String>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The package
+    pub package: String,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How strictly builds are isolated (`--sandbox`).

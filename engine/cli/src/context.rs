@@ -225,6 +225,19 @@ impl Ctx {
             }
         }
         let set = self.load()?;
+        // A few characters of base-32 that name no package: a hash prefix too short to use.
+        if arg.len() < 6
+            && forge_core::nixbase32::is_valid(arg)
+            && !set.packages.contains_key(arg)
+            && set.target(arg).is_none()
+        {
+            return Err(CliError::error(format!(
+                "`{arg}` is too short to be a hash prefix, and no package or target has that name"
+            ))
+            .with_hint(
+                "give at least 6 characters of the hash, a store path, a target or a spec",
+            ));
+        }
         let host = self.host();
         let plan = self.plan(&set, &host, arg)?;
         Ok(plan.root().store_name().into())
@@ -237,7 +250,17 @@ impl Ctx {
                 .map_err(|e| CliError::error(format!("cannot write the example recipes: {e}")));
         }
         if let Some(r) = &self.recipes {
-            return Ok(std::path::absolute(r).unwrap_or_else(|_| r.clone()));
+            let root = std::path::absolute(r).unwrap_or_else(|_| r.clone());
+            if !root.join("recipes").is_dir() && !root.join("toolchains").is_dir() {
+                return Err(CliError::error(format!(
+                    "`{}` is not a recipe tree: it holds neither `recipes/` nor `toolchains/`",
+                    root.display()
+                ))
+                .with_hint(
+                    "`--recipes` (or `FORGE_RECIPES`) names the directory above `recipes/`, such as a clone of this repository",
+                ));
+            }
+            return Ok(root);
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         find_root(&cwd).ok_or_else(|| {

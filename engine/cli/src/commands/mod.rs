@@ -8,6 +8,7 @@ mod export;
 mod fetch;
 mod fmt;
 mod graph;
+mod info;
 mod lint;
 mod lock;
 mod plan;
@@ -30,6 +31,8 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Diff(a) => diff::run(&ctx, &a),
         Command::Lint(a) => lint::run(&ctx, &a),
         Command::Fmt(a) => fmt::run(&ctx, &a),
+        Command::List(a) => info::list(&ctx, &a),
+        Command::Info(a) => info::info(&ctx, &a),
         Command::Fetch(a) => fetch::run(&ctx, &a),
         Command::Realize(a) => realize::run(&ctx, &a),
         Command::Check(a) => check::run(&ctx, &a),

@@ -67,19 +67,33 @@ impl Request {
             return Ok(Self::for_target(set, t));
         }
         let spec = Spec::parse(text, true).map_err(|e| {
-            let looks_like_target = !text.contains(['@', '+', '~', '%', '=', ' ', '^']);
-            let help = if looks_like_target {
-                let names: Vec<&str> = set.targets.iter().map(|t| t.name.value.as_str()).collect();
-                match forge_recipe::diag::did_you_mean(text, names) {
-                    Some(s) => format!("no target is called `{text}`; did you mean `{s}`?"),
-                    None => e.help.clone().unwrap_or_else(|| {
-                        "give a target name from `recipes/targets.kdl` or a spec".into()
-                    }),
-                }
-            } else {
-                e.help
+            let no_spec_syntax = !text.contains(['@', '+', '~', '%', '=', ' ', '^']);
+            let names: Vec<&str> = set.targets.iter().map(|t| t.name.value.as_str()).collect();
+            let meant = forge_recipe::diag::did_you_mean(text, names);
+            // A target name with a typo (`slurm-25.11-gcc31`) is not a spec either; say what
+            // it most likely is. (Text with control characters is no typo: it stays a bad
+            // spec, shown escaped.)
+            if no_spec_syntax
+                && text.chars().all(|c| c.is_ascii_graphic())
+                && let Some(s) = meant
+            {
+                return Box::new(
+                    Diag::error("resolve::unknown", format!("no target is called `{text}`"))
+                        .label_text("command line", text, 0..text.len(), "unknown target")
+                        .help(format!(
+                            "did you mean `{s}`? (`forge plan --all` lists the targets)"
+                        )),
+                );
+            }
+            let help = match (no_spec_syntax, meant) {
+                (true, Some(s)) => format!("no target is called `{text}`; did you mean `{s}`?"),
+                (true, None) => e.help.clone().unwrap_or_else(|| {
+                    "give a target name (`forge plan --all` lists them) or a spec".into()
+                }),
+                (false, _) => e
+                    .help
                     .clone()
-                    .unwrap_or_else(|| "a spec looks like `slurm@25.11 +pmix %gcc@13.4.0`".into())
+                    .unwrap_or_else(|| "a spec looks like `slurm@25.11 +pmix %gcc@13.4.0`".into()),
             };
             Box::new(
                 Diag::error("resolve::bad-spec", format!("invalid spec: {}", e.message))
@@ -98,9 +112,7 @@ impl Request {
                 .collect();
             let help = match forge_recipe::diag::did_you_mean(&name, all) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => {
-                    "`forge lint --json` lists packages; `recipes/targets.kdl` lists targets".into()
-                }
+                None => "`forge list` lists the packages; `forge plan --all` the targets".into(),
             };
             return Err(Box::new(
                 Diag::error(
@@ -134,6 +146,24 @@ impl Resolver<'_> {
             let dn = dep.name().unwrap_or_default();
             if let Some(r) = self.set.packages.get(dn) {
                 self.check_request_variants(req, &r.name.value, &dep.variants)?;
+            } else if !dn.is_empty() && !self.set.is_virtual(dn) {
+                let names = self
+                    .set
+                    .packages
+                    .keys()
+                    .map(String::as_str)
+                    .chain(self.set.providers.keys().map(String::as_str));
+                let help = match forge_recipe::diag::did_you_mean(dn, names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "`forge list` lists the packages".into(),
+                };
+                let d = Diag::error(
+                    "resolve::unknown",
+                    format!("`^{dn}`: no package or virtual is called `{dn}`"),
+                )
+                .help(help);
+                let span = dep.name.as_ref().map(|n| n.span.clone());
+                return Err(Box::new(self.diag_for(req, d, span.as_ref(), "unknown")));
             }
         }
         Ok(())
