@@ -39,8 +39,21 @@ fn add_version_computes_the_checksum_and_keeps_the_layout() {
             &format!("\n{expected}\n    version \"1.0\"")
         )
     );
-    // A URL the template does not give is written out; an older version goes below.
+    // A file that names neither the package nor the version is most likely another
+    // package's: refused, the recipe untouched …
     let other = format!("file://{}/elsewhere.tar.gz", dist.display());
+    let before = fs_err::read_to_string(&path).unwrap();
+    let o = w.run(&["recipe", "add-version", "tool", "0.5", "--url", &other]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`elsewhere.tar.gz` names neither `tool` nor version `0.5`")
+            && err.contains("--any-name"),
+        "{err}"
+    );
+    assert_eq!(fs_err::read_to_string(&path).unwrap(), before);
+    // … unless asked. A URL the template does not give is written out; an older version goes
+    // below.
     ok(&w.run(&[
         "recipe",
         "add-version",
@@ -50,6 +63,7 @@ fn add_version_computes_the_checksum_and_keeps_the_layout() {
         &other,
         "--note",
         "a re-release",
+        "--any-name",
     ]));
     let after = fs_err::read_to_string(&path).unwrap();
     let v05 = after

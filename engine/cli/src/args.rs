@@ -290,6 +290,10 @@ pub struct AddVersionArgs {
     /// A note for maintainers on the version line (e.g. which upstream artifact it is)
     #[arg(long)]
     pub note: Option<String>,
+    /// Accept a URL or file whose name names neither the package nor the version (by default
+    /// refused: it is most likely another package's file)
+    #[arg(long)]
+    pub any_name: bool,
 }
 
 #[derive(Debug, Args)]

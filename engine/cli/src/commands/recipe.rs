@@ -54,6 +54,18 @@ fn insertion_point(lines: &[&str], new: &Version) -> (usize, String) {
         .unwrap_or((1, "    ".to_owned()))
 }
 
+/// Whether a source's URL or path names the package or the version (as written, or with the
+/// dots as `-` or `_`, as tags like `slurm-22-05-8-1` and `curl-8_14_1` do). The file name
+/// alone often lacks the package (`v1.9.4.tar.gz`), so the whole path counts.
+fn names_the_release(url: &str, package: &str, version: &str) -> bool {
+    let hay = url.to_ascii_lowercase();
+    let v = version.to_ascii_lowercase();
+    hay.contains(&package.to_ascii_lowercase())
+        || [v.clone(), v.replace('.', "-"), v.replace('.', "_")]
+            .iter()
+            .any(|v| hay.contains(v.as_str()))
+}
+
 pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, CliError> {
     let root = ctx.recipes_root()?;
     let loaded = RecipeSet::load(&root);
@@ -78,6 +90,14 @@ pub(super) fn add_version(ctx: &Ctx, a: &AddVersionArgs) -> Result<ExitStatus, C
         )));
     }
     let path = loaded.set.sources.get(recipe.file).path.clone();
+    if !a.any_name && !names_the_release(&a.url, &a.package, &a.version) {
+        let file = a.url.rsplit('/').next().unwrap_or(&a.url);
+        return Err(CliError::error(format!(
+            "`{file}` names neither `{}` nor version `{}`: it looks like another package's file",
+            a.package, a.version
+        ))
+        .with_hint("check the URL; `--any-name` takes it anyway"));
+    }
     let cache = ctx.source_cache();
     ctx.printer.info(&format!("fetching {} …", a.url));
     let (_, sha) = cache.import(&a.url).map_err(CliError::failure)?;
