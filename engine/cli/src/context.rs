@@ -285,10 +285,30 @@ impl Ctx {
         let loaded = RecipeSet::load(root);
         if loaded.diags.has_errors() {
             let n = loaded.diags.error_count();
-            return Err(CliError::diagnostics(loaded.diags).with_message(format!(
-                "{n} error{} in the recipes; `forge lint` checks them",
-                if n == 1 { "" } else { "s" }
-            )));
+            let mut files: Vec<&str> = loaded
+                .diags
+                .iter()
+                .filter(|d| d.is_error())
+                .filter_map(|d| d.location().map(|l| l.file.as_str()))
+                .collect();
+            files.sort_unstable();
+            files.dedup();
+            let message = format!(
+                "{} in {}: forge plans nothing while the recipe tree has errors, whatever the target",
+                crate::printer::counted(n, "error"),
+                if files.is_empty() {
+                    "the recipes".to_owned()
+                } else {
+                    files
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            );
+            return Err(CliError::diagnostics(loaded.diags)
+                .with_message(message)
+                .with_hint("fix them (`forge lint` lists every one), or move the broken file out of `recipes/` for now"));
         }
         self.printer.diagnostics(&loaded.diags);
         let clean = loaded.diags.is_empty();
