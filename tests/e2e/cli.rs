@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::*;
 use forge_plan::Planner;
@@ -334,6 +334,14 @@ fn fmt_lays_files_out_without_changing_a_hash() {
     let check = t.forge(&["fmt", "--check"]);
     assert_eq!(code(&check), 1, "{}", t.stderr(&check));
     assert!(t.stderr(&check).contains("recipes/sched.kdl"));
+    // It shows what would change, as a unified diff.
+    let diff = t.stdout(&check);
+    assert!(
+        diff.contains("recipes/sched.kdl")
+            && diff.contains("\n-  depends    \"hwloc@2:\"   // comment kept\n")
+            && diff.contains("\n+    depends \"hwloc@2:\""),
+        "{diff}"
+    );
     let o = t.forge(&["fmt"]);
     assert_eq!(code(&o), 0, "{}", t.stderr(&o));
     let formatted = fs_err::read_to_string(&sched).unwrap();
@@ -905,4 +913,30 @@ fn list_info_and_hints_name_what_was_meant() {
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("too short to be a hash prefix"), "{err}");
+}
+
+/// `forge --version` names the commit it was built from; `forge diff --help` its exit codes.
+#[test]
+fn version_names_the_commit_and_diff_help_its_exit_codes() {
+    let w = World::new();
+    let v = ok(&w.forge().arg("--version").output().unwrap());
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout).trim().to_owned());
+    match head {
+        Some(h) => assert_eq!(
+            v.trim(),
+            format!("forge {} ({h})", env!("CARGO_PKG_VERSION"))
+        ),
+        None => assert!(v.contains("(unknown commit)"), "{v}"),
+    }
+    let help = ok(&w.forge().args(["diff", "--help"]).output().unwrap());
+    assert!(
+        help.contains("Exit 0: the two are the same derivation; 1: they differ"),
+        "{help}"
+    );
 }

@@ -942,6 +942,11 @@ fn ctrl_c_stops_builds_and_removes_their_scratch_but_keep_failed_keeps_a_failure
         "the error names the kept dir: {}",
         text(&o.stderr)
     );
+    assert!(
+        text(&o.stderr).contains("kept its scratch directory for inspection"),
+        "and says it was kept: {}",
+        text(&o.stderr)
+    );
     fs_err::remove_dir_all(&dir).unwrap();
     let o = w.run(&["realize", "broken"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
@@ -2198,5 +2203,49 @@ fn isolation_is_full_from_a_tmp_cwd_and_sandbox_require_refuses_less() {
     assert!(
         err.contains("refusing to build with --sandbox require") && err.contains("--sandbox auto"),
         "{err}"
+    );
+}
+
+/// A realize that finds a node locked by another process says it is waiting for it, then
+/// finds it built.
+#[test]
+fn a_realize_waiting_on_another_process_says_so() {
+    let w = World::new();
+    let flag = w.path().join("started");
+    let pkgs = [Pkg {
+        name: "slow",
+        deps: &[],
+        script: format!(
+            "touch {}; sleep 3; mkdir -p \"$out\"; echo done > \"$out/done\"",
+            flag.display()
+        ),
+    }];
+    write_tree(&w.recipes(), &pkgs, &[("slow", "slow")]);
+    let mut first = w
+        .forge()
+        .arg("--recipes")
+        .arg(w.recipes())
+        .args(["realize", "slow", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| flag.exists(), "the first build to start");
+    let second = w.run(&["realize", "slow", "--json"]);
+    assert!(first.wait().unwrap().success());
+    ok(&second);
+    let ev = events(&second.stdout);
+    assert!(
+        ev.iter().any(|e| e["event"] == "note"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("waiting for another forge process")),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "finished" && e["how"] == "by-other-process"),
+        "{ev:?}"
     );
 }

@@ -6,8 +6,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// forge: declarative, content-addressed builds of HPC software stacks, published as Spack
 /// buildcaches.
+/// `forge --version`: the crate's version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FORGE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "forge", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "forge", version = VERSION, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -126,6 +134,9 @@ pub enum Command {
     /// Print the canonical derivation of a node: exactly what its hash covers
     ShowDerivation(ShowArgs),
     /// Explain why two targets, specs or nodes have different hashes ("why would this rebuild?")
+    ///
+    /// Exit 0: the two are the same derivation; 1: they differ (the differences are printed);
+    /// 2: a side could not be planned.
     Diff(DiffArgs),
     /// Check every recipe, toolchain and target; exit non-zero on any error
     Lint(LintArgs),

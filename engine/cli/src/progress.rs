@@ -151,7 +151,8 @@ impl std::fmt::Debug for Live {
 impl Live {
     pub fn new(printer: Printer) -> Self {
         let multi = MultiProgress::with_draw_target(printer.progress_target());
-        let header = multi.add(ProgressBar::new(0));
+        // Shown once the plan says how many nodes there are to build (never `0/0`).
+        let header = ProgressBar::hidden();
         header.set_style(
             ProgressStyle::with_template(
                 "{prefix:.bold} [{bar:30}] {pos}/{len} built  {elapsed_precise}  {msg}",
@@ -160,7 +161,6 @@ impl Live {
             .progress_chars("=> "),
         );
         header.set_prefix("realize");
-        header.enable_steady_tick(Duration::from_millis(200));
         Self {
             printer,
             multi,
@@ -198,6 +198,10 @@ impl Reporter for Live {
                 self.header.set_length(*to_build as u64);
                 self.header
                     .set_message(format!("{} nodes, {} valid", total, total - to_build));
+                if *to_build > 0 {
+                    self.multi.insert(0, self.header.clone());
+                    self.header.enable_steady_tick(Duration::from_millis(200));
+                }
             }
             Event::Started { node } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());

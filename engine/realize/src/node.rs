@@ -63,10 +63,21 @@ impl Job {
 /// Makes one node valid: build it (or find that another process did).
 pub(crate) async fn obtain(job: &Arc<Job>, i: NodeIndex) -> Outcome {
     let name = job.names[i.index()].clone();
-    let store = Arc::clone(&job.store);
-    let lock = match tokio::task::spawn_blocking(move || store.lock(&name)).await {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => return job.failed(i, e.into(), None),
+    // Someone else holds the path's lock: say so before waiting, or the run looks stuck.
+    let lock = match job.store.try_lock(&name) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            job.reporter.event(&Event::Note {
+                node: name.clone(),
+                message: "waiting for another forge process that holds its lock (building it, or checking it)".into(),
+            });
+            let store = Arc::clone(&job.store);
+            match tokio::task::spawn_blocking(move || store.lock(&name)).await {
+                Ok(Ok(l)) => l,
+                Ok(Err(e)) => return job.failed(i, e.into(), None),
+                Err(e) => return job.failed(i, e.into(), None),
+            }
+        }
         Err(e) => return job.failed(i, e.into(), None),
     };
     match job.store.is_valid(&job.names[i.index()]) {
@@ -339,6 +350,13 @@ async fn build_node(job: &Arc<Job>, i: NodeIndex) -> Outcome {
                 return Outcome::Cancelled;
             }
             let log = if job.opts.keep_failed {
+                job.reporter.event(&Event::Note {
+                    node: name.clone(),
+                    message: format!(
+                        "kept its scratch directory for inspection (`forge gc` removes it): {}",
+                        scratch.display()
+                    ),
+                });
                 Some(failed_log)
             } else {
                 kept

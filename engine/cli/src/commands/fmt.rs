@@ -47,6 +47,14 @@ pub(super) fn run(ctx: &Ctx, a: &FmtArgs) -> Result<ExitStatus, CliError> {
         unformatted += 1;
         if a.check {
             ctx.printer.info(&format!("would reformat {}", f.display()));
+            // What would change, as a unified diff on stdout (`patch -p0` applies it).
+            let name = f.display().to_string();
+            let diff = similar::TextDiff::from_lines(&text, &formatted)
+                .unified_diff()
+                .context_radius(2)
+                .header(&name, &name)
+                .to_string();
+            ctx.printer.data(diff.trim_end());
         } else if let Err(e) = write_atomic(f, &formatted) {
             ctx.printer.error(&e.to_string());
             broken += 1;
