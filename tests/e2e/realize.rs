@@ -2249,3 +2249,46 @@ fn a_realize_waiting_on_another_process_says_so() {
         "{ev:?}"
     );
 }
+
+/// `forge plan` marks what the store already holds, like `spack spec -I`; store paths only
+/// with `--paths`.
+#[test]
+fn plan_marks_what_the_store_holds() {
+    let w = World::new();
+    let plan = |extra: &[&str]| {
+        ok(&w
+            .forge()
+            .args(["--example", "plan", "hello"])
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    let before = plan(&[]);
+    assert!(
+        before.starts_with("hello  (4 nodes, 0 in the store"),
+        "{before}"
+    );
+    assert!(
+        before.lines().nth(1).unwrap().starts_with(" -  hello@1.0"),
+        "{before}"
+    );
+    assert!(
+        !before.contains("__forge_padding"),
+        "no paths by default: {before}"
+    );
+    let out = ok(&w.forge().args(["--example", "realize"]).output().unwrap());
+    let after = plan(&[]);
+    assert!(
+        after.starts_with("hello  (4 nodes, 4 in the store"),
+        "{after}"
+    );
+    assert!(
+        after.lines().skip(1).all(|l| l.starts_with("[+] ")),
+        "{after}"
+    );
+    let with_paths = plan(&["--paths"]);
+    assert!(
+        with_paths.contains(out.lines().last().unwrap().trim()),
+        "{with_paths}"
+    );
+}

@@ -512,6 +512,9 @@ pub struct PlanArgs {
     /// Print JSON on stdout instead of a tree
     #[arg(long)]
     pub json: bool,
+    /// Show each node's store path under it
+    #[arg(long)]
+    pub paths: bool,
     /// Record the target's plan in `forge.lock` beside the recipes (with `--all`: every target)
     #[arg(long, conflicts_with = "locked")]
     pub lock: bool,

@@ -32,7 +32,19 @@ pub(super) fn run(ctx: &Ctx, a: &PlanArgs) -> Result<ExitStatus, CliError> {
             &serde_json::to_string_pretty(&plan_json(&plan, &ctx.paths_dir())).expect("serializes"),
         );
     } else {
-        ctx.printer.data(&tree(&plan, &ctx.paths_dir()));
+        // Which nodes the store already holds (none when there is no store yet).
+        let valid: BTreeSet<String> = ctx
+            .open_store_read_only()
+            .ok()
+            .and_then(|st| {
+                let names = forge_realize::store_names(&plan);
+                st.valid_subset(names.iter().map(|n| n.as_str()))
+                    .ok()
+                    .map(|v| v.into_iter().map(|n| n.to_string()).collect())
+            })
+            .unwrap_or_default();
+        ctx.printer
+            .data(&tree(&plan, &ctx.paths_dir(), &valid, a.paths));
     }
     Ok(ExitStatus::Success)
 }
@@ -139,80 +151,115 @@ fn variants_text(v: &std::collections::BTreeMap<String, VariantValue>) -> String
         .join(" ")
 }
 
-/// The plan as a tree: each node once in full, later occurrences referring back.
-pub(super) fn tree(plan: &Plan, store: &Path) -> String {
+/// The plan as a tree: each node once in full, later occurrences referring back. Each line
+/// starts with `[+]` when the store holds the node, ` - ` when it is to be built (as `spack
+/// spec -I` marks installs); `paths` adds each node's store path under it.
+pub(super) fn tree(plan: &Plan, store: &Path, valid: &BTreeSet<String>, paths: bool) -> String {
     let g = &plan.graph;
     let mut out = String::new();
-    let _ = writeln!(out, "{}  ({} nodes, target {})", g.name, g.len(), g.arch);
+    let built = g
+        .topo()
+        .filter(|i| valid.contains(plan.drv(*i).store_name().as_str()))
+        .count();
+    let _ = writeln!(
+        out,
+        "{}  ({} nodes, {built} in the store, target {})",
+        g.name,
+        g.len(),
+        g.arch
+    );
     let mut seen = BTreeSet::new();
+    let t = Tree {
+        plan,
+        store,
+        valid,
+        paths,
+    };
     // The root, then each extra root as a tree of its own (shared nodes refer back).
     for r in g.roots() {
-        line(plan, store, r, "", "", None, &mut seen, &mut out);
+        t.line(r, "", "", None, &mut seen, &mut out);
     }
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn line(
-    plan: &Plan,
-    store: &Path,
-    i: NodeIndex,
-    first: &str,
-    rest: &str,
-    edge: Option<String>,
-    seen: &mut BTreeSet<NodeIndex>,
-    out: &mut String,
-) {
-    let g = &plan.graph;
-    let n = g.node(i);
-    let drv = plan.drv(i);
-    let mut head = format!("{}@{}", n.name(), n.version);
-    let vars = variants_text(&n.variants);
-    if !vars.is_empty() {
-        head.push(' ');
-        head.push_str(&vars);
-    }
-    let how = match (&n.origin, &n.toolchain) {
-        (Origin::Host(t), _) => format!("host {}", t.executables[0].1.display()),
-        (Origin::Build, Some(t)) => format!("{}@{}", t.name, t.compiler_version),
-        (Origin::Build, None) => "not compiled".to_owned(),
-    };
-    let edge = edge.map(|e| format!("{e}: ")).unwrap_or_default();
-    if !seen.insert(i) {
-        let _ = writeln!(out, "{first}{edge}{head}  (see above)");
-        return;
-    }
-    let _ = writeln!(out, "{first}{edge}{head}  [{how}]");
-    let deps = g.deps(i);
-    let bar = if deps.is_empty() { "    " } else { "│   " };
-    let _ = writeln!(out, "{rest}{bar}{}", drv.store_path(store).display());
-    for (k, (d, e)) in deps.iter().enumerate() {
-        let last = k + 1 == deps.len();
-        let (f, r) = if last {
-            ("└── ", "    ")
+struct Tree<'a> {
+    plan: &'a Plan,
+    store: &'a Path,
+    valid: &'a BTreeSet<String>,
+    paths: bool,
+}
+
+impl Tree<'_> {
+    fn line(
+        &self,
+        i: NodeIndex,
+        first: &str,
+        rest: &str,
+        edge: Option<String>,
+        seen: &mut BTreeSet<NodeIndex>,
+        out: &mut String,
+    ) {
+        let g = &self.plan.graph;
+        let n = g.node(i);
+        let drv = self.plan.drv(i);
+        let mark = if self.valid.contains(drv.store_name().as_str()) {
+            "[+] "
         } else {
-            ("├── ", "│   ")
+            " -  "
         };
-        let role = match e.role {
-            EdgeRole::Declared => e.types.to_string(),
-            EdgeRole::Compiler => "compiler".to_owned(),
-            EdgeRole::Runtime => "runtime".to_owned(),
+        let mut head = format!("{}@{}", n.name(), n.version);
+        let vars = variants_text(&n.variants);
+        if !vars.is_empty() {
+            head.push(' ');
+            head.push_str(&vars);
+        }
+        let how = match (&n.origin, &n.toolchain) {
+            (Origin::Host(t), _) => format!("host {}", t.executables[0].1.display()),
+            (Origin::Build, Some(t)) => format!("{}@{}", t.name, t.compiler_version),
+            (Origin::Build, None) => "not compiled".to_owned(),
         };
-        let role = if e.virtuals.is_empty() || e.role == EdgeRole::Compiler {
-            role
-        } else {
-            format!("{role} ({})", e.virtuals.join(","))
-        };
-        line(
-            plan,
-            store,
-            *d,
-            &format!("{rest}{f}"),
-            &format!("{rest}{r}"),
-            Some(role),
-            seen,
-            out,
-        );
+        let edge = edge.map(|e| format!("{e}: ")).unwrap_or_default();
+        let hash = drv.hash.to_string();
+        if !seen.insert(i) {
+            let _ = writeln!(out, "{mark}{first}{edge}{head}  (see above)");
+            return;
+        }
+        let _ = writeln!(out, "{mark}{first}{edge}{head}  /{}  [{how}]", &hash[..7]);
+        let deps = g.deps(i);
+        if self.paths {
+            let bar = if deps.is_empty() { "    " } else { "│   " };
+            let _ = writeln!(
+                out,
+                "    {rest}{bar}{}",
+                drv.store_path(self.store).display()
+            );
+        }
+        for (k, (d, e)) in deps.iter().enumerate() {
+            let last = k + 1 == deps.len();
+            let (f, r) = if last {
+                ("└── ", "    ")
+            } else {
+                ("├── ", "│   ")
+            };
+            let role = match e.role {
+                EdgeRole::Declared => e.types.to_string(),
+                EdgeRole::Compiler => "compiler".to_owned(),
+                EdgeRole::Runtime => "runtime".to_owned(),
+            };
+            let role = if e.virtuals.is_empty() || e.role == EdgeRole::Compiler {
+                role
+            } else {
+                format!("{role} ({})", e.virtuals.join(","))
+            };
+            self.line(
+                *d,
+                &format!("{rest}{f}"),
+                &format!("{rest}{r}"),
+                Some(role),
+                seen,
+                out,
+            );
+        }
     }
 }
 
