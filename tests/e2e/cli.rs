@@ -944,3 +944,44 @@ fn version_names_the_commit_and_diff_help_its_exit_codes() {
         "{help}"
     );
 }
+
+/// Bash completion completes the target and package names of the recipe tree for commands
+/// that take them.
+#[test]
+fn bash_completion_completes_targets_and_packages() {
+    let w = World::new();
+    let script = w.path().join("forge.bash");
+    fs_err::write(
+        &script,
+        ok(&w.forge().args(["completions", "bash"]).output().unwrap()),
+    )
+    .unwrap();
+    let complete = |words: &str| {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({} {words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _forge_names forge \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display(),
+                forge_bin().display()
+            ))
+            .current_dir(repo())
+            .env("XDG_CACHE_HOME", w.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let targets = complete("realize slurm-25.11-gcc1");
+    assert!(
+        targets.lines().any(|l| l == "slurm-25.11-gcc13"),
+        "{targets}"
+    );
+    assert!(
+        targets.lines().all(|l| l.starts_with("slurm-25.11-gcc1")),
+        "{targets}"
+    );
+    let packages = complete("info mun");
+    assert_eq!(packages.trim(), "munge");
+}

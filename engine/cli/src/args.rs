@@ -196,6 +196,9 @@ pub enum Command {
     Recipe(RecipeCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// The target and package names of the recipe tree here, one per line (for completions)
+    #[command(hide = true, name = "__complete-names")]
+    CompleteNames,
 }
 
 #[derive(Debug, Args)]

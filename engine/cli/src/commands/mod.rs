@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Cache(c) => export::cache(&ctx, &c),
         Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
         Command::Completions(a) => completions::run(&ctx, &a),
+        Command::CompleteNames => completions::names(&ctx),
     };
     // The one place a command's error reaches the terminal.
     result.unwrap_or_else(|e| {
