@@ -19,6 +19,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 FORGE_S3_VENV=$(tests/install-s3.sh "$CARGO_TARGET_DIR/s3-venv")
 export FORGE_S3_VENV
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Every build the tests run must be sealed: a machine that cannot isolate builds fails the
+# tests that build, naming the cause, instead of passing with weaker isolation.
+export FORGE_SANDBOX=${FORGE_SANDBOX:-require}
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
