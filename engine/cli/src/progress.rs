@@ -150,7 +150,12 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     pub fn new(printer: Printer) -> Self {
-        let multi = MultiProgress::with_draw_target(printer.progress_target());
+        Self::with_target(printer, printer.progress_target())
+    }
+
+    /// Live progress drawn on `target` (a terminal, or a recorder in tests).
+    pub(crate) fn with_target(printer: Printer, target: indicatif::ProgressDrawTarget) -> Self {
+        let multi = MultiProgress::with_draw_target(target);
         // Shown once the plan says how many nodes there are to build (never `0/0`).
         let header = ProgressBar::hidden();
         header.set_style(
@@ -309,4 +314,98 @@ fn substituted_line(e: &Event) -> String {
         None => "unsigned or untrusted, accepted with --no-check-signature".to_owned(),
     };
     format!("substituted {} from {from} ({signed})", short(node))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A terminal that records what is written to it.
+    #[derive(Debug, Clone, Default)]
+    struct Recorder(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Recorder {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn live(rec: &Recorder) -> Live {
+        let printer = Printer::new(crate::args::ColorChoice::Never, false);
+        Live::with_target(
+            printer,
+            indicatif::ProgressDrawTarget::term_like(Box::new(rec.clone())),
+        )
+    }
+
+    fn node(n: &str) -> forge_core::StoreName {
+        forge_core::StoreName::parse(&format!("{}-{n}-1.0", "a".repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn the_header_counts_only_what_is_built_and_never_shows_0_of_0() {
+        // Nothing to build: no header at all, even after ticks.
+        let rec = Recorder::default();
+        let l = live(&rec);
+        l.event(&Event::Planned {
+            total: 4,
+            valid: 4,
+            to_build: 0,
+        });
+        std::thread::sleep(Duration::from_millis(450));
+        drop(l);
+        let drawn = rec.0.lock().unwrap().clone();
+        assert!(!drawn.contains("built"), "{drawn:?}");
+
+        // Three to build: `0/3`, then `1/3`; never `0/0`.
+        let rec = Recorder::default();
+        let l = live(&rec);
+        l.event(&Event::Planned {
+            total: 4,
+            valid: 1,
+            to_build: 3,
+        });
+        l.event(&Event::Started { node: node("a") });
+        std::thread::sleep(Duration::from_millis(450));
+        l.event(&Event::Finished {
+            node: node("a"),
+            seconds: 0.1,
+            how: forge_realize::How::Built,
+        });
+        std::thread::sleep(Duration::from_millis(450));
+        drop(l);
+        let drawn = rec.0.lock().unwrap().clone();
+        assert!(
+            drawn.contains("0/3 built") && drawn.contains("1/3 built"),
+            "{drawn:?}"
+        );
+        assert!(!drawn.contains("0/0"), "{drawn:?}");
+    }
 }
