@@ -1526,37 +1526,15 @@ fn the_lock_round_trips_and_locked_names_what_drifted() {
 #[test]
 fn an_archive_entry_with_control_characters_is_refused_and_shown_escaped() {
     let w = World::new();
-    let dist = w.path().join("dist");
-    fs_err::create_dir_all(&dist).unwrap();
-    let tar_path = dist.join("payload-1.0.tar");
-    {
-        let mut b = tar::Builder::new(fs_err::File::create(&tar_path).unwrap());
-        for name in ["payload-1.0/ok", "payload-1.0/\x1b]0;pwned\x07\x1b[2Jdata"] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(1);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, name, &b"x"[..]).unwrap();
-        }
-        b.finish().unwrap();
-    }
-    let sha = {
-        use sha2::Digest;
-        format!(
-            "{:x}",
-            sha2::Sha256::digest(fs_err::read(&tar_path).unwrap())
-        )
-    };
-    let root = w.recipes();
-    write_tree(&root, &[], &[("payload", "payload")]);
-    fs_err::write(
-        root.join("recipes/payload.kdl"),
-        format!(
-            "package \"payload\" {{\n    url \"file://{}/payload-{{version}}.tar\"\n    version \"1.0\" sha256=\"{sha}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out && cp -r . $out/\" }}\n    }}\n}}\n",
-            dist.display()
-        ),
-    )
-    .unwrap();
+    payload_source(
+        &w,
+        &w.path().join("dist"),
+        &[
+            ("payload-1.0/ok", b"x"),
+            ("payload-1.0/\x1b]0;pwned\x07\x1b[2Jdata", b"x"),
+        ],
+        "mkdir -p $out && cp -r . $out/",
+    );
     let o = w.run(&["realize", "payload"]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -2000,36 +1978,13 @@ fn gc_removes_the_logs_and_kept_scratch_of_failed_builds_and_every_log_of_what_i
 fn fetch_fills_a_mirror_an_offline_realize_builds_from() {
     let w = World::new();
     let dist = w.path().join("upstream");
-    fs_err::create_dir_all(&dist).unwrap();
-    let tar_path = dist.join("payload-1.0.tar");
-    {
-        let f = fs_err::File::create(&tar_path).unwrap();
-        let mut b = tar::Builder::new(f.into_parts().0);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(5);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "payload-1.0/data", &b"data\n"[..])
-            .unwrap();
-        b.finish().unwrap();
-    }
-    let sha = {
-        use sha2::Digest;
-        format!(
-            "{:x}",
-            sha2::Sha256::digest(fs_err::read(&tar_path).unwrap())
-        )
-    };
+    let (tar_path, sha) = payload_source(
+        &w,
+        &dist,
+        &[("payload-1.0/data", b"data\n")],
+        "mkdir -p $out && cp data $out/",
+    );
     let root = w.recipes();
-    write_tree(&root, &[], &[("payload", "payload")]);
-    fs_err::write(
-        root.join("recipes/payload.kdl"),
-        format!(
-            "package \"payload\" {{\n    url \"file://{}/payload-{{version}}.tar\"\n    version \"1.0\" sha256=\"{sha}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out && cp data $out/\" }}\n    }}\n}}\n",
-            dist.display()
-        ),
-    )
-    .unwrap();
 
     // plan --json carries the source with its checksum and URL.
     let plan: serde_json::Value =

@@ -21,7 +21,7 @@ fn add_version_computes_the_checksum_and_keeps_the_layout() {
     let recipe = format!(
         "// A tool.\npackage \"tool\" {{\n    description \"a tool\"\n    url \"file://{d}/tool-{{version}}.tar.gz\"\n\n    version \"1.0\" sha256=\"{old}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"mkdir -p $out\" }}\n    }}\n}}\n",
         d = dist.display(),
-        old = sha(b"old release"),
+        old = sha256_hex(b"old release"),
     );
     let path = tree.join("recipes/tool.kdl");
     fs_err::write(&path, &recipe).unwrap();
@@ -29,7 +29,10 @@ fn add_version_computes_the_checksum_and_keeps_the_layout() {
     let o = w.run(&["recipe", "add-version", "tool", "2.0", "--url", &url]);
     let line = ok(&o);
     // The template gives that URL, so only the checksum is written; newest version first.
-    let expected = format!("    version \"2.0\" sha256=\"{}\"", sha(b"new release"));
+    let expected = format!(
+        "    version \"2.0\" sha256=\"{}\"",
+        sha256_hex(b"new release")
+    );
     assert_eq!(line.trim_end(), expected);
     let after = fs_err::read_to_string(&path).unwrap();
     assert_eq!(
@@ -132,9 +135,4 @@ fn fmt_check_reports_and_fmt_fixes_layout() {
     assert!(after.starts_with("package \"messy\" {\n    // keep me\n    version \"1.0\" path=\"../src/a\"\n\n    languages\n"), "{after}");
     ok(&w.run(&["fmt", "--check"]));
     ok(&w.run(&["lint"]));
-}
-
-fn sha(b: &[u8]) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(b))
 }

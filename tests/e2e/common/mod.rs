@@ -235,3 +235,46 @@ pub fn wait_for_port(port: u16, secs: u64, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A package `payload` 1.0 in `w`'s recipe tree whose source is `dist/payload-1.0.tar`, a tar
+/// of `entries` (name, bytes) fetched by a `file://` URL; `install` is its install command.
+/// Returns the tarball's path and sha256.
+pub fn payload_source(
+    w: &World,
+    dist: &Path,
+    entries: &[(&str, &[u8])],
+    install: &str,
+) -> (PathBuf, String) {
+    fs_err::create_dir_all(dist).unwrap();
+    let tar_path = dist.join("payload-1.0.tar");
+    {
+        let f = fs_err::File::create(&tar_path).unwrap();
+        let mut b = tar::Builder::new(f.into_parts().0);
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let sha = sha256_hex(&fs_err::read(&tar_path).unwrap());
+    let root = w.recipes();
+    write_tree(&root, &[], &[("payload", "payload")]);
+    fs_err::write(
+        root.join("recipes/payload.kdl"),
+        format!(
+            "package \"payload\" {{\n    url \"file://{}/payload-{{version}}.tar\"\n    version \"1.0\" sha256=\"{sha}\"\n    languages\n    build \"custom\" {{\n        phase \"install\" {{ sh \"{install}\" }}\n    }}\n}}\n",
+            dist.display()
+        ),
+    )
+    .unwrap();
+    (tar_path, sha)
+}

@@ -74,18 +74,12 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             if store.valid_subset(names.iter().map(|n| n.as_str()))?.len() != names.len() {
                 return Err(e.into());
             }
-            reporter(ctx, a.json).event(&forge_realize::Event::Planned {
-                total: names.len(),
-                valid: names.len(),
-                to_build: 0,
-            });
-            return finish(
+            return finish_all_valid(
                 ctx,
                 a,
                 &request,
                 &store,
                 &plan.root().store_name(),
-                &valid_report(names.len()),
                 names.len(),
             );
         }
@@ -112,19 +106,13 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     }
     if all_valid {
         // Nothing to build: no scheduler, no runtime, no probes.
-        reporter.event(&forge_realize::Event::Planned {
-            total: names.len(),
-            valid: names.len(),
-            to_build: 0,
-        });
         drop(reporter);
-        return finish(
+        return finish_all_valid(
             ctx,
             a,
             &request,
             &store,
             &plan.root().store_name(),
-            &valid_report(names.len()),
             names.len(),
         );
     }
@@ -256,12 +244,25 @@ fn dry_run(ctx: &Ctx, a: &RealizeArgs, plan: &forge_plan::Plan) -> Result<ExitSt
     Ok(ExitStatus::Success)
 }
 
-/// The report of a run that found all `n` nodes valid.
-fn valid_report(n: usize) -> forge_realize::Report {
-    forge_realize::Report {
+/// The end of a run that found all `n` nodes valid: the plan's event, then [`finish`].
+fn finish_all_valid(
+    ctx: &Ctx,
+    a: &RealizeArgs,
+    request: &str,
+    store: &forge_store::Store,
+    root: &forge_core::StoreName,
+    n: usize,
+) -> Result<ExitStatus, CliError> {
+    reporter(ctx, a.json).event(&forge_realize::Event::Planned {
+        total: n,
+        valid: n,
+        to_build: 0,
+    });
+    let report = forge_realize::Report {
         already_valid: n,
         ..Default::default()
-    }
+    };
+    finish(ctx, a, request, store, root, &report, n)
 }
 
 /// What happened to the nodes, adding up to `total`: `of 72 nodes: 1 failed, 53 skipped (they
@@ -347,21 +348,7 @@ fn all_valid_from_cache(
     let Some(root) = forge_core::StoreName::parse(&hit.root) else {
         return Ok(None);
     };
-    reporter(ctx, a.json).event(&forge_realize::Event::Planned {
-        total: hit.names.len(),
-        valid: hit.names.len(),
-        to_build: 0,
-    });
-    finish(
-        ctx,
-        a,
-        request,
-        &store,
-        &root,
-        &valid_report(hit.names.len()),
-        hit.names.len(),
-    )
-    .map(Some)
+    finish_all_valid(ctx, a, request, &store, &root, hit.names.len()).map(Some)
 }
 
 /// The scheduler's options for this machine: isolation probed once (in `probe_dir`), `make -j`
