@@ -485,22 +485,37 @@ fn kill_9_during_a_build_leaves_nothing_behind_and_rerun_completes() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .find(|n| n.ends_with("-slow-1.0"));
+    let gc = |dry: bool| -> serde_json::Value {
+        let mut c = w.forge();
+        c.arg("gc").args(dry.then_some("--dry-run")).arg("--json");
+        serde_json::from_str(&ok(&c.output().unwrap())).unwrap()
+    };
+    let dry = gc(true);
     if let Some(left) = on_disk {
-        let gc = ok(&w
-            .forge()
-            .args(["gc", "--dry-run", "--json"])
-            .output()
-            .unwrap());
-        let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
         assert!(
-            gc["leftovers"]
+            dry["leftovers"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|l| l == &serde_json::json!(left)),
-            "{gc}"
+            "{dry}"
         );
     }
+    // The killed build's scratch directory is listed too, and the real collection removes all
+    // the dry run listed, though the leftover and the scratch directory share the node's lock.
+    assert!(
+        dry["scratch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("-slow-1.0")),
+        "{dry}"
+    );
+    let real = gc(false);
+    for key in ["leftovers", "scratch", "stale_logs"] {
+        assert_eq!(real[key], dry[key], "{key}: {real}");
+    }
+    assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));
     fs_err::remove_file(&marker).unwrap();
     let o = w.run(&["realize", "slow"]);
     let out = store_path_from(&ok(&o));
@@ -888,7 +903,7 @@ fn ctrl_c_stops_builds_and_removes_their_scratch_but_keep_failed_keeps_a_failure
         .forge()
         .arg("--recipes")
         .arg(w.recipes())
-        .args(["realize", "slow"])
+        .args(["realize", "slow", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -908,10 +923,22 @@ fn ctrl_c_stops_builds_and_removes_their_scratch_but_keep_failed_keeps_a_failure
     );
     // 128 + SIGINT, as a shell reports a process Ctrl-C stopped.
     assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    // The tally says what the interruption left undone, and `--json` still ends with `done`.
     assert!(
-        text(&o.stderr).contains("interrupted by SIGINT"),
+        text(&o.stderr).contains("interrupted by SIGINT")
+            && text(&o.stderr).contains("1 not finished (interrupted)"),
         "{}",
         text(&o.stderr)
+    );
+    let done = events(&o.stdout).pop().unwrap();
+    assert_eq!(
+        (
+            done["event"].as_str(),
+            done["interrupted"].as_bool(),
+            done["not_started"].as_u64()
+        ),
+        (Some("done"), Some(true), Some(1)),
+        "{done}"
     );
     assert!(!process_running(&marker), "the build's sleep was killed");
     assert!(scratch_dirs(&w).is_empty(), "{:?}", scratch_dirs(&w));

@@ -10,7 +10,7 @@
 //! room before the database is written). An interrupted collection leaves at worst dead paths
 //! registered but missing, which are not valid and which the next collection unregisters.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -295,11 +295,10 @@ impl Store {
             dry_run || self.write,
             "a store opened read-only is never collected"
         );
-        let mut locks = Vec::new();
+        let mut locks = GcLocks::new(self);
         for n in &valid {
-            match self.lock_for_gc(n)? {
-                Some(l) => locks.extend(l),
-                None => keep.push(n.clone()),
+            if !locks.idle(n)? {
+                keep.push(n.clone());
             }
         }
         let live: BTreeSet<String> = self.closure(&keep)?.into_iter().collect();
@@ -339,33 +338,18 @@ impl Store {
                     continue;
                 }
                 if valid_set.contains(&base.to_owned()) {
-                    leftovers.push((name, None));
+                    leftovers.push(name);
                     continue;
                 }
             }
-            if let Some(l) = self.lock_for_gc(&name)? {
-                leftovers.push((name, l))
+            // A build that committed since `valid` was read released the lock it held: with
+            // the lock taken here, its path is checked again.
+            if locks.idle(&name)? && !self.is_valid(&name)? {
+                leftovers.push(name);
             }
         }
         report.deleted = dead.clone();
-        report.leftovers = leftovers.iter().map(|(n, _)| n.clone()).collect();
-        // Logs and scratch directories of builds that are not running. A name's lock is taken
-        // once, whatever holds it.
-        let mut idle: std::collections::BTreeMap<String, bool> = Default::default();
-        let mut is_idle = |name: &str, locks: &mut Vec<crate::PathLock>| -> Result<bool> {
-            if let Some(&v) = idle.get(name) {
-                return Ok(v);
-            }
-            let v = match self.lock_for_gc(name)? {
-                Some(l) => {
-                    locks.extend(l);
-                    true
-                }
-                None => false,
-            };
-            idle.insert(name.to_owned(), v);
-            Ok(v)
-        };
+        report.leftovers = leftovers;
         for file in sorted_names(&self.meta.join("logs")) {
             let Some(base) = [".wrapper.log.zst", ".log.zst", ".substituted.json"]
                 .iter()
@@ -377,7 +361,7 @@ impl Store {
             if crate::parse_name(base).is_none() || valid_set.contains(&base.to_owned()) {
                 continue;
             }
-            if is_idle(base, &mut locks)? {
+            if locks.idle(base)? && !self.is_valid(base)? {
                 report.stale_logs.push(file);
             }
         }
@@ -385,7 +369,7 @@ impl Store {
             let Some((base, _purpose)) = dir.rsplit_once('.') else {
                 continue;
             };
-            if crate::parse_name(base).is_some() && is_idle(base, &mut locks)? {
+            if crate::parse_name(base).is_some() && locks.idle(base)? {
                 report.scratch.push(dir);
             }
         }
@@ -439,17 +423,7 @@ impl Store {
             }
         }
         drop(locks);
-        drop(leftovers);
         Ok(report)
-    }
-
-    /// Takes the lock of `name` for a collection: `None` when someone holds it. A store opened
-    /// read-only takes nothing (`Some(None)`): it only checks that nobody holds the lock.
-    fn lock_for_gc(&self, name: &str) -> Result<Option<Option<crate::PathLock>>> {
-        if self.write {
-            return Ok(self.try_lock(name)?.map(Some));
-        }
-        Ok((!crate::lock::is_held(&self.meta.join("locks"), name)?).then_some(None))
     }
 
     /// Removes what a killed collection left in `.forge/trash` (entries `<name>.<pid>` of
@@ -479,7 +453,47 @@ impl Store {
     }
 }
 
-/// Points `link` at `target`, replacing whatever is there, atomically.
+/// The build locks one collection holds, each name's taken at most once: the locks are
+/// `flock`s, and a second one on another descriptor would fail against the first, making
+/// the collection think a build holds what it holds itself.
+struct GcLocks<'a> {
+    store: &'a Store,
+    /// Whether each name asked about was idle (its lock free, now held here).
+    idle: BTreeMap<String, bool>,
+    held: Vec<crate::PathLock>,
+}
+
+impl<'a> GcLocks<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            idle: BTreeMap::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Whether no build holds `name`'s lock; if so, the collection holds it from now on. A
+    /// store opened read-only (a dry run) takes nothing: it only checks that nobody holds it.
+    fn idle(&mut self, name: &str) -> Result<bool> {
+        if let Some(&v) = self.idle.get(name) {
+            return Ok(v);
+        }
+        let v = if self.store.write {
+            match self.store.try_lock(name)? {
+                Some(l) => {
+                    self.held.push(l);
+                    true
+                }
+                None => false,
+            }
+        } else {
+            !crate::lock::is_held(&self.store.meta.join("locks"), name)?
+        };
+        self.idle.insert(name.to_owned(), v);
+        Ok(v)
+    }
+}
+
 /// The entries of `dir`, sorted; none when it cannot be read.
 fn sorted_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs_err::read_dir(dir)
@@ -493,6 +507,7 @@ fn sorted_names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Points `link` at `target`, replacing whatever is there, atomically.
 fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     let dir = link.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
