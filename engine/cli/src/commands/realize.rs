@@ -137,12 +137,17 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     ));
     drop(reporter);
     let report = report.map_err(CliError::error)?;
-    if report.cancelled {
-        return Err(
-            interrupts.error("running builds were stopped and their scratch directories removed")
-        );
-    }
     let total = names.len();
+    if report.cancelled {
+        if a.json {
+            ctx.printer
+                .json_line(&done_event(&report, total, None, None));
+        }
+        return Err(interrupts.error(&format!(
+            "running builds were stopped and their scratch directories removed; {}",
+            tally(&report, total)
+        )));
+    }
     if !report.success() {
         // What failed and why was reported as it happened; this is the tally.
         if a.json {
@@ -308,6 +313,7 @@ fn done_event(
     serde_json::json!({
         "event": "done",
         "success": r.success(),
+        "interrupted": r.cancelled,
         "path": path,
         "gc_root": gc_root,
         "total": total,
