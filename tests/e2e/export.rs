@@ -350,6 +350,72 @@ fn a_store_path_or_out_link_exports_that_nodes_closure() {
     );
 }
 
+/// A cache is signed only when every spec manifest is: an unsigned export merged into a
+/// signed cache turns its README to `--unsigned` and says why, and signing again restores it.
+#[test]
+fn an_unsigned_export_into_a_signed_cache_makes_it_unsigned_and_says_so() {
+    let w = World::new();
+    let keys = w.path().join("keys");
+    let forge = |args: &[&str]| {
+        let mut c = w.forge();
+        c.env("FORGE_KEYS", &keys).args(args);
+        c.output().unwrap()
+    };
+    let hello = PathBuf::from(
+        ok(&forge(&["realize", "--example"]))
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    );
+    ok(&forge(&[
+        "key",
+        "generate",
+        "forge test <forge-test@example.invalid>",
+    ]));
+    let lib = fs_err::read_dir(hello.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-libgreet-1.0"))
+        .unwrap();
+    let cache = w.path().join("cache");
+    let cache_s = cache.to_str().unwrap();
+    let readme = || fs_err::read_to_string(cache.join("README.md")).unwrap();
+    // The library's closure, signed.
+    ok(&forge(&[
+        "export",
+        "--example",
+        lib.to_str().unwrap(),
+        "--to",
+        cache_s,
+        "--sign",
+    ]));
+    assert!(!readme().contains("--unsigned"), "{}", readme());
+    // The program, unsigned, into the same cache: its manifest is the one unsigned.
+    let o = forge(&["export", "--example", "hello", "--to", cache_s]);
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("1 spec manifest(s) in the cache are not signed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        readme().contains("spack mirror add --unsigned forge"),
+        "{}",
+        readme()
+    );
+    // Signing the program's export again signs its manifest: the whole cache is signed.
+    let o = forge(&["export", "--example", "hello", "--to", cache_s, "--sign"]);
+    ok(&o);
+    assert!(
+        !text(&o.stderr).contains("not signed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!readme().contains("--unsigned"), "{}", readme());
+    ok(&forge(&["cache", "verify", cache_s]));
+}
+
 /// An unsigned export says so: its README adds the mirror `--unsigned` and promises no
 /// signature checks, `cache verify` points at `--unsigned` (not at importing a key), and the
 /// published cache holds nothing of forge's (no `.forge-tmp/`, no lock).

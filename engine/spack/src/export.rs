@@ -332,14 +332,24 @@ pub fn export(
     }
 
     // Index, recipes, README, and last the index manifest.
-    let index = rebuild_index(&cache, &mut warnings)?;
+    let (index, unsigned) = rebuild_index(&cache, &mut warnings)?;
     write_repo(&cache, &index, &opts.package_meta)?;
-    // Signed when a key is published (this export's, or an earlier one's it merged with).
-    let signed = signer.is_some()
+    // Signed when every spec manifest is: Spack's signature check refuses an unsigned one,
+    // so an unsigned export merged into a signed cache makes the whole cache need
+    // `--unsigned` (the README then says so).
+    let key_published = signer.is_some()
         || cache
             .list(Path::new("v3/manifests/key"))?
             .iter()
             .any(|(n, _)| n.to_string_lossy().ends_with(".key.manifest.json"));
+    if key_published && unsigned > 0 {
+        warnings.push(format!(
+            "{unsigned} spec manifest(s) in the cache are not signed: Spack's signature check \
+             refuses them, so the cache's README now tells sites to add it with `--unsigned`; \
+             export them again with a signing key to make the whole cache signed"
+        ));
+    }
+    let signed = key_published && unsigned == 0;
     cache.write_atomic(
         Path::new("README.md"),
         repo::readme(&index, signed).as_bytes(),
@@ -748,8 +758,13 @@ pub(crate) fn decode_spec_blob(data: &[u8]) -> Result<Value, String> {
 }
 
 /// The index of everything the cache's spec manifests describe (Spack's `update-index`).
-fn rebuild_index(cache: &CacheWriter, warnings: &mut Vec<String>) -> Result<Index, ExportError> {
+/// The index of every spec manifest in the cache, and how many of them are not clearsigned.
+fn rebuild_index(
+    cache: &CacheWriter,
+    warnings: &mut Vec<String>,
+) -> Result<(Index, usize), ExportError> {
     let mut index = Index::default();
+    let mut unsigned = 0;
     for path in spec_manifests(cache)? {
         let shown = path.display().to_string();
         let nodes = cache
@@ -757,6 +772,7 @@ fn rebuild_index(cache: &CacheWriter, warnings: &mut Vec<String>) -> Result<Inde
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8(b).ok())
+            .inspect(|text| unsigned += usize::from(!crate::manifest::is_clearsigned(text)))
             .and_then(|text| Manifest::parse(&text).ok())
             .and_then(|m| m.record(MEDIA_SPEC).cloned())
             .and_then(|r| read_blob(cache, &r))
@@ -780,7 +796,7 @@ fn rebuild_index(cache: &CacheWriter, warnings: &mut Vec<String>) -> Result<Inde
             index.insert(hash, obj.clone(), i == 0);
         }
     }
-    Ok(index)
+    Ok((index, unsigned))
 }
 
 fn write_repo(
