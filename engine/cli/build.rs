@@ -4,26 +4,35 @@
 use std::path::Path;
 use std::process::Command;
 
-// A missing `.git/HEAD` is an expected outcome here, not an error to report.
-#[allow(clippy::disallowed_methods)]
-fn main() {
-    let git_dir = Path::new("../../.git");
-    // Rebuild when HEAD moves: a checkout changes `HEAD`, a commit the branch's ref.
-    println!("cargo:rerun-if-changed=../../.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(git_dir.join("HEAD"))
-        && let Some(r) = head.trim().strip_prefix("ref: ")
-    {
-        println!("cargo:rerun-if-changed=../../.git/{r}");
-        println!("cargo:rerun-if-changed=../../.git/packed-refs");
-    }
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+/// `git ARGS` in this package's directory, trimmed, if git runs and succeeds.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown commit".to_owned());
+}
+
+fn main() {
+    // Rebuild when HEAD moves: a checkout changes `HEAD`, a commit the branch's ref (loose, or
+    // in `packed-refs`). Git says where each lives, which also covers worktrees. Only files
+    // that exist are named: cargo reruns a script every build for a missing one.
+    println!("cargo:rerun-if-changed=build.rs");
+    let mut watch = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch.push(r);
+    }
+    for name in watch {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name])
+            && Path::new(&path).is_file()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    let commit =
+        git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown commit".to_owned());
     println!("cargo:rustc-env=FORGE_GIT_COMMIT={commit}");
 }
