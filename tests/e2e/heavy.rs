@@ -200,22 +200,13 @@ fn say(s: &str) {
     eprintln!("{s}");
 }
 
-/// The per-node table, the schedule's efficiency, and the reproducibility summary.
-fn report(h: &Heavy, target: &str, r: &Realized, check: &serde_json::Value) {
+/// The per-node table and the schedule's efficiency, with the reproducibility summary when
+/// the graph was checked.
+fn report(h: &Heavy, target: &str, r: &Realized, check: Option<&serde_json::Value>) {
     let plan = &r.plan;
-    let built: BTreeMap<String, f64> = r
-        .events
-        .iter()
-        .filter(|e| e["event"] == "finished" && e["how"] == "built")
-        .map(|e| {
-            (
-                e["node"].as_str().unwrap().to_owned(),
-                e["seconds"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    let identical: BTreeMap<String, bool> = check["nodes"]
-        .as_array()
+    let sched = Schedule::from_run(plan, &r.events, 2);
+    let identical: BTreeMap<String, bool> = check
+        .and_then(|c| c["nodes"].as_array())
         .map(|a| {
             a.iter()
                 .map(|n| {
@@ -227,104 +218,319 @@ fn report(h: &Heavy, target: &str, r: &Realized, check: &serde_json::Value) {
                 .collect()
         })
         .unwrap_or_default();
+    let built = sched.nodes.iter().filter(|n| n.built).count();
     let mut out = format!(
-        "\n{target}: {} nodes, {} built here\n{:<44} {:>9} {:>10}  {}\n",
+        "\n{target}: {} nodes, {built} built here\n{:<44} {:>8} {:>8} {:>9} {:>10}  {}\n",
         plan["nodes"].as_array().unwrap().len(),
-        built.len(),
         "node",
+        "ready s",
+        "start s",
         "build s",
         "size MiB",
         "bit-identical"
     );
     let mut total_bytes = 0;
-    for n in plan["nodes"].as_array().unwrap() {
+    for (n, t) in plan["nodes"].as_array().unwrap().iter().zip(&sched.nodes) {
         if n["origin"] != "build" {
             continue;
         }
         let path = n["store_path"].as_str().unwrap();
-        let name = path.rsplit('/').next().unwrap();
-        let label = &name[33..];
+        let label = &t.name[33..];
         let bytes = h.size(path);
         total_bytes += bytes;
-        let secs = built
-            .get(name)
-            .map_or_else(|| "(valid)".to_owned(), |s| format!("{s:.1}"));
+        let (ready, start, secs) = match t.span {
+            Some((start, _)) if t.built => (
+                format!("{:.0}", sched.ready(t)),
+                format!("{start:.0}"),
+                format!("{:.1}", t.own),
+            ),
+            _ => ("-".to_owned(), "-".to_owned(), "(valid)".to_owned()),
+        };
         let same = match identical.get(label) {
             Some(true) => "yes",
             Some(false) => "NO",
             None => "-",
         };
         out.push_str(&format!(
-            "{label:<44} {secs:>9} {:>10.1}  {same}\n",
+            "{label:<44} {ready:>8} {start:>8} {secs:>9} {:>10.1}  {same}\n",
             bytes as f64 / 1048576.0
         ));
     }
-    let work: f64 = built.values().sum();
-    let critical = critical_path(plan, &built);
-    // No schedule on 2 slots beats the longer of the critical path and the work spread over
-    // both slots; the scheduler's overhead and idle slots are what the wall adds to that.
-    let bound = critical.max(work / 2.0);
+    let work = sched.work();
+    let critical = sched.critical_path();
+    let bound = sched.lower_bound();
+    let idle = sched.idle_while_ready();
     out.push_str(&format!(
-        "total: {:.1} MiB; wall {:.0} s; sum of build times {:.0} s; critical path {:.0} s; \
-         wall / max(critical path, sum / 2 slots) = {:.3} (target <= 1.10); wall / (sum / 2) = {:.3}{}\n",
+        "total: {:.1} MiB; wall {:.0} s; sum of build times {:.0} s; critical path {:.0} s{}\n\
+         schedule: lower bound {bound:.0} s (no schedule on 2 slots is shorter: the longest of the critical \
+         path, the work spread over both slots, and any node's earliest finish plus the work that needs it \
+         spread over both slots)\n\
+         wall / lower bound = {:.3} (target <= 1.10); wall / max(critical path, sum / 2) = {:.3}; \
+         wall / (sum / 2) = {:.3}\n\
+         slots idle while a node was ready: {idle:.1} slot-seconds ({:.2} % of 2 slots x wall)\n",
         total_bytes as f64 / 1048576.0,
         r.wall,
         work,
         critical,
-        if bound > 0.0 { r.wall / bound } else { 0.0 },
-        if work > 0.0 { r.wall / (work / 2.0) } else { 0.0 },
         r.peak_kib.map_or_else(String::new, |k| format!(
             "; peak RSS {:.0} MiB",
             k as f64 / 1024.0
-        ))
+        )),
+        ratio(r.wall, bound),
+        ratio(r.wall, critical.max(work / 2.0)),
+        ratio(r.wall, work / 2.0),
+        100.0 * ratio(idle, 2.0 * r.wall),
     ));
-    out.push_str(&format!(
-        "forge check: {}/{} built nodes bit-identical\n",
-        check["summary"]["reproducible"], check["summary"]["nodes"]
-    ));
+    if let Some(check) = check {
+        out.push_str(&format!(
+            "forge check: {}/{} built nodes bit-identical\n",
+            check["summary"]["reproducible"], check["summary"]["nodes"]
+        ));
+    }
     say(&out);
 }
 
-/// The longest chain of build times through the plan's dependency edges (nodes not built in
-/// this run count zero).
-fn critical_path(plan: &serde_json::Value, built: &BTreeMap<String, f64>) -> f64 {
-    let nodes = plan["nodes"].as_array().unwrap();
-    let by_hash: BTreeMap<&str, &serde_json::Value> = nodes
-        .iter()
-        .map(|n| (n["hash"].as_str().unwrap(), n))
-        .collect();
-    fn finish<'a>(
-        hash: &'a str,
-        by_hash: &BTreeMap<&'a str, &'a serde_json::Value>,
-        built: &BTreeMap<String, f64>,
-        memo: &mut BTreeMap<&'a str, f64>,
-    ) -> f64 {
-        if let Some(t) = memo.get(hash) {
-            return *t;
-        }
-        let n = by_hash[hash];
-        let name = n["store_path"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap();
-        let own = built.get(name).copied().unwrap_or(0.0);
-        let deps = n["deps"].as_array().map_or(&[][..], Vec::as_slice);
-        let before = deps
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+/// One node of a realized plan, as the schedule analysis sees it.
+#[derive(Debug, Clone, Default)]
+struct Timed {
+    /// Store name.
+    name: String,
+    /// Indices of its dependencies in the plan.
+    deps: Vec<usize>,
+    /// Whether this run built it (rather than finding it valid or linking a host tool).
+    built: bool,
+    /// Its build time in this run, 0 when it was not built.
+    own: f64,
+    /// When it started and finished, seconds into the run, if it ran.
+    span: Option<(f64, f64)>,
+}
+
+/// A realization's schedule, read back from its plan and its `--json` events (each carries
+/// `elapsed`, seconds into the run).
+#[derive(Debug)]
+struct Schedule {
+    nodes: Vec<Timed>,
+    slots: usize,
+}
+
+impl Schedule {
+    fn from_run(plan: &serde_json::Value, events: &[serde_json::Value], slots: usize) -> Self {
+        let plan_nodes = plan["nodes"].as_array().unwrap();
+        let index: BTreeMap<&str, usize> = plan_nodes
             .iter()
-            .filter_map(|d| d["hash"].as_str())
-            .filter(|h| by_hash.contains_key(h))
-            .map(|h| finish(h, by_hash, built, memo))
-            .fold(0.0, f64::max);
-        memo.insert(hash, before + own);
-        before + own
+            .enumerate()
+            .map(|(i, n)| (n["hash"].as_str().unwrap(), i))
+            .collect();
+        let mut started: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut finished: BTreeMap<&str, (f64, f64, bool)> = BTreeMap::new();
+        for e in events {
+            let (Some(node), Some(at)) = (e["node"].as_str(), e["elapsed"].as_f64()) else {
+                continue;
+            };
+            match e["event"].as_str() {
+                Some("started") => {
+                    started.insert(node, at);
+                }
+                Some("finished") => {
+                    let secs = e["seconds"].as_f64().unwrap_or(0.0);
+                    finished.insert(node, (at, secs, e["how"] == "built"));
+                }
+                _ => {}
+            }
+        }
+        let nodes = plan_nodes
+            .iter()
+            .map(|n| {
+                let name = n["store_path"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let deps = n["deps"]
+                    .as_array()
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .filter_map(|d| d["hash"].as_str().and_then(|h| index.get(h).copied()))
+                    .collect();
+                let (span, own, built) = match finished.get(name.as_str()) {
+                    // Host tools are linked without a `started` event.
+                    Some(&(end, secs, built)) => (
+                        Some((
+                            started.get(name.as_str()).copied().unwrap_or(end - secs),
+                            end,
+                        )),
+                        if built { secs } else { 0.0 },
+                        built,
+                    ),
+                    None => (None, 0.0, false),
+                };
+                Timed {
+                    name,
+                    deps,
+                    built,
+                    own,
+                    span,
+                }
+            })
+            .collect();
+        Self { nodes, slots }
     }
-    let mut memo = BTreeMap::new();
-    nodes
-        .iter()
-        .map(|n| finish(n["hash"].as_str().unwrap(), &by_hash, built, &mut memo))
-        .fold(0.0, f64::max)
+
+    /// The sum of the build times.
+    fn work(&self) -> f64 {
+        self.nodes.iter().map(|n| n.own).sum()
+    }
+
+    /// When `n` could start: when the last of its dependencies this run produced finished.
+    fn ready(&self, n: &Timed) -> f64 {
+        n.deps
+            .iter()
+            .filter_map(|&d| self.nodes[d].span.map(|(_, end)| end))
+            .fold(0.0, f64::max)
+    }
+
+    /// Per node, the earliest it can finish: its build time after the longest chain of build
+    /// times below it.
+    fn earliest_finish(&self) -> Vec<f64> {
+        fn visit(s: &Schedule, i: usize, memo: &mut Vec<Option<f64>>) -> f64 {
+            if let Some(t) = memo[i] {
+                return t;
+            }
+            let before = s.nodes[i]
+                .deps
+                .iter()
+                .map(|&d| visit(s, d, memo))
+                .fold(0.0, f64::max);
+            let t = before + s.nodes[i].own;
+            memo[i] = Some(t);
+            t
+        }
+        let mut memo = vec![None; self.nodes.len()];
+        (0..self.nodes.len())
+            .map(|i| visit(self, i, &mut memo))
+            .collect()
+    }
+
+    /// The longest chain of build times through the dependency edges.
+    fn critical_path(&self) -> f64 {
+        self.earliest_finish().into_iter().fold(0.0, f64::max)
+    }
+
+    /// The shortest wall any schedule on `slots` slots can reach with these build times: the
+    /// longest of the work spread over the slots and, for every node, its earliest finish plus
+    /// the work of everything that needs it (which cannot start before it ends) spread over the
+    /// slots. The critical path is the case of a node nothing needs.
+    fn lower_bound(&self) -> f64 {
+        let slots = self.slots.max(1) as f64;
+        let mut dependents = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &d in &n.deps {
+                dependents[d].push(i);
+            }
+        }
+        let finish = self.earliest_finish();
+        let mut bound = self.work() / slots;
+        for (v, f) in finish.iter().enumerate() {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut stack = dependents[v].clone();
+            while let Some(u) = stack.pop() {
+                if seen.insert(u) {
+                    stack.extend(dependents[u].iter().copied());
+                }
+            }
+            let above: f64 = seen.iter().map(|&u| self.nodes[u].own).sum();
+            bound = bound.max(f + above / slots);
+        }
+        bound
+    }
+
+    /// Slot-seconds during which a slot was free while a node was ready and not yet started:
+    /// what a work-conserving scheduler never leaves.
+    fn idle_while_ready(&self) -> f64 {
+        let waits: Vec<(f64, f64)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.span.map(|(start, _)| (self.ready(n), start)))
+            .collect();
+        let mut times: Vec<f64> = waits
+            .iter()
+            .chain(self.nodes.iter().filter_map(|n| n.span.as_ref()))
+            .flat_map(|&(a, b)| [a, b])
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        times
+            .windows(2)
+            .map(|w| {
+                let mid = (w[0] + w[1]) / 2.0;
+                let inside = |(a, b): (f64, f64)| a <= mid && mid < b;
+                let running = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.span)
+                    .filter(|s| inside(*s))
+                    .count();
+                let waiting = waits.iter().filter(|s| inside(**s)).count();
+                self.slots.saturating_sub(running).min(waiting) as f64 * (w[1] - w[0])
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod schedule {
+    use super::*;
+
+    /// A node built over `span` with dependencies `deps`.
+    fn node(deps: &[usize], span: (f64, f64)) -> Timed {
+        Timed {
+            name: String::new(),
+            deps: deps.to_vec(),
+            built: true,
+            own: span.1 - span.0,
+            span: Some(span),
+        }
+    }
+
+    #[test]
+    fn a_bottleneck_raises_the_bound_above_critical_path_and_half_the_work() {
+        // A 100 s compiler that four 10 s libraries need: no schedule on two slots finishes
+        // before 100 + 40 / 2, though the critical path is 110 and half the work 70.
+        let mut nodes = vec![node(&[], (0.0, 100.0))];
+        for k in 0..4 {
+            let at = 100.0 + 10.0 * f64::from(k / 2);
+            nodes.push(node(&[0], (at, at + 10.0)));
+        }
+        let s = Schedule { nodes, slots: 2 };
+        assert_eq!(s.work(), 140.0);
+        assert_eq!(s.critical_path(), 110.0);
+        assert_eq!(s.lower_bound(), 120.0);
+        assert_eq!(s.idle_while_ready(), 0.0);
+    }
+
+    #[test]
+    fn a_free_slot_while_a_node_waits_is_counted_and_nothing_else() {
+        // a -> b on one slot; c then d on the other, but d (ready at 0) starts only at 7,
+        // two seconds after c ended; from 12 to 20 the free slot has nothing ready.
+        let s = Schedule {
+            nodes: vec![
+                node(&[], (0.0, 10.0)),
+                node(&[0], (10.0, 20.0)),
+                node(&[], (0.0, 5.0)),
+                node(&[], (7.0, 12.0)),
+            ],
+            slots: 2,
+        };
+        assert_eq!(s.lower_bound(), 20.0);
+        assert!((s.idle_while_ready() - 2.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.ready(&s.nodes[1]), 10.0);
+    }
 }
 
 /// `ldd FILE` with an empty environment: every library found, none from the host's compiler.
@@ -431,7 +637,7 @@ fn toolchain_gcc_13_from_debian_sources_builds_and_compiles_for_x86_64_v3() {
         text(&o.stderr)
     );
     let check = h.check(target);
-    report(&h, target, &r, &check);
+    report(&h, target, &r, Some(&check));
     assert_eq!(
         check["summary"]["reproducible"], check["summary"]["nodes"],
         "every built node rebuilds bit for bit"
@@ -509,14 +715,16 @@ fn closure_slurm_24_11_from_debian_sources_builds_runs_jobs_and_pmix() {
         text(&job.stdout).lines().collect::<Vec<_>>()
     ));
     if std::env::var_os("FORGE_HEAVY_NO_CHECK").is_some() {
-        // While iterating on recipes: the check rebuilds the whole graph (hours).
+        // While iterating on recipes, or measuring the schedule: the check rebuilds the whole
+        // graph (hours).
+        report(&h, target, &r, None);
         say(
             "FORGE_HEAVY_NO_CHECK is set: not checking the graph; this run proves nothing about reproducibility",
         );
         return;
     }
     let check = h.check(target);
-    report(&h, target, &r, &check);
+    report(&h, target, &r, Some(&check));
     assert_eq!(
         check["summary"]["reproducible"], check["summary"]["nodes"],
         "every built node rebuilds bit for bit"

@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// forge: declarative, content-addressed builds of HPC software stacks, published as Spack
-/// buildcaches.
 /// `forge --version`: the crate's version and the commit it was built from.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -14,6 +12,8 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// forge: declarative, content-addressed builds of HPC software stacks, published as Spack
+/// buildcaches.
 #[derive(Debug, Parser)]
 #[command(name = "forge", version = VERSION, about, long_about = None, max_term_width = 100)]
 pub struct Cli {

@@ -189,12 +189,12 @@ impl CacheDir {
         })
     }
 
-    /// The root, as given.
     /// The handle of the cache's directory.
     pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
     }
 
+    /// The root, as given.
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }

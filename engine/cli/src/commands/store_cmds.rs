@@ -457,11 +457,13 @@ pub(super) fn roots(ctx: &Ctx, a: &RootsArgs) -> Result<ExitStatus, CliError> {
     if !a.remove.is_empty() {
         let store = ctx.open_store()?;
         let mut missing = Vec::new();
-        for name in &a.remove {
-            if store.remove_root(name)? {
+        for request in &a.remove {
+            // The root's name, or the target or spec `realize` named it after.
+            let name = forge_store::root_name_for(request);
+            if store.remove_root(&name)? {
                 ctx.printer.info(&format!("removed the GC root `{name}`"));
             } else {
-                missing.push(name.as_str());
+                missing.push(name);
             }
         }
         if !missing.is_empty() {
