@@ -321,6 +321,42 @@ fn plan_refuses_a_broken_tree() {
     insta::assert_snapshot!(t.stderr(&o));
 }
 
+/// A broken recipe file stops only what uses it: a target that needs nothing of it plans, with
+/// a warning naming the file; one that needs it is refused, naming both.
+#[test]
+fn a_broken_recipe_file_stops_only_the_targets_that_use_it() {
+    let t = Tree::fixture();
+    let before = t.forge(&["plan", "lapack", "--json"]);
+    assert_eq!(code(&before), 0, "{}", t.stderr(&before));
+    fs_err::write(
+        t.root().join("recipes/unrelated.kdl"),
+        "package \"unrelated\" {\n    version \"1.0\" sha256=\n",
+    )
+    .unwrap();
+    let o = t.forge(&["plan", "lapack", "--json"]);
+    assert_eq!(code(&o), 0, "{}", t.stderr(&o));
+    assert_eq!(o.stdout, before.stdout, "the same plan");
+    let err = t.stderr(&o);
+    assert!(
+        err.contains("planned `lapack` without `recipes/unrelated.kdl`, which has errors"),
+        "{err}"
+    );
+    // The package a target needs, broken: refused, naming the file.
+    let lapack = t.root().join("recipes/lapack.kdl");
+    let text = fs_err::read_to_string(&lapack).unwrap();
+    fs_err::write(&lapack, text.replacen("version", "version version=", 1)).unwrap();
+    let o = t.forge(&["plan", "lapack"]);
+    assert_eq!(code(&o), 1, "{}", t.stderr(&o));
+    let err = t.stderr(&o);
+    assert!(
+        err.contains("`recipes/lapack.kdl`") && err.contains("`lapack`"),
+        "{err}"
+    );
+    // Listing shows the whole tree: it refuses while any file is broken.
+    let o = t.forge(&["list"]);
+    assert_eq!(code(&o), 1, "{}", t.stderr(&o));
+}
+
 #[test]
 fn fmt_lays_files_out_without_changing_a_hash() {
     let t = Tree::fixture();

@@ -23,6 +23,79 @@ pub struct Ctx {
     pub keys: PathBuf,
     fetch: forge_fetch::FetchOptions,
     pub sandbox: crate::args::SandboxMode,
+    /// The errors of the recipe tree loaded last, if it had any: plans that use nothing of the
+    /// files they are in go ahead (with a warning, said once); the others are refused.
+    broken: std::sync::Mutex<Option<BrokenTree>>,
+}
+
+/// A recipe tree that loaded with errors.
+#[derive(Debug, Clone)]
+struct BrokenTree {
+    diags: forge_recipe::Diagnostics,
+    /// The files the errors are in, as shown (`recipes/munge.kdl`).
+    files: Vec<String>,
+    /// Whether the warning was printed.
+    warned: bool,
+}
+
+impl BrokenTree {
+    /// Why every plan may depend on the broken files, if it may: they hold toolchains, the
+    /// target table, defaults, or providers of virtual packages, which any resolution can use.
+    fn touches_every_plan(&self, set: &RecipeSet) -> Option<String> {
+        for f in &self.files {
+            if f.starts_with("toolchains/") {
+                return Some(format!(
+                    "`{f}` is part of the toolchains and target table every plan uses"
+                ));
+            }
+            let text = set
+                .sources
+                .iter()
+                .find(|(_, s)| s.name == *f)
+                .map(|(_, s)| s.text.clone())
+                .unwrap_or_default();
+            if text.contains("provides") {
+                return Some(format!(
+                    "`{f}` may provide a virtual package the resolver would choose"
+                ));
+            }
+            if text.contains("defaults") {
+                return Some(format!("`{f}` may hold the defaults every target uses"));
+            }
+        }
+        None
+    }
+
+    /// `set` without what the broken files define: their packages and targets. A request that
+    /// needs one of them then does not resolve; nothing half-checked reaches the planner.
+    fn without_broken(&self, set: &RecipeSet) -> RecipeSet {
+        let mut clean = set.clone();
+        let broken = |f: &str| self.files.iter().any(|b| b == f);
+        clean
+            .packages
+            .retain(|_, r| !broken(&set.sources.get(r.file).name));
+        clean
+            .targets
+            .retain(|t| !broken(&set.sources.get(t.name.span.file).name));
+        clean
+    }
+
+    /// The error refusing to plan `request` because of these errors, and `why`.
+    fn refusal(&self, request: &str, why: &str) -> CliError {
+        let files = self
+            .files
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!(
+            "{} in {files}: `{request}` is not planned ({why}); forge plans nothing that may use a recipe file with errors",
+            crate::printer::counted(self.diags.error_count(), "error"),
+        );
+        CliError::diagnostics(self.diags.clone())
+            .with_message(message)
+            .with_hint("fix them (`forge lint` lists every one), or move the broken file out of `recipes/` for now")
+    }
 }
 
 /// `$XDG_CONFIG_HOME/forge`, else `~/.config/forge`.
@@ -110,6 +183,7 @@ impl Ctx {
                     ..d
                 }
             },
+            broken: std::sync::Mutex::new(None),
         }
     }
 
@@ -273,16 +347,47 @@ impl Ctx {
         })
     }
 
-    /// Loads and checks the recipe tree; prints its warnings, or fails with its diagnostics.
+    /// Loads and checks the recipe tree for planning: its warnings are printed; with errors,
+    /// [`Self::plan`] goes ahead only for what uses nothing of the files they are in.
     pub fn load(&self) -> Result<RecipeSet, CliError> {
         let root = self.recipes_root()?;
         self.load_at(&root).map(|(set, _)| set)
     }
 
-    /// Loads and checks the recipe tree at `root` (see [`Self::load`]); also says whether it
-    /// loaded without a single diagnostic.
+    /// Loads and checks the recipe tree at `root` for planning (see [`Self::load`]); also says
+    /// whether it loaded without a single diagnostic.
     pub fn load_at(&self, root: &Path) -> Result<(RecipeSet, bool), CliError> {
         let loaded = RecipeSet::load(root);
+        if loaded.diags.has_errors() {
+            let mut files: Vec<String> = loaded
+                .diags
+                .iter()
+                .filter(|d| d.is_error())
+                .filter_map(|d| d.location().map(|l| l.file.clone()))
+                .chain(loaded.set.unloaded.files.iter().cloned())
+                .collect();
+            files.sort_unstable();
+            files.dedup();
+            if !files.is_empty() {
+                *self.broken.lock().expect("not poisoned") = Some(BrokenTree {
+                    diags: loaded.diags,
+                    files,
+                    warned: false,
+                });
+                return Ok((loaded.set, false));
+            }
+        }
+        self.finish_load(loaded)
+    }
+
+    /// Loads and checks the whole recipe tree (for commands that show all of it): any error
+    /// fails with its diagnostics.
+    pub fn load_strict(&self) -> Result<RecipeSet, CliError> {
+        let root = self.recipes_root()?;
+        self.finish_load(RecipeSet::load(&root)).map(|(set, _)| set)
+    }
+
+    fn finish_load(&self, loaded: forge_recipe::Loaded) -> Result<(RecipeSet, bool), CliError> {
         if loaded.diags.has_errors() {
             let n = loaded.diags.error_count();
             let mut files: Vec<&str> = loaded
@@ -330,8 +435,32 @@ impl Ctx {
         host: &dyn HostProbe,
         text: &str,
     ) -> Result<Plan, CliError> {
-        let req = Request::parse(set, text)?;
-        let graph = Resolver::new(set, host).resolve(&req)?;
-        Ok(Planner::new(set).plan(graph)?)
+        let plan_in = |set: &RecipeSet| -> Result<Plan, CliError> {
+            let req = Request::parse(set, text)?;
+            let graph = Resolver::new(set, host).resolve(&req)?;
+            Ok(Planner::new(set).plan(graph)?)
+        };
+        let mut broken = self.broken.lock().expect("not poisoned");
+        let Some(b) = broken.as_mut() else {
+            return plan_in(set);
+        };
+        if let Some(why) = b.touches_every_plan(set) {
+            return Err(b.refusal(text, &why));
+        }
+        let plan = plan_in(&b.without_broken(set)).map_err(|e| {
+            let them = if b.files.len() == 1 { "it" } else { "them" };
+            b.refusal(text, &format!("without {them}: {e}"))
+        })?;
+        if !b.warned {
+            b.warned = true;
+            self.printer.diagnostics(&b.diags);
+            self.printer.warn(&format!(
+                "planned `{text}` without {}, which {} errors: it uses nothing from {} (`forge lint` lists the errors)",
+                b.files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+                if b.files.len() == 1 { "has" } else { "have" },
+                if b.files.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        Ok(plan)
     }
 }

@@ -18,7 +18,7 @@ fn versions(r: &Recipe) -> Vec<String> {
 }
 
 pub(super) fn list(ctx: &Ctx, a: &ListArgs) -> Result<ExitStatus, CliError> {
-    let set = ctx.load()?;
+    let set = ctx.load_strict()?;
     let pkgs: Vec<&Recipe> = set
         .packages
         .values()
@@ -67,7 +67,7 @@ pub(super) fn list(ctx: &Ctx, a: &ListArgs) -> Result<ExitStatus, CliError> {
 }
 
 pub(super) fn info(ctx: &Ctx, a: &InfoArgs) -> Result<ExitStatus, CliError> {
-    let set = ctx.load()?;
+    let set = ctx.load_strict()?;
     let Some(r) = set.packages.get(&a.package) else {
         let e = CliError::error(format!("no package is called `{}`", a.package));
         return Err(
