@@ -598,3 +598,31 @@ fn a_read_only_store_says_so_and_still_serves_the_read_only_commands() {
     ok(&run_at(&w, &store, &["verify", "--check-contents"]));
     drop(fs);
 }
+
+/// A store on a file system machines share keeps its database in SQLite's rollback-journal
+/// mode (the write-ahead log's index lives in one machine's shared memory); a local one uses
+/// the log. `FORGE_STORE_SHARED=1` declares a shared file system forge does not recognize;
+/// an existing store switches when it is next opened.
+#[test]
+fn a_shared_store_uses_the_rollback_journal() {
+    // Byte 18 of an SQLite file: 1 for the rollback journal, 2 for the write-ahead log.
+    let mode = |w: &World| fs_err::read(w.store().join(".forge/db.sqlite")).unwrap()[18];
+    let w = World::new();
+    ok(&w.forge().args(["--example", "realize"]).output().unwrap());
+    assert_eq!(mode(&w), 2, "a local store: write-ahead log");
+    let shared = |w: &World, args: &[&str]| {
+        ok(&w
+            .forge()
+            .env("FORGE_STORE_SHARED", "1")
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    shared(&w, &["--example", "realize"]);
+    assert_eq!(mode(&w), 1, "the same store, declared shared: switched");
+    assert!(!w.store().join(".forge/db.sqlite-wal").exists());
+    let fresh = World::new();
+    shared(&fresh, &["--example", "realize"]);
+    assert_eq!(mode(&fresh), 1, "a new shared store");
+    shared(&fresh, &["verify"]);
+}

@@ -199,6 +199,35 @@ pub enum Command {
     /// The target and package names of the recipe tree here, one per line (for completions)
     #[command(hide = true, name = "__complete-names")]
     CompleteNames,
+    /// Build one node of a target whose dependencies are valid (what a Slurm job of `realize
+    /// --executor slurm` runs)
+    #[command(hide = true, name = "build-node")]
+    BuildNode(BuildNodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildNodeArgs {
+    /// The target or spec the node belongs to
+    #[arg(value_name = "TARGET|SPEC")]
+    pub request: String,
+    /// The node's store name (`<hash>-<name>-<version>`)
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Write how the node became valid here (JSON)
+    #[arg(long, value_name = "FILE")]
+    pub result: Option<PathBuf>,
+    /// Parallel jobs the build may use [default: number of CPUs]
+    #[arg(long)]
+    pub cores: Option<usize>,
+}
+
+/// Where `forge realize` runs builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    /// On this machine
+    Local,
+    /// One Slurm batch job per node, chained by `afterok`, into the shared store
+    Slurm,
 }
 
 #[derive(Debug, Args)]
@@ -431,6 +460,36 @@ pub struct RealizeArgs {
     /// Accept substitutes whose manifests are unsigned or signed by untrusted keys
     #[arg(long)]
     pub no_check_signature: bool,
+    /// Where builds run: `local`, or `slurm` (one batch job per node, chained with `afterok`
+    /// dependencies, building into the store shared by the cluster's file system)
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    /// Slurm partition for the jobs
+    #[arg(long, value_name = "NAME", help_heading = "Slurm executor")]
+    pub partition: Option<String>,
+    /// Slurm account the jobs are charged to
+    #[arg(long, value_name = "NAME", help_heading = "Slurm executor")]
+    pub account: Option<String>,
+    /// Time limit of each job (sbatch `--time`, e.g. `2:00:00`)
+    #[arg(long, value_name = "TIME", help_heading = "Slurm executor")]
+    pub time_limit: Option<String>,
+    /// One more sbatch argument, passed as given; repeatable (`--sbatch-arg=--qos=build`)
+    #[arg(
+        long = "sbatch-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        help_heading = "Slurm executor"
+    )]
+    pub sbatch_args: Vec<String>,
+    /// Build nodes whose earlier builds took under this many seconds on this machine instead
+    /// of submitting them (host tools always are)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0.0,
+        help_heading = "Slurm executor"
+    )]
+    pub local_below: f64,
 }
 
 #[derive(Debug, Args)]

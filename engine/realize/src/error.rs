@@ -14,6 +14,20 @@ pub enum RealizeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `forge build-node` was asked for a node whose dependencies are not all valid.
+    #[error(
+        "cannot build {node}: its dependencies {} are not valid in the store (a job ran before its dependencies' jobs finished, or the store is not the one they were built into)",
+        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+    )]
+    DepsNotValid {
+        /// The node.
+        node: StoreName,
+        /// Its dependencies that are not valid.
+        missing: Vec<StoreName>,
+    },
+    /// Slurm refused or failed.
+    #[error("{0}")]
+    Slurm(String),
 }
 
 /// Why one node could not be made valid.

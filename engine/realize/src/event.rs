@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use forge_core::StoreName;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a node became valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum How {
     /// Built from its sources by this process.

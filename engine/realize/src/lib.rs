@@ -18,6 +18,7 @@ mod event;
 mod inputs;
 mod node;
 mod scheduler;
+mod slurm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use petgraph::graph::NodeIndex;
 
 pub use error::{NodeError, RealizeError};
 pub use event::{Event, How, Report, Reporter};
+pub use slurm::{JobResult, SlurmOptions, realize_on_slurm, write_result};
 
 use node::{Job, Outcome};
 use scheduler::Scheduler;
@@ -219,6 +221,74 @@ pub async fn realize(
         .filter(|i| !settled.contains(*i))
         .map(|&i| names[i].clone())
         .collect();
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Makes exactly node `node` of `plan` valid, as `forge build-node` does in a Slurm job: its
+/// dependencies must be valid already (the job runs after theirs). The same lock, substitution,
+/// sandbox, build and commit as [`realize`].
+pub async fn realize_node(
+    store: Arc<Store>,
+    plan: Arc<Plan>,
+    node: NodeIndex,
+    opts: Options,
+    reporter: Arc<dyn Reporter>,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Report, RealizeError> {
+    let start = Instant::now();
+    let names = store_names(&plan);
+    let name = names[node.index()].clone();
+    let inputs: Vec<forge_core::StoreName> = inputs::input_closure(&plan, node, &names)
+        .into_iter()
+        .filter(|n| *n != name)
+        .collect();
+    let valid = store.valid_subset(inputs.iter().map(|n| n.as_str()))?;
+    let missing: Vec<forge_core::StoreName> = inputs
+        .into_iter()
+        .filter(|n| !valid.contains(n.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(RealizeError::DepsNotValid {
+            node: name,
+            missing,
+        });
+    }
+    let already = store.is_valid(&name)?;
+    reporter.event(&Event::Planned {
+        total: 1,
+        valid: usize::from(already),
+        to_build: usize::from(!already),
+    });
+    let mut report = Report::default();
+    if already {
+        report.already_valid = 1;
+        report.seconds = start.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let job = Arc::new(Job::new(store, plan, opts, Arc::clone(&reporter), cancel));
+    match node::obtain(&job, node).await {
+        Outcome::Valid { how, seconds } => {
+            match how {
+                How::Built => report.built.push(name.clone()),
+                How::Substituted => report.substituted.push(name.clone()),
+                How::Host | How::ByOtherProcess => report.other_valid += 1,
+            }
+            reporter.event(&Event::Finished {
+                node: name,
+                seconds,
+                how,
+            });
+        }
+        Outcome::Failed(ev) => {
+            reporter.event(&ev);
+            report.failed.push(name);
+        }
+        Outcome::Cancelled => {
+            report.cancelled = true;
+            report.not_started.push(name);
+        }
+    }
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }

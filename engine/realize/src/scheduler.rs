@@ -104,7 +104,7 @@ impl Scheduler {
 
 /// Critical-path priority of each node: its own estimated duration plus the longest chain of
 /// dependents above it.
-fn priorities(plan: &Plan, estimate: &dyn Fn(NodeIndex) -> f64) -> Vec<f64> {
+pub(crate) fn priorities(plan: &Plan, estimate: &dyn Fn(NodeIndex) -> f64) -> Vec<f64> {
     let g = &plan.graph;
     let n = g.len();
     let mut prio = vec![0.0; n];

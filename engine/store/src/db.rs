@@ -80,7 +80,7 @@ pub(crate) fn create(path: &Path) -> Result<Connection> {
     }
     {
         let conn = Connection::open(&tmp).map_err(wrap(&tmp))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        conn.pragma_update(None, "journal_mode", journal_mode(path))
             .map_err(wrap(&tmp))?;
         conn.execute_batch(SCHEMA).map_err(wrap(&tmp))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -134,11 +134,21 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .map_err(wrap(path))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        conn.pragma_update(None, "journal_mode", "WAL")
+    let want = journal_mode(path);
+    if !mode.eq_ignore_ascii_case(want) {
+        conn.pragma_update(None, "journal_mode", want)
             .map_err(wrap(path))?;
     }
     Ok(conn)
+}
+
+/// SQLite's write-ahead log keeps its index in shared memory, which only one machine's
+/// processes share: on a file system that machines share (`sharedfs`), the rollback journal.
+fn journal_mode(path: &Path) -> &'static str {
+    match path.parent().and_then(crate::sharedfs::shared_fs) {
+        Some(_) => "DELETE",
+        None => "WAL",
+    }
 }
 
 /// Opens the existing database at `path` read-only: no write, no checkpoint, no schema change.

@@ -19,6 +19,7 @@ mod gc;
 mod lock;
 mod refs;
 mod repair;
+pub mod sharedfs;
 mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -620,6 +621,22 @@ impl Store {
     /// Takes the build lock of `name` if nobody holds it.
     pub fn try_lock(&self, name: &str) -> Result<Option<PathLock>> {
         lock::acquire(&self.meta.join("locks"), name, false)
+    }
+
+    /// Where the Slurm executor keeps its job records, batch scripts and job output
+    /// (`store-layout/slurm.md`).
+    pub fn slurm_dir(&self) -> PathBuf {
+        self.meta.join("slurm")
+    }
+
+    /// Takes the submission lock of `name` (not its build lock, which the job takes), waiting:
+    /// two clients never both submit a job for one node.
+    pub fn submit_lock(&self, name: &str) -> Result<PathLock> {
+        let dir = self.meta.join("slurm/locks");
+        fs_err::create_dir_all(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+            .map_err(io(&dir))?;
+        lock::acquire(&dir, name, true).map(|l| l.expect("blocking acquire returns a lock"))
     }
 
     /// Makes a finished output valid: normalizes it, rewrites over-long shebang lines to go

@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Recipe(crate::args::RecipeCommand::AddVersion(a)) => recipe::add_version(&ctx, &a),
         Command::Completions(a) => completions::run(&ctx, &a),
         Command::CompleteNames => completions::names(&ctx),
+        Command::BuildNode(a) => realize::build_node(&ctx, &a),
     };
     // The one place a command's error reaches the terminal.
     result.unwrap_or_else(|e| {

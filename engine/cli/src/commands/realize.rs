@@ -128,13 +128,26 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
     opts.substituter = substituter(ctx, a)?;
     let runtime = runtime()?;
     let (interrupts, cancel_rx) = Interrupts::watch(&runtime)?;
-    let report = runtime.block_on(forge_realize::realize(
-        Arc::clone(&store),
-        Arc::clone(&plan),
-        opts,
-        Arc::clone(&reporter),
-        cancel_rx,
-    ));
+    let report = match a.executor {
+        crate::args::Executor::Local => runtime.block_on(forge_realize::realize(
+            Arc::clone(&store),
+            Arc::clone(&plan),
+            opts,
+            Arc::clone(&reporter),
+            cancel_rx,
+        )),
+        crate::args::Executor::Slurm => {
+            let slurm = slurm_options(ctx, a, &request, &opts)?;
+            runtime.block_on(forge_realize::realize_on_slurm(
+                Arc::clone(&store),
+                Arc::clone(&plan),
+                opts,
+                slurm,
+                Arc::clone(&reporter),
+                cancel_rx,
+            ))
+        }
+    };
     drop(reporter);
     let report = report.map_err(CliError::error)?;
     let total = names.len();
@@ -191,6 +204,125 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         &report,
         total,
     )
+}
+
+/// How `--executor slurm` submits: the job's command repeats this run's settings (store,
+/// recipes, sources, sandbox) explicitly, so a job on another machine builds the same node.
+fn slurm_options(
+    ctx: &Ctx,
+    a: &RealizeArgs,
+    request: &str,
+    opts: &Options,
+) -> Result<forge_realize::SlurmOptions, CliError> {
+    let path = |p: &std::path::Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let mut cmd = vec![
+        opts.forge_exe.display().to_string(),
+        "--store".to_owned(),
+        path(&ctx.store),
+    ];
+    if ctx.example() {
+        cmd.push("--example".into());
+    } else {
+        cmd.push("--recipes".into());
+        cmd.push(path(&ctx.recipes_root()?));
+    }
+    cmd.push("--source-cache".into());
+    cmd.push(path(&ctx.source_cache));
+    for m in &ctx.mirrors {
+        cmd.push(format!("--mirror={m}"));
+    }
+    if let Some(n) = ctx.padded_length() {
+        cmd.push(format!("--padded-length={n}"));
+    }
+    cmd.push(format!(
+        "--sandbox={}",
+        clap::ValueEnum::to_possible_value(&ctx.sandbox)
+            .expect("every mode has a name")
+            .get_name()
+    ));
+    cmd.extend([
+        "build-node".to_owned(),
+        request.to_owned(),
+        format!("--cores={}", opts.cores),
+    ]);
+    let poll = std::env::var("FORGE_SLURM_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_millis,
+        );
+    Ok(forge_realize::SlurmOptions {
+        partition: a.partition.clone(),
+        account: a.account.clone(),
+        time_limit: a.time_limit.clone(),
+        sbatch_args: a.sbatch_args.clone(),
+        job_command: cmd,
+        poll,
+        local_below: a.local_below,
+    })
+}
+
+/// `forge build-node REQUEST --node NAME`: plans REQUEST and builds that one node, whose
+/// dependencies must be valid; what a Slurm job runs.
+pub(super) fn build_node(
+    ctx: &Ctx,
+    a: &crate::args::BuildNodeArgs,
+) -> Result<ExitStatus, CliError> {
+    let root = ctx.recipes_root()?;
+    let (set, _) = ctx.load_at(&root)?;
+    let system = ctx.host();
+    let host = crate::plan_cache::Recording::new(&system);
+    let plan = Arc::new(ctx.plan(&set, &host, &a.request)?);
+    let names = forge_realize::store_names(&plan);
+    let Some(i) = names.iter().position(|n| n.as_str() == a.node) else {
+        return Err(CliError::error(format!(
+            "`{}` no longer plans `{}`: the recipes changed since the job was submitted",
+            a.request, a.node
+        ))
+        .with_hint("run `forge realize` again: it submits jobs for what the recipes say now"));
+    };
+    let store = Arc::new(forge_store::Store::open(&ctx.store, ctx.padded_length())?);
+    let forge_exe = std::env::current_exe()
+        .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
+    let opts = build_options(ctx, forge_exe, &store.tmp_dir(), 1, a.cores, false, false)?;
+    let reporter = reporter(ctx, false);
+    let runtime = runtime()?;
+    let (interrupts, cancel_rx) = Interrupts::watch(&runtime)?;
+    let report = runtime
+        .block_on(forge_realize::realize_node(
+            Arc::clone(&store),
+            plan,
+            petgraph::graph::NodeIndex::new(i),
+            opts,
+            reporter,
+            cancel_rx,
+        ))
+        .map_err(CliError::error)?;
+    if report.cancelled {
+        return Err(interrupts.error("the build was stopped and its scratch directory removed"));
+    }
+    if !report.success() {
+        return Err(CliError::failure(format!("building {} failed", a.node)));
+    }
+    if let Some(path) = &a.result {
+        let how = if !report.built.is_empty() {
+            forge_realize::How::Built
+        } else if !report.substituted.is_empty() {
+            forge_realize::How::Substituted
+        } else {
+            forge_realize::How::ByOtherProcess
+        };
+        let seconds = store.query(&a.node)?.map_or(0.0, |p| p.build_seconds);
+        forge_realize::write_result(path, &forge_realize::JobResult { how, seconds })
+            .map_err(|e| CliError::error(format!("cannot write `{}`: {e}", path.display())))?;
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// `--dry-run`: the nodes that are not valid and the sources not in the cache.

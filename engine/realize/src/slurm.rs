@@ -1,0 +1,811 @@
+//! The Slurm executor: every node to build becomes one batch job, chained to its dependencies'
+//! jobs with `afterok`, that runs `forge build-node` on whichever machine Slurm picks; the
+//! store is shared through the file system (`store-layout/slurm.md`).
+//!
+//! The client submits a node once each dependency is valid or has a job of its own, follows the
+//! jobs with `squeue`, and learns each outcome from the store (the path is valid) and the result
+//! file the job writes. Host tools, and nodes estimated under `local_below` seconds, are built
+//! by the client itself. Every submission is recorded in `<slurm dir>/<name>.job` under a
+//! per-node lock, so a second client, or the same one run again after it was killed, attaches to
+//! the queued job instead of submitting it twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use forge_core::StoreName;
+use forge_plan::{DrvKind, Plan};
+use forge_store::Store;
+use petgraph::graph::NodeIndex;
+use serde::{Deserialize, Serialize};
+
+use crate::node::{Job, Outcome};
+use crate::{Event, How, Options, RealizeError, Report, Reporter};
+
+/// How to use the cluster.
+#[derive(Debug, Clone)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--time`, per job.
+    pub time_limit: Option<String>,
+    /// More `sbatch` arguments, passed as given.
+    pub sbatch_args: Vec<String>,
+    /// What a job runs, before `--node NAME --result FILE`: the forge executable with the
+    /// client's settings and `build-node REQUEST`.
+    pub job_command: Vec<String>,
+    /// How often the queue is read.
+    pub poll: Duration,
+    /// Nodes whose estimated build time is under this many seconds build on the client.
+    pub local_below: f64,
+}
+
+/// What a job's `forge build-node` writes when it ends: how the node became valid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobResult {
+    /// How.
+    pub how: How,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// A node's place in the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum St {
+    /// Its dependencies are not all valid or submitted yet.
+    Waiting,
+    /// Building on the client.
+    Local,
+    /// A job, pending.
+    Queued(String),
+    /// A job, running.
+    Running(String),
+    /// Valid.
+    Done,
+    /// Failed, skipped, or not started: settled without becoming valid.
+    Settled,
+}
+
+/// One line of `squeue`: a job's state, where it runs, and why it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QueueEntry {
+    state: String,
+    nodes: String,
+    reason: String,
+}
+
+/// Whether a job state (`squeue %T`) is one a job does not leave.
+fn is_final(state: &str) -> bool {
+    matches!(
+        state,
+        "COMPLETED"
+            | "FAILED"
+            | "CANCELLED"
+            | "TIMEOUT"
+            | "NODE_FAIL"
+            | "PREEMPTED"
+            | "OUT_OF_MEMORY"
+            | "BOOT_FAIL"
+            | "DEADLINE"
+            | "SPECIAL_EXIT"
+            | "REVOKED"
+    )
+}
+
+/// Parses `squeue -h -o '%i|%T|%N|%r'`.
+fn parse_squeue(out: &str) -> BTreeMap<String, QueueEntry> {
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split('|');
+            let id = f.next()?.trim().to_owned();
+            let state = f.next()?.trim().to_owned();
+            let nodes = f.next().unwrap_or("").trim().to_owned();
+            let reason = f.next().unwrap_or("").trim().to_owned();
+            (!id.is_empty()).then_some((
+                id,
+                QueueEntry {
+                    state,
+                    nodes,
+                    reason,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The fields of `scontrol show job -o ID` (`Key=Value` separated by spaces).
+fn parse_scontrol(out: &str) -> BTreeMap<String, String> {
+    out.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `'…'` for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Runs a Slurm command and returns its stdout, or an error naming it and what it said.
+async fn slurm_cmd(prog: &str, args: &[String]) -> Result<String, String> {
+    let out = tokio::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "cannot run `{prog}`: not found on PATH (run forge where Slurm's client commands are, e.g. on a login node)"
+                )
+            } else {
+                format!("cannot run `{prog}`: {e}")
+            }
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{prog} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A job's state, from `scontrol show job` (while Slurm remembers it).
+async fn job_state(id: &str) -> Option<String> {
+    let out = slurm_cmd(
+        "scontrol",
+        &["show".into(), "job".into(), "-o".into(), id.to_owned()],
+    )
+    .await
+    .ok()?;
+    parse_scontrol(&out).remove("JobState")
+}
+
+/// The last `n` lines of a file, if it can be read.
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let text = fs_err::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    fs_err::write(&tmp, bytes)?;
+    fs_err::rename(&tmp, path)
+}
+
+/// The files of one node's jobs in the Slurm directory.
+struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    /// The record of the node's job: its id.
+    fn record(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.job"))
+    }
+    fn script(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sbatch"))
+    }
+    /// The job's output (what `forge build-node` prints).
+    fn output(&self, name: &str, id: &str) -> PathBuf {
+        self.dir.join(format!("{name}.{id}.log"))
+    }
+    fn result(&self, name: &str, id: &str) -> PathBuf {
+        self.dir.join(format!("{name}.{id}.json"))
+    }
+}
+
+/// The client's view of one realization on the cluster.
+struct Run {
+    store: Arc<Store>,
+    plan: Arc<Plan>,
+    names: Vec<StoreName>,
+    opts: Options,
+    slurm: SlurmOptions,
+    reporter: Arc<dyn Reporter>,
+    files: Files,
+    st: Vec<St>,
+    /// Nodes this run makes valid.
+    pending: BTreeSet<usize>,
+    /// Critical-path priority of every node.
+    prio: Vec<f64>,
+    /// Nodes built on the client.
+    local: Vec<bool>,
+    report: Report,
+    /// No more submissions: a failure without `keep_going`, or an interruption.
+    stopped: bool,
+    /// Nodes whose job another client (or an earlier run) submitted: what it built is not
+    /// counted as built by this run.
+    attached: BTreeSet<usize>,
+}
+
+impl Run {
+    fn name(&self, i: usize) -> &StoreName {
+        &self.names[i]
+    }
+
+    fn job_of(&self, i: usize) -> Option<&str> {
+        match &self.st[i] {
+            St::Queued(id) | St::Running(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn jobs(&self) -> Vec<String> {
+        (0..self.st.len())
+            .filter_map(|i| self.job_of(i).map(str::to_owned))
+            .collect()
+    }
+
+    /// The jobs of this user in the queue.
+    async fn queue(&self) -> Result<BTreeMap<String, QueueEntry>, RealizeError> {
+        let out = slurm_cmd(
+            "squeue",
+            &[
+                "--me".into(),
+                "-h".into(),
+                "-o".into(),
+                "%i|%T|%N|%r".into(),
+            ],
+        )
+        .await
+        .map_err(RealizeError::Slurm)?;
+        Ok(parse_squeue(&out))
+    }
+
+    /// The `sbatch` arguments and batch script for node `i` after the jobs `after`.
+    fn submission(&self, i: usize, after: &[String]) -> (Vec<String>, String) {
+        let name = self.name(i).as_str();
+        let maxp = self.prio.iter().copied().fold(0.0, f64::max).max(1e-9);
+        // Slurm schedules lower nice first; users may only raise it: the critical path gets 0.
+        let nice = (((maxp - self.prio[i]) / maxp) * 10_000.0).round() as u64;
+        let mut args = vec![
+            "--parsable".to_owned(),
+            format!("--job-name={name}"),
+            format!(
+                "--output={}",
+                self.files.dir.join(format!("{name}.%j.log")).display()
+            ),
+            format!("--cpus-per-task={}", self.opts.cores.max(1)),
+            format!("--nice={nice}"),
+            "--kill-on-invalid-dep=yes".to_owned(),
+        ];
+        if !after.is_empty() {
+            args.push(format!("--dependency=afterok:{}", after.join(":")));
+        }
+        if let Some(p) = &self.slurm.partition {
+            args.push(format!("--partition={p}"));
+        }
+        if let Some(a) = &self.slurm.account {
+            args.push(format!("--account={a}"));
+        }
+        if let Some(t) = &self.slurm.time_limit {
+            args.push(format!("--time={t}"));
+        }
+        args.extend(self.slurm.sbatch_args.iter().cloned());
+        let mut cmd: Vec<String> = self.slurm.job_command.iter().map(|a| sh_quote(a)).collect();
+        cmd.push("--node".into());
+        cmd.push(sh_quote(name));
+        cmd.push("--result".into());
+        cmd.push(format!(
+            "{}\"$SLURM_JOB_ID\".json",
+            sh_quote(&format!("{}/{name}.", self.files.dir.display()))
+        ));
+        let script = format!(
+            "#!/bin/sh\n# forge: builds {name} in the shared store (submitted by `forge realize --executor slurm`)\nexec {}\n",
+            cmd.join(" ")
+        );
+        (args, script)
+    }
+
+    /// Submits node `i`, or attaches to the job a client submitted for it before; under the
+    /// node's submission lock.
+    async fn submit(
+        &mut self,
+        i: usize,
+        queue: &BTreeMap<String, QueueEntry>,
+    ) -> Result<(), RealizeError> {
+        let name = self.name(i).clone();
+        let lock = self.store.submit_lock(&name)?;
+        let recorded = fs_err::read_to_string(self.files.record(&name))
+            .ok()
+            .map(|s| s.trim().to_owned());
+        // The queue was read before this lock was taken: a job submitted since is asked for.
+        let alive = match &recorded {
+            Some(id) => match queue.get(id) {
+                Some(e) => Some(e.state.clone()),
+                None => job_state(id).await.filter(|s| {
+                    matches!(
+                        s.as_str(),
+                        "PENDING"
+                            | "RUNNING"
+                            | "CONFIGURING"
+                            | "COMPLETING"
+                            | "REQUEUED"
+                            | "SUSPENDED"
+                    )
+                }),
+            },
+            None => None,
+        };
+        if let (Some(id), Some(state)) = (recorded, alive) {
+            self.reporter.event(&Event::Note {
+                node: name.clone(),
+                message: format!("attached to Slurm job {id}, submitted earlier"),
+            });
+            self.attached.insert(i);
+            self.st[i] = if state == "RUNNING" {
+                self.reporter.event(&Event::Started { node: name.clone() });
+                St::Running(id)
+            } else {
+                St::Queued(id)
+            };
+            return Ok(());
+        }
+        if self.store.is_valid(&name)? {
+            drop(lock);
+            self.valid(i, How::ByOtherProcess, 0.0);
+            return Ok(());
+        }
+        let after: Vec<String> = self
+            .plan
+            .graph
+            .deps(NodeIndex::new(i))
+            .iter()
+            .filter_map(|(d, _)| self.job_of(d.index()).map(str::to_owned))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (mut args, script) = self.submission(i, &after);
+        let script_path = self.files.script(&name);
+        write_atomic(&script_path, script.as_bytes()).map_err(|e| {
+            RealizeError::Slurm(format!("cannot write `{}`: {e}", script_path.display()))
+        })?;
+        args.push(script_path.display().to_string());
+        let out = slurm_cmd("sbatch", &args)
+            .await
+            .map_err(RealizeError::Slurm)?;
+        // `--parsable`: `id` or `id;cluster`.
+        let id = out.trim().split(';').next().unwrap_or_default().to_owned();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RealizeError::Slurm(format!(
+                "sbatch printed no job id for {name}: `{}`",
+                out.trim()
+            )));
+        }
+        let record = self.files.record(&name);
+        write_atomic(&record, format!("{id}\n").as_bytes()).map_err(|e| {
+            RealizeError::Slurm(format!("cannot write `{}`: {e}", record.display()))
+        })?;
+        drop(lock);
+        self.reporter.event(&Event::Note {
+            node: name,
+            message: if after.is_empty() {
+                format!("submitted as Slurm job {id}")
+            } else {
+                format!(
+                    "submitted as Slurm job {id}, after job(s) {}",
+                    after.join(", ")
+                )
+            },
+        });
+        self.st[i] = St::Queued(id);
+        Ok(())
+    }
+
+    fn valid(&mut self, i: usize, how: How, seconds: f64) {
+        match how {
+            How::Built => self.report.built.push(self.names[i].clone()),
+            How::Substituted => self.report.substituted.push(self.names[i].clone()),
+            How::Host | How::ByOtherProcess => self.report.other_valid += 1,
+        }
+        self.reporter.event(&Event::Finished {
+            node: self.names[i].clone(),
+            seconds,
+            how,
+        });
+        self.st[i] = St::Done;
+    }
+
+    /// Node `i` failed (its event already made): everything above it that has not run is
+    /// skipped, and their jobs cancelled.
+    async fn failed(&mut self, i: usize, ev: Event) {
+        self.reporter.event(&ev);
+        self.report.failed.push(self.names[i].clone());
+        self.st[i] = St::Settled;
+        let above: Vec<usize> = forge_core::graph::reachable([NodeIndex::new(i)], |x| {
+            self.plan
+                .graph
+                .dependents(*x)
+                .into_iter()
+                .filter(|d| self.pending.contains(&d.index()))
+        })
+        .into_iter()
+        .map(NodeIndex::index)
+        .filter(|&d| !matches!(self.st[d], St::Done | St::Settled))
+        .collect();
+        let cancel: Vec<String> = above
+            .iter()
+            .filter_map(|&d| self.job_of(d).map(str::to_owned))
+            .collect();
+        self.scancel(&cancel).await;
+        let above_set: BTreeSet<usize> = above.iter().copied().collect();
+        for &d in &above {
+            let deps = self.plan.graph.deps(NodeIndex::new(d));
+            let via = if deps.iter().any(|(x, _)| x.index() == i) {
+                None
+            } else {
+                deps.iter()
+                    .find(|(x, _)| above_set.contains(&x.index()))
+                    .map(|(x, _)| self.names[x.index()].clone())
+            };
+            self.reporter.event(&Event::Skipped {
+                node: self.names[d].clone(),
+                because: self.names[i].clone(),
+                via,
+            });
+            self.report.skipped.push(self.names[d].clone());
+            self.st[d] = St::Settled;
+        }
+        if !self.opts.keep_going {
+            self.stop(false).await;
+        }
+    }
+
+    /// No more submissions; pending jobs are cancelled (running ones too when `all`).
+    async fn stop(&mut self, all: bool) {
+        self.stopped = true;
+        let mut cancel = Vec::new();
+        for i in 0..self.st.len() {
+            match &self.st[i] {
+                St::Queued(id) => {
+                    cancel.push(id.clone());
+                    self.st[i] = St::Settled;
+                }
+                St::Running(id) if all => {
+                    cancel.push(id.clone());
+                    self.st[i] = St::Settled;
+                }
+                _ => {}
+            }
+        }
+        self.scancel(&cancel).await;
+    }
+
+    async fn scancel(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        // Best effort: a job that ended meanwhile is no error.
+        let _ = slurm_cmd("scancel", ids).await;
+    }
+
+    /// Updates every job from the queue: started, still waiting, or ended (then its outcome
+    /// comes from the store and its result file).
+    async fn follow(&mut self, queue: &BTreeMap<String, QueueEntry>) -> Result<(), RealizeError> {
+        for i in 0..self.st.len() {
+            let Some(id) = self.job_of(i).map(str::to_owned) else {
+                continue;
+            };
+            match queue.get(&id) {
+                // Gone from the queue, or in a final state: it ended.
+                None => self.ended(i, &id).await?,
+                Some(e) if is_final(&e.state) => self.ended(i, &id).await?,
+                Some(e) if matches!(e.state.as_str(), "RUNNING" | "COMPLETING" | "STAGE_OUT") => {
+                    if self.st[i] == St::Queued(id.clone()) {
+                        let node = self.names[i].clone();
+                        self.reporter.event(&Event::Started { node: node.clone() });
+                        self.reporter.event(&Event::Note {
+                            node,
+                            message: format!("running on {} as Slurm job {id}", e.nodes),
+                        });
+                        self.st[i] = St::Running(id);
+                    }
+                }
+                // Waiting: pending, held, requeued, suspended ….
+                Some(e) => {
+                    if e.reason == "DependencyNeverSatisfied" {
+                        // A dependency failed; its failure skips this node when it is read.
+                        self.scancel(std::slice::from_ref(&id)).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ended(&mut self, i: usize, id: &str) -> Result<(), RealizeError> {
+        let name = self.names[i].clone();
+        let result: Option<JobResult> = fs_err::read(self.files.result(&name, id))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if self.store.is_valid(&name)? {
+            let (how, seconds) = match result {
+                Some(r) if self.attached.contains(&i) && r.how == How::Built => {
+                    (How::ByOtherProcess, r.seconds)
+                }
+                Some(r) => (r.how, r.seconds),
+                None => (
+                    How::ByOtherProcess,
+                    self.store.query(&name)?.map_or(0.0, |p| p.build_seconds),
+                ),
+            };
+            if self.st[i] == St::Queued(id.to_owned()) {
+                self.reporter.event(&Event::Started { node: name.clone() });
+            }
+            self.valid(i, how, seconds);
+            return Ok(());
+        }
+        let info = slurm_cmd(
+            "scontrol",
+            &["show".into(), "job".into(), "-o".into(), id.into()],
+        )
+        .await
+        .map(|o| parse_scontrol(&o))
+        .unwrap_or_default();
+        let state = info
+            .get("JobState")
+            .cloned()
+            .unwrap_or_else(|| "ended".into());
+        let code = info
+            .get("ExitCode")
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default();
+        let log = self.files.output(&name, id);
+        let ev = Event::Failed {
+            node: name,
+            phase: None,
+            command: None,
+            message: format!(
+                "Slurm job {id} ended ({state}{code}) without making the path valid; its output: {}",
+                log.display()
+            ),
+            tail: tail(&log, 25),
+            log: Some(log),
+            attempts: Vec::new(),
+        };
+        self.failed(i, ev).await;
+        Ok(())
+    }
+
+    /// Whether node `i` can go now: built on the client once its dependencies are valid; as a
+    /// job once each is valid or has a job to wait for.
+    fn ready(&self, i: usize) -> bool {
+        self.plan
+            .graph
+            .deps(NodeIndex::new(i))
+            .iter()
+            .all(|(d, _)| {
+                let d = d.index();
+                !self.pending.contains(&d)
+                    || match &self.st[d] {
+                        St::Done => true,
+                        St::Queued(_) | St::Running(_) => !self.local[i],
+                        _ => false,
+                    }
+            })
+    }
+}
+
+/// Realizes every node of `plan` through Slurm. `cancel` set to `true` cancels every job this
+/// run submitted and stops.
+pub async fn realize_on_slurm(
+    store: Arc<Store>,
+    plan: Arc<Plan>,
+    opts: Options,
+    slurm: SlurmOptions,
+    reporter: Arc<dyn Reporter>,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Report, RealizeError> {
+    let start = Instant::now();
+    let names = crate::store_names(&plan);
+    let valid = store.valid_subset(names.iter().map(|n| n.as_str()))?;
+    let n = names.len();
+    let to_build: Vec<usize> = (0..n)
+        .filter(|i| !valid.contains(names[*i].as_str()))
+        .collect();
+    reporter.event(&Event::Planned {
+        total: n,
+        valid: n - to_build.len(),
+        to_build: to_build.len(),
+    });
+    let mut report = Report {
+        already_valid: n - to_build.len(),
+        ..Report::default()
+    };
+    if to_build.is_empty() {
+        report.seconds = start.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let estimates: Vec<Option<f64>> = (0..n)
+        .map(|i| {
+            let d = plan.drv(NodeIndex::new(i));
+            if d.inputs.kind == DrvKind::Host || valid.contains(names[i].as_str()) {
+                Some(0.0)
+            } else {
+                store.build_estimate(&d.inputs.name).ok().flatten()
+            }
+        })
+        .collect();
+    let prio =
+        crate::scheduler::priorities(&plan, &|i: NodeIndex| estimates[i.index()].unwrap_or(1.0));
+    let local: Vec<bool> = (0..n)
+        .map(|i| {
+            plan.drv(NodeIndex::new(i)).inputs.kind == DrvKind::Host
+                || estimates[i].is_some_and(|e| e < slurm.local_below)
+        })
+        .collect();
+    // Jobs on other machines lock and commit into this store.
+    forge_store::sharedfs::check_shared_store(store.root()).map_err(RealizeError::Slurm)?;
+    let dir = store.slurm_dir();
+    fs_err::create_dir_all(&dir)
+        .map_err(|e| RealizeError::Slurm(format!("cannot create `{}`: {e}", dir.display())))?;
+    let job = Arc::new(Job::new(
+        Arc::clone(&store),
+        Arc::clone(&plan),
+        opts.clone(),
+        Arc::clone(&reporter),
+        cancel.clone(),
+    ));
+    let mut run = Run {
+        store,
+        plan,
+        names,
+        opts,
+        slurm,
+        reporter,
+        files: Files { dir },
+        st: vec![St::Waiting; n],
+        pending: to_build.iter().copied().collect(),
+        prio,
+        local,
+        report,
+        stopped: false,
+        attached: BTreeSet::new(),
+    };
+    for i in 0..n {
+        if !run.pending.contains(&i) {
+            run.st[i] = St::Done;
+        }
+    }
+    let mut locals = tokio::task::JoinSet::new();
+    let mut next_poll = Instant::now();
+    loop {
+        if *cancel.borrow() && !run.report.cancelled {
+            run.report.cancelled = true;
+            run.stop(true).await;
+        }
+        // Local builds that ended.
+        while let Some(joined) = locals.try_join_next() {
+            let (i, outcome): (usize, Outcome) = joined.expect("a local build task panicked");
+            match outcome {
+                Outcome::Valid { how, seconds } => run.valid(i, how, seconds),
+                Outcome::Failed(ev) => run.failed(i, *ev).await,
+                Outcome::Cancelled => run.st[i] = St::Settled,
+            }
+        }
+        let due = Instant::now() >= next_poll;
+        let has_jobs = !run.jobs().is_empty();
+        let waiting: Vec<usize> = {
+            let mut w: Vec<usize> = (0..n)
+                .filter(|&i| run.st[i] == St::Waiting && run.ready(i))
+                .collect();
+            w.sort_by(|a, b| run.prio[*b].total_cmp(&run.prio[*a]).then(a.cmp(b)));
+            w
+        };
+        if !run.stopped && (!waiting.is_empty() || (due && has_jobs)) {
+            let queue = run.queue().await?;
+            if due && has_jobs {
+                run.follow(&queue).await?;
+                next_poll = Instant::now() + run.slurm.poll;
+            }
+            for i in waiting {
+                if run.stopped || run.st[i] != St::Waiting || !run.ready(i) {
+                    continue;
+                }
+                if run.local[i] {
+                    if locals.len() < run.opts.jobs.max(1) {
+                        run.st[i] = St::Local;
+                        let j = Arc::clone(&job);
+                        locals.spawn(async move {
+                            (i, crate::node::obtain(&j, NodeIndex::new(i)).await)
+                        });
+                    }
+                } else {
+                    run.submit(i, &queue).await?;
+                }
+            }
+        } else if due && has_jobs {
+            let queue = run.queue().await?;
+            run.follow(&queue).await?;
+            next_poll = Instant::now() + run.slurm.poll;
+        }
+        let busy = !run.jobs().is_empty() || !locals.is_empty();
+        let more = !run.stopped && run.st.contains(&St::Waiting);
+        if !busy && !more {
+            break;
+        }
+        if !busy && more && (0..n).all(|i| run.st[i] != St::Waiting || !run.ready(i)) {
+            // Nothing runs and nothing can start: cannot happen with a valid plan.
+            break;
+        }
+        let wait = next_poll.saturating_duration_since(Instant::now());
+        tokio::select! {
+            Some(joined) = locals.join_next(), if !locals.is_empty() => {
+                let (i, outcome) = joined.expect("a local build task panicked");
+                match outcome {
+                    Outcome::Valid { how, seconds } => run.valid(i, how, seconds),
+                    Outcome::Failed(ev) => run.failed(i, *ev).await,
+                    Outcome::Cancelled => run.st[i] = St::Settled,
+                }
+            }
+            () = tokio::time::sleep(wait) => {}
+            _ = cancel.changed(), if !run.report.cancelled => {}
+        }
+    }
+    let mut report = std::mem::take(&mut run.report);
+    report.not_started = to_build
+        .iter()
+        .filter(|&&i| {
+            run.st[i] != St::Done
+                && !report.failed.contains(&run.names[i])
+                && !report.skipped.contains(&run.names[i])
+        })
+        .map(|&i| run.names[i].clone())
+        .collect();
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Where a job writes how its node became valid.
+pub fn write_result(path: &Path, result: &JobResult) -> std::io::Result<()> {
+    write_atomic(
+        path,
+        serde_json::to_string(result)
+            .expect("serializes")
+            .as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeue_lines_give_state_host_and_reason() {
+        let q = parse_squeue(
+            "12|PENDING||Dependency\n13|RUNNING|node1|None\n14|PENDING||DependencyNeverSatisfied\n",
+        );
+        assert_eq!(q.len(), 3);
+        assert_eq!(q["13"].state, "RUNNING");
+        assert_eq!(q["13"].nodes, "node1");
+        assert_eq!(q["14"].reason, "DependencyNeverSatisfied");
+    }
+
+    #[test]
+    fn scontrol_fields_are_read() {
+        let f =
+            parse_scontrol("JobId=7 JobName=x JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0");
+        assert_eq!(f["JobState"], "FAILED");
+        assert_eq!(f["ExitCode"], "1:0");
+    }
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(sh_quote("a'b c"), r"'a'\''b c'");
+    }
+}
