@@ -251,20 +251,26 @@ impl Run {
             .collect()
     }
 
-    /// The jobs of this user in the queue.
+    /// The jobs of this user in the queue. A controller that does not answer (restarting,
+    /// busy) is asked again a few times before the run gives up.
     async fn queue(&self) -> Result<BTreeMap<String, QueueEntry>, RealizeError> {
-        let out = slurm_cmd(
-            "squeue",
-            &[
-                "--me".into(),
-                "-h".into(),
-                "-o".into(),
-                "%i|%T|%N|%r".into(),
-            ],
-        )
-        .await
-        .map_err(RealizeError::Slurm)?;
-        Ok(parse_squeue(&out))
+        let args = [
+            "--me".to_owned(),
+            "-h".to_owned(),
+            "-o".to_owned(),
+            "%i|%T|%N|%r".to_owned(),
+        ];
+        let mut tries = 0;
+        loop {
+            match slurm_cmd("squeue", &args).await {
+                Ok(out) => return Ok(parse_squeue(&out)),
+                Err(e) if tries < 5 && !e.starts_with("cannot run") => {
+                    tries += 1;
+                    tokio::time::sleep(self.slurm.poll.max(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(RealizeError::Slurm(e)),
+            }
+        }
     }
 
     /// The `sbatch` arguments and batch script for node `i` after the jobs `after`.
