@@ -354,6 +354,14 @@ fn a_failing_job_skips_its_dependents_keep_going_finishes_the_rest_and_ctrl_c_ca
     ];
     pkgs.extend(chain("h", 3, "0.1"));
     write(&w, &pkgs, &[("top", "top"), ("h", "h2")]);
+    // `fine` is built by the client, not in a job (mixed mode).
+    let fine = w.recipes().join("recipes/fine.kdl");
+    let kdl = fs_err::read_to_string(&fine).unwrap();
+    fs_err::write(
+        &fine,
+        kdl.replacen("    languages\n", "    languages\n    local-only\n", 1),
+    )
+    .unwrap();
     let ev = w.path().join("events.json");
     let o = client(&w, &c, "top", &["--keep-going"], &ev)
         .wait_with_output()
@@ -399,6 +407,23 @@ fn a_failing_job_skips_its_dependents_keep_going_finishes_the_rest_and_ctrl_c_ca
         evs.iter()
             .any(|e| e["event"] == "finished" && pkg(e["node"].as_str().unwrap()) == "fine"),
         "{evs:?}"
+    );
+    let submitted: BTreeSet<&str> = evs
+        .iter()
+        .filter(|e| {
+            e["event"] == "note"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("submitted as Slurm job")
+        })
+        .map(|e| pkg(e["node"].as_str().unwrap()))
+        .collect();
+    // (`top` waits for `fine` to be valid before it is submitted: whether it was depends on
+    // which of `fine` and `broken` ended first.)
+    assert!(
+        !submitted.contains("fine") && submitted.contains("broken") && submitted.contains("above"),
+        "`fine` is local-only: {submitted:?}"
     );
     assert!(
         err.contains("1 failed") && err.contains("2 skipped"),

@@ -41,6 +41,8 @@ pub struct SlurmOptions {
     pub poll: Duration,
     /// Nodes whose estimated build time is under this many seconds build on the client.
     pub local_below: f64,
+    /// Packages whose recipes say `local-only`: built on the client.
+    pub local_only: BTreeSet<String>,
 }
 
 /// What a job's `forge build-node` writes when it ends: how the node became valid.
@@ -651,7 +653,9 @@ pub async fn realize_on_slurm(
         crate::scheduler::priorities(&plan, &|i: NodeIndex| estimates[i.index()].unwrap_or(1.0));
     let local: Vec<bool> = (0..n)
         .map(|i| {
-            plan.drv(NodeIndex::new(i)).inputs.kind == DrvKind::Host
+            let d = plan.drv(NodeIndex::new(i));
+            d.inputs.kind == DrvKind::Host
+                || slurm.local_only.contains(&d.inputs.name)
                 || estimates[i].is_some_and(|e| e < slurm.local_below)
         })
         .collect();

@@ -639,6 +639,10 @@ pub struct Recipe {
     /// `runtime-for "gcc"`: this package is the runtime of that compiler; its version is the
     /// compiler's and it is linked by everything the compiler builds.
     pub runtime_for: Option<Spanned<String>>,
+    /// `local-only`: with `realize --executor slurm`, built by the client rather than in a job
+    /// (a build that needs the login node's network or licenses, or is too small to queue).
+    /// Not an input of the build: no hash depends on it.
+    pub local_only: bool,
     /// The `package` node.
     pub span: Span,
     /// Kinds of child nodes (`version`, `depends`, `variant`, …) that were written but could not

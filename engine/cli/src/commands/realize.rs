@@ -137,7 +137,13 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
             cancel_rx,
         )),
         crate::args::Executor::Slurm => {
-            let slurm = slurm_options(ctx, a, &request, &opts)?;
+            let mut slurm = slurm_options(ctx, a, &request, &opts)?;
+            slurm.local_only = set
+                .packages
+                .values()
+                .filter(|r| r.local_only)
+                .map(|r| r.name.value.clone())
+                .collect();
             runtime.block_on(forge_realize::realize_on_slurm(
                 Arc::clone(&store),
                 Arc::clone(&plan),
@@ -265,6 +271,7 @@ fn slurm_options(
         job_command: cmd,
         poll,
         local_below: a.local_below,
+        local_only: Default::default(),
     })
 }
 

@@ -32,6 +32,7 @@ const PACKAGE_CHILDREN: &[&str] = &[
     "spack",
     "host",
     "runtime-for",
+    "local-only",
 ];
 
 pub(super) fn decode_package(cx: &mut Cx<'_>, node: &KdlNode, dir: &Path) -> Option<Recipe> {
@@ -65,6 +66,7 @@ pub(super) fn decode_package(cx: &mut Cx<'_>, node: &KdlNode, dir: &Path) -> Opt
         spack: SpackDecl::default(),
         host: None,
         runtime_for: None,
+        local_only: false,
         span: cx.span(node.span()),
         incomplete: Default::default(),
     };
@@ -145,6 +147,12 @@ fn decode_package_child(
         }
         "host" => r.host = decode_host(cx, child),
         "runtime-for" => r.runtime_for = cx.single_string(child, "the compiler package"),
+        "local-only" => {
+            cx.no_children(child);
+            if cx.entries(child, Args::None, &[]).is_some() {
+                r.local_only = true;
+            }
+        }
         _ => unreachable!("filtered by children()"),
     }
 }
@@ -168,6 +176,7 @@ fn first_of_its_kind(
             | "spack"
             | "host"
             | "runtime-for"
+            | "local-only"
     );
     if !once {
         return true;
