@@ -17,6 +17,11 @@ use common::*;
 
 /// A cluster of one node with two CPUs, from the machine's Slurm and munge.
 fn cluster(w: &World) -> Cluster {
+    cluster_with(w, "")
+}
+
+/// [`cluster`] with `extra` lines in `slurm.conf`.
+fn cluster_with(w: &World, extra: &str) -> Cluster {
     for bin in [
         "/usr/sbin/slurmctld",
         "/usr/sbin/slurmd",
@@ -32,7 +37,7 @@ fn cluster(w: &World) -> Cluster {
         &w.path().join("cluster"),
         Path::new("/usr"),
         Path::new("/usr"),
-        "",
+        extra,
     );
     c.wait_idle();
     c
@@ -527,7 +532,9 @@ fn a_killed_client_is_attached_to_again_and_two_clients_build_each_node_once() {
 #[ignore = "benchmark: engine/bench/slurm-bench.sh"]
 fn bench_submission_overhead_of_a_70_node_graph() {
     let w = World::new();
-    let c = cluster(&w);
+    // More slurm.conf lines (the scheduler's parameters, say) from the environment.
+    let extra = std::env::var("FORGE_BENCH_SLURM_CONF").unwrap_or_default();
+    let c = cluster_with(&w, &extra);
     let secs: f64 = std::env::var("FORGE_BENCH_NODE_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -587,16 +594,51 @@ fn bench_submission_overhead_of_a_70_node_graph() {
     let work: f64 = built.iter().sum();
     // Ten layers of seven on two slots: four rounds per layer, and the root.
     let ideal = 10.0 * 4.0 * secs;
+    // Where the Slurm run's time went, from its events (seconds into the run): the client's
+    // submissions; per node, from its last dependency's end to the job seen running (Slurm's
+    // dispatch, plus up to one poll), and from seen running to seen ended (the job's own run:
+    // `forge build-node` planning, isolation probe, build, commit; plus up to one poll).
+    let at = |kind: &str, msg: Option<&str>| -> BTreeMap<String, f64> {
+        evs.iter()
+            .filter(|e| {
+                e["event"] == kind
+                    && msg.is_none_or(|m| e["message"].as_str().is_some_and(|t| t.starts_with(m)))
+            })
+            .map(|e| {
+                (
+                    e["node"].as_str().unwrap().to_owned(),
+                    e["elapsed"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let submitted = at("note", Some("submitted as Slurm job"));
+    let started = at("started", None);
+    let finished = at("finished", None);
+    let last_submit = submitted.values().copied().fold(0.0, f64::max);
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let run_span = mean(
+        started
+            .iter()
+            .filter_map(|(n, s)| finished.get(n).map(|f| f - s))
+            .collect(),
+    );
+    let end = finished.values().copied().fold(0.0, f64::max);
     say(&format!(
         "slurm executor, {} nodes built, {secs} s each, 2 slots:\n  \
          local executor (--jobs 2): {local:.1} s\n  \
          slurm executor: {slurm:.1} s ({:.2}x the local executor; goal <= 1.1x)\n  \
          the jobs' own build time: {work:.1} s in all; ideal makespan at 2 slots {ideal:.0} s\n  \
-         overhead over the local executor: {:.1} s for the graph, {:.2} s per node",
+         overhead over the local executor: {:.1} s for the graph, {:.2} s per node\n  \
+         the client: all {} jobs submitted {last_submit:.1} s into the run; the last seen ended \
+         {end:.1} s in, the run over {:.1} s later\n  \
+         per job, seen running to seen ended: {run_span:.2} s on average for a {secs} s build",
         built.len(),
         slurm / local,
         slurm - local,
         (slurm - local) / built.len().max(1) as f64,
+        submitted.len(),
+        slurm - end,
     ));
 }
 
