@@ -462,6 +462,9 @@ fn kill_9_during_a_build_leaves_nothing_behind_and_rerun_completes() {
         "the build to start",
     );
     std::thread::sleep(Duration::from_millis(500));
+    // The run keeps what it builds as temporary roots while it lives.
+    let temp = fs_err::read_to_string(store.join(format!(".forge/temproots/{pid}"))).unwrap();
+    assert!(temp.lines().any(|l| l.ends_with("-slow-1.0")), "{temp}");
     kill9(pid);
     let _ = child.wait_with_output();
     // The build's processes died with forge (PID namespace), so nothing writes on.
@@ -525,6 +528,47 @@ fn kill_9_during_a_build_leaves_nothing_behind_and_rerun_completes() {
         .args(["verify", "--check-contents"])
         .output()
         .unwrap());
+}
+
+/// A collection keeps the temporary roots of running processes (what a realization builds,
+/// until its GC root is made) and ignores, and removes, those of processes that are gone.
+#[test]
+fn gc_keeps_temporary_roots_of_live_processes_only() {
+    let w = World::new();
+    let out = store_path_from(&ok(&w
+        .forge()
+        .args(["--example", "realize", "--no-root"])
+        .output()
+        .unwrap()));
+    let name = out.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = w.store().join(".forge/temproots");
+    // Nothing left behind by the run that ended.
+    let left: Vec<_> = fs_err::read_dir(&dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let gc = |w: &World| -> serde_json::Value {
+        serde_json::from_str(&ok(&w.forge().args(["gc", "--json"]).output().unwrap())).unwrap()
+    };
+    // This (live) process lists the program: it stays.
+    let mine = dir.join(std::process::id().to_string());
+    fs_err::write(&mine, format!("{name}\n")).unwrap();
+    let report = gc(&w);
+    assert!(out.exists(), "{report}");
+    assert!(
+        !report["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == &serde_json::json!(name))
+    );
+    // The same list from a process that is gone keeps nothing, and goes.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let _ = dead.wait_with_output();
+    let theirs = dir.join(dead_pid.to_string());
+    fs_err::rename(&mine, &theirs).unwrap();
+    let report = gc(&w);
+    assert!(!out.exists(), "{report}");
+    assert!(!theirs.exists());
 }
 
 #[test]

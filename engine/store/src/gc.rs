@@ -5,7 +5,8 @@
 //! out-link outside the store, which points at the store path — delete the out-link and the root
 //! goes away. `forge realize` keeps its result as the direct root named after the target
 //! ([`root_name_for`]), replaced when the target is realized again. The collector keeps the closure of every root, of every path a running process has
-//! open (found through `/proc`), and of every path whose build lock is held; it deletes the rest,
+//! open (found through `/proc`), of every temporary root of a running realization
+//! (`.forge/temproots/<pid>`), and of every path whose build lock is held; it deletes the rest,
 //! removing its files before unregistering it (deleting needs no space, so a full file system gets
 //! room before the database is written). An interrupted collection leaves at worst dead paths
 //! registered but missing, which are not valid and which the next collection unregisters.
@@ -189,6 +190,55 @@ impl Store {
         replace_symlink(&link, &reg)
     }
 
+    /// Makes `names` temporary roots of this process until the returned guard is dropped:
+    /// `.forge/temproots/<pid>` lists them, and a collection keeps their closures while the
+    /// process lives. A realization takes them before it builds, so that a collection running
+    /// between a path's commit and its GC root (or out-link) being made does not delete it.
+    pub fn add_temp_roots<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TempRoots> {
+        let dir = self.meta.join("temproots");
+        fs_err::create_dir_all(&dir).map_err(|e| fs(&dir, e))?;
+        let path = dir.join(std::process::id().to_string());
+        let mut text = String::new();
+        for n in names {
+            text.push_str(n);
+            text.push('\n');
+        }
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        fs_err::write(&tmp, text).map_err(|e| fs(&tmp, e))?;
+        fs_err::rename(&tmp, &path).map_err(|e| fs(&path, e))?;
+        Ok(TempRoots { path })
+    }
+
+    /// The temporary roots of processes that are alive; files of dead ones are removed on the
+    /// way (unless the store was opened read-only).
+    pub fn temp_roots(&self) -> Vec<String> {
+        let dir = self.meta.join("temproots");
+        let mut out = Vec::new();
+        for file in sorted_names(&dir) {
+            let Ok(pid) = file.parse::<u32>() else {
+                continue;
+            };
+            let path = dir.join(&file);
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                if self.write {
+                    let _ = fs_err::remove_file(&path);
+                }
+                continue;
+            }
+            if let Ok(text) = fs_err::read_to_string(&path) {
+                out.extend(
+                    text.lines()
+                        .filter(|l| crate::parse_name(l).is_some())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        out
+    }
+
     /// Every live root; dangling indirect roots (their out-link was deleted or repointed outside
     /// the store) are unregistered on the way, unless the store was opened read-only.
     pub fn roots(&self) -> Result<Vec<Root>> {
@@ -288,6 +338,7 @@ impl Store {
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
         let mut keep: Vec<String> = self.roots()?.into_iter().map(|r| r.target).collect();
         keep.extend(self.in_use());
+        keep.extend(self.temp_roots());
         let valid = self.all_valid()?;
         // A held lock means a build (or a reader such as export) is working on the path.
         // A store opened read-only (a dry run) only looks at the locks.
@@ -450,6 +501,18 @@ impl Store {
                 fs_err::remove_file(&p)
             };
         }
+    }
+}
+
+/// Temporary roots of this process ([`Store::add_temp_roots`]): removed when dropped.
+#[derive(Debug)]
+pub struct TempRoots {
+    path: PathBuf,
+}
+
+impl Drop for TempRoots {
+    fn drop(&mut self) {
+        let _ = fs_err::remove_file(&self.path);
     }
 }
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use commit::{CommitRequest, SHEBANG_LIMIT, rewrite_same_length};
 pub use error::StoreError;
-pub use gc::{GcReport, Root, RootKind, root_name_for};
+pub use gc::{GcReport, Root, RootKind, TempRoots, root_name_for};
 pub use lock::PathLock;
 pub use refs::{find_reference, scan_references};
 pub use repair::{RebuiltDb, RepairReport, Skipped};

@@ -86,11 +86,14 @@ pub(super) fn run(ctx: &Ctx, a: &RealizeArgs) -> Result<ExitStatus, CliError> {
         Err(e) => return Err(e.into()),
     };
     let t_store = t0.elapsed();
+    // Until its GC root (or out-link) is made, what this run builds is kept by its temporary
+    // roots: a `forge gc` meanwhile leaves it alone.
+    let names = forge_realize::store_names(&plan);
+    let _temp_roots = store.add_temp_roots(names.iter().map(|n| n.as_str()))?;
     let forge_exe = std::env::current_exe()
         .map_err(|e| CliError::error(format!("cannot find the forge executable: {e}")))?;
     let reporter = reporter(ctx, a.json);
     // Probe isolation only when something is to be built: a no-op realize stays instant.
-    let names = forge_realize::store_names(&plan);
     let all_valid = store
         .valid_subset(names.iter().map(|n| n.as_str()))
         .map(|v| v.len() == names.len())
