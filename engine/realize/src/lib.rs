@@ -89,16 +89,21 @@ pub struct SubstituteInfo {
 
 pub use forge_plan::store_names;
 
-/// Realizes every node of `plan`. `cancel` set to `true` interrupts.
-pub async fn realize(
-    store: Arc<Store>,
-    plan: Arc<Plan>,
-    opts: Options,
-    reporter: Arc<dyn Reporter>,
-    cancel: tokio::sync::watch::Receiver<bool>,
-) -> Result<Report, RealizeError> {
-    let start = Instant::now();
-    let names = store_names(&plan);
+/// Where a realization starts: the plan's store names, which are valid, which to build, and
+/// the report so far (the `Planned` event is sent).
+pub(crate) struct Begun {
+    pub(crate) names: Vec<forge_core::StoreName>,
+    pub(crate) valid: std::collections::BTreeSet<String>,
+    pub(crate) to_build: Vec<usize>,
+    pub(crate) report: Report,
+}
+
+pub(crate) fn begin(
+    store: &Store,
+    plan: &Plan,
+    reporter: &dyn Reporter,
+) -> Result<Begun, RealizeError> {
+    let names = store_names(plan);
     let valid = store.valid_subset(names.iter().map(|n| n.as_str()))?;
     let n = names.len();
     let to_build: Vec<usize> = (0..n)
@@ -109,25 +114,54 @@ pub async fn realize(
         valid: n - to_build.len(),
         to_build: to_build.len(),
     });
-    let mut report = Report {
+    let report = Report {
         already_valid: n - to_build.len(),
         ..Report::default()
     };
+    Ok(Begun {
+        names,
+        valid,
+        to_build,
+        report,
+    })
+}
+
+/// How long node `i` should take to build: nothing for a host tool or a valid path, else the
+/// average of the store's earlier builds of its package, if any.
+pub(crate) fn known_estimate(
+    store: &Store,
+    plan: &Plan,
+    names: &[forge_core::StoreName],
+    valid: &std::collections::BTreeSet<String>,
+    i: NodeIndex,
+) -> Option<f64> {
+    let d = plan.drv(i);
+    if d.inputs.kind == DrvKind::Host || valid.contains(names[i.index()].as_str()) {
+        return Some(0.0);
+    }
+    store.build_estimate(&d.inputs.name).ok().flatten()
+}
+
+/// Realizes every node of `plan`. `cancel` set to `true` interrupts.
+pub async fn realize(
+    store: Arc<Store>,
+    plan: Arc<Plan>,
+    opts: Options,
+    reporter: Arc<dyn Reporter>,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Report, RealizeError> {
+    let start = Instant::now();
+    let Begun {
+        names,
+        valid,
+        to_build,
+        mut report,
+    } = begin(&store, &plan, reporter.as_ref())?;
     if to_build.is_empty() {
         report.seconds = start.elapsed().as_secs_f64();
         return Ok(report);
     }
-    let estimate = |i: NodeIndex| -> f64 {
-        let d = plan.drv(i);
-        if d.inputs.kind == DrvKind::Host || valid.contains(names[i.index()].as_str()) {
-            return 0.0;
-        }
-        store
-            .build_estimate(&d.inputs.name)
-            .ok()
-            .flatten()
-            .unwrap_or(1.0)
-    };
+    let estimate = |i: NodeIndex| known_estimate(&store, &plan, &names, &valid, i).unwrap_or(1.0);
     let mut queue = Scheduler::new(&plan, &to_build, &estimate);
     let job = Arc::new(Job::new(
         store,

@@ -620,34 +620,19 @@ pub async fn realize_on_slurm(
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Report, RealizeError> {
     let start = Instant::now();
-    let names = crate::store_names(&plan);
-    let valid = store.valid_subset(names.iter().map(|n| n.as_str()))?;
+    let crate::Begun {
+        names,
+        valid,
+        to_build,
+        mut report,
+    } = crate::begin(&store, &plan, reporter.as_ref())?;
     let n = names.len();
-    let to_build: Vec<usize> = (0..n)
-        .filter(|i| !valid.contains(names[*i].as_str()))
-        .collect();
-    reporter.event(&Event::Planned {
-        total: n,
-        valid: n - to_build.len(),
-        to_build: to_build.len(),
-    });
-    let mut report = Report {
-        already_valid: n - to_build.len(),
-        ..Report::default()
-    };
     if to_build.is_empty() {
         report.seconds = start.elapsed().as_secs_f64();
         return Ok(report);
     }
     let estimates: Vec<Option<f64>> = (0..n)
-        .map(|i| {
-            let d = plan.drv(NodeIndex::new(i));
-            if d.inputs.kind == DrvKind::Host || valid.contains(names[i].as_str()) {
-                Some(0.0)
-            } else {
-                store.build_estimate(&d.inputs.name).ok().flatten()
-            }
-        })
+        .map(|i| crate::known_estimate(&store, &plan, &names, &valid, NodeIndex::new(i)))
         .collect();
     let prio =
         crate::scheduler::priorities(&plan, &|i: NodeIndex| estimates[i.index()].unwrap_or(1.0));
