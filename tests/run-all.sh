@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 
 # Build tools the end-to-end builds take from the host (their versions are part of the hashes),
 # GnuPG to verify signatures independently, pigz and b3sum for the benchmarks' baselines, and a
-# Slurm (controller, node daemon, clients) with munge for the Slurm executor's tests.
+# Slurm (controller, node daemon, clients) with munge for the Slurm executor's tests, and zsh
+# and fish for the completion tests.
 packages=(gcc g++ make patch file binutils pkg-config autoconf automake libtool m4 cmake flex bison
           texinfo gawk perl python3 python3-venv gnupg pigz b3sum xz-utils bzip2 zstd procps
-          slurmctld slurmd slurm-client munge)
+          slurmctld slurmd slurm-client munge zsh fish)
 tests/install-packages.sh "${packages[@]}"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}

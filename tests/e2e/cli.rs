@@ -1021,3 +1021,62 @@ fn bash_completion_completes_targets_and_packages() {
     let packages = complete("info mun");
     assert_eq!(packages.trim(), "munge");
 }
+
+/// Fish and zsh complete the same names (fish for real; zsh's completion system needs a
+/// terminal, so its hook runs with `compadd` recording what it is given).
+#[test]
+fn fish_and_zsh_completion_complete_targets_and_packages() {
+    let w = World::new();
+    let script = |shell: &str| {
+        let p = w.path().join(format!("forge.{shell}"));
+        fs_err::write(
+            &p,
+            ok(&w.forge().args(["completions", shell]).output().unwrap()),
+        )
+        .unwrap();
+        p
+    };
+    let path = format!("{}:/usr/bin:/bin", forge_bin().parent().unwrap().display());
+    let run = |shell: &str, code: String| {
+        let o = Command::new(shell)
+            .arg("-c")
+            .arg(code)
+            .current_dir(repo())
+            .env("PATH", &path)
+            .env("XDG_CACHE_HOME", w.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{shell}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let fish = script("fish");
+    let targets = run(
+        "fish",
+        format!(
+            "source {}; complete -C 'forge realize slurm-25.11-gcc1'",
+            fish.display()
+        ),
+    );
+    assert!(
+        targets.lines().any(|l| l.trim() == "slurm-25.11-gcc13"),
+        "{targets}"
+    );
+    let packages = run(
+        "fish",
+        format!("source {}; complete -C 'forge info mun'", fish.display()),
+    );
+    assert_eq!(packages.trim(), "munge", "{packages}");
+    let zsh = script("zsh");
+    let offered = run(
+        "zsh",
+        format!(
+            "compdef() {{ : }}; _forge() {{ : }}; compadd() {{ shift; print -l -- \"$@\" }}; \
+             source {}; words=(forge realize slurm); CURRENT=3; _forge_names",
+            zsh.display()
+        ),
+    );
+    assert!(
+        offered.lines().any(|l| l == "slurm-25.11-gcc13") && offered.lines().any(|l| l == "munge"),
+        "{offered}"
+    );
+}

@@ -13,9 +13,13 @@ pub(super) fn run(ctx: &Ctx, a: &CompletionsArgs) -> Result<ExitStatus, CliError
     // that stops early (`forge completions bash | head`) is not an error.
     let mut script = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "forge", &mut script);
-    if a.shell == clap_complete::Shell::Bash {
-        script.extend_from_slice(BASH_NAMES.as_bytes());
-    }
+    let names = match a.shell {
+        clap_complete::Shell::Bash => BASH_NAMES,
+        clap_complete::Shell::Zsh => ZSH_NAMES,
+        clap_complete::Shell::Fish => FISH_NAMES,
+        _ => "",
+    };
+    script.extend_from_slice(names.as_bytes());
     ctx.printer
         .raw_data(&script)
         .map_err(|e| CliError::error(format!("writing the completions: {e}")))?;
@@ -38,6 +42,27 @@ _forge_names() {
     esac
 }
 complete -F _forge_names -o bashdefault -o default forge
+"#;
+
+/// Zsh: the same, after clap's `_forge`; zsh matches the names against the word.
+const ZSH_NAMES: &str = r#"
+_forge_names() {
+    _forge "$@"
+    [[ "${words[CURRENT]}" == -* ]] && return 0
+    case "${words[2]}" in
+        plan|realize|fetch|check|export|graph|show-derivation|diff|info|path-info|log)
+            local -a names
+            names=(${(f)"$(${words[1]} __complete-names 2>/dev/null)"})
+            compadd -- $names
+            ;;
+    esac
+}
+compdef _forge_names forge
+"#;
+
+/// Fish: the names as arguments of the same commands.
+const FISH_NAMES: &str = r#"
+complete -c forge -n "__fish_seen_subcommand_from plan realize fetch check export graph show-derivation diff info path-info log" -f -a "(set -l cmd (commandline -opc); \$cmd[1] __complete-names 2>/dev/null)"
 "#;
 
 /// `forge __complete-names`: every target and package name, one per line; nothing (and no
