@@ -430,6 +430,15 @@ fn an_unsigned_export_is_honest_about_it_and_leaves_nothing_of_forge() {
         .arg(&cache)
         .output()
         .unwrap());
+    // `--quiet` prints only errors: nothing, when it works.
+    let quiet = w
+        .forge()
+        .args(["-q", "export", "--example", "hello", "--to"])
+        .arg(w.path().join("quiet-cache"))
+        .output()
+        .unwrap();
+    assert_eq!(ok(&quiet), "");
+    assert_eq!(text(&quiet.stderr), "");
     let readme = fs_err::read_to_string(cache.join("README.md")).unwrap();
     assert!(
         readme.contains("spack mirror add --unsigned forge")

@@ -135,7 +135,10 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
             None => report.cache.join("README.md").display().to_string(),
         };
         let _ = write!(out, "consumers: see {readme}");
-        ctx.printer.data(&out);
+        // `--quiet` prints only errors: the summary is for people (`--json` is for programs).
+        if !ctx.printer.quiet() {
+            ctx.printer.data(&out);
+        }
     }
     Ok(ExitStatus::Success)
 }
