@@ -355,6 +355,24 @@ fn a_broken_recipe_file_stops_only_the_targets_that_use_it() {
     // Listing shows the whole tree: it refuses while any file is broken.
     let o = t.forge(&["list"]);
     assert_eq!(code(&o), 1, "{}", t.stderr(&o));
+    // A toolchain's runtime, kept under recipes/ and broken: every plan is refused (the
+    // resolver takes a toolchain's packages as given), with no panic.
+    fs_err::write(&lapack, &text).unwrap();
+    fs_err::remove_file(t.root().join("recipes/unrelated.kdl")).unwrap();
+    let runtime = fs_err::read_to_string(t.root().join("toolchains/gcc-runtime.kdl")).unwrap();
+    fs_err::remove_file(t.root().join("toolchains/gcc-runtime.kdl")).unwrap();
+    fs_err::write(
+        t.root().join("recipes/gcc-runtime.kdl"),
+        runtime.replacen("    license", "    license license=", 1),
+    )
+    .unwrap();
+    let o = t.forge(&["plan", "lapack"]);
+    let err = t.stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains("of the toolchain") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -463,7 +463,16 @@ fn kill_9_during_a_build_leaves_nothing_behind_and_rerun_completes() {
     );
     std::thread::sleep(Duration::from_millis(500));
     // The run keeps what it builds as temporary roots while it lives.
-    let temp = fs_err::read_to_string(store.join(format!(".forge/temproots/{pid}"))).unwrap();
+    let temp = fs_err::read_dir(store.join(".forge/temproots"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(&format!(".{pid}"))
+        })
+        .map(|e| fs_err::read_to_string(e.path()).unwrap())
+        .unwrap_or_default();
     assert!(temp.lines().any(|l| l.ends_with("-slow-1.0")), "{temp}");
     kill9(pid);
     let _ = child.wait_with_output();
@@ -548,9 +557,11 @@ fn gc_keeps_temporary_roots_of_live_processes_only() {
     let gc = |w: &World| -> serde_json::Value {
         serde_json::from_str(&ok(&w.forge().args(["gc", "--json"]).output().unwrap())).unwrap()
     };
-    // This (live) process lists the program: it stays.
-    let mine = dir.join(std::process::id().to_string());
+    // A live process (this test, holding the file's lock) lists the program: it stays.
+    let mine = dir.join("somehost.12345");
     fs_err::write(&mine, format!("{name}\n")).unwrap();
+    let held = fs_err::File::open(&mine).unwrap();
+    held.file().lock().unwrap();
     let report = gc(&w);
     assert!(out.exists(), "{report}");
     assert!(
@@ -560,15 +571,11 @@ fn gc_keeps_temporary_roots_of_live_processes_only() {
             .iter()
             .any(|d| d == &serde_json::json!(name))
     );
-    // The same list from a process that is gone keeps nothing, and goes.
-    let dead = Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
-    let _ = dead.wait_with_output();
-    let theirs = dir.join(dead_pid.to_string());
-    fs_err::rename(&mine, &theirs).unwrap();
+    // Once its process is gone (the lock released), the list keeps nothing, and goes.
+    drop(held);
     let report = gc(&w);
     assert!(!out.exists(), "{report}");
-    assert!(!theirs.exists());
+    assert!(!mine.exists());
 }
 
 #[test]

@@ -464,14 +464,23 @@ fn a_killed_client_is_attached_to_again_and_two_clients_build_each_node_once() {
     write(&w, &pkgs, &[("k", "k2"), ("s", "s3"), ("other", "other")]);
 
     // kill -9 of the client while its jobs wait; the rerun attaches to them.
-    let mut first = client(
-        &w,
-        &c,
-        "k",
-        &["--sbatch-arg=--hold"],
-        &w.path().join("first.json"),
-    );
-    wait_until("3 jobs in the queue", 60, || jobs(&c).len() == 3);
+    let first_ev = w.path().join("first.json");
+    let mut first = client(&w, &c, "k", &["--sbatch-arg=--hold"], &first_ev);
+    wait_jobs(&c, 3, &mut first, &first_ev);
+    // Killed once each submission is recorded (the record is written when sbatch answers).
+    wait_until("3 submissions recorded", 60, || {
+        events_of(&first_ev)
+            .iter()
+            .filter(|e| {
+                e["event"] == "note"
+                    && e["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("submitted as Slurm job")
+            })
+            .count()
+            == 3
+    });
     first.kill().unwrap();
     let _ = first.wait();
     let before: BTreeSet<String> = jobs(&c).into_keys().collect();

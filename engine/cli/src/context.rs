@@ -48,22 +48,59 @@ impl BrokenTree {
                     "`{f}` is part of the toolchains and target table every plan uses"
                 ));
             }
-            let text = set
+            let Some(text) = set
                 .sources
                 .iter()
                 .find(|(_, s)| s.name == *f)
                 .map(|(_, s)| s.text.clone())
-                .unwrap_or_default();
-            if text.contains("provides") {
+            else {
+                return Some(format!(
+                    "`{f}` could not be read, so what it defines is unknown"
+                ));
+            };
+            // A node of that name anywhere in the file (KDL nodes start their line).
+            let has_node = |node: &str| {
+                text.lines().any(|l| {
+                    l.trim_start().strip_prefix(node).is_some_and(|rest| {
+                        rest.is_empty() || rest.starts_with([' ', '\t', '{', '"'])
+                    })
+                })
+            };
+            if has_node("toolchain") || has_node("arch") {
+                return Some(format!(
+                    "`{f}` may define a toolchain or architecture every plan can use"
+                ));
+            }
+            if has_node("provides") {
                 return Some(format!(
                     "`{f}` may provide a virtual package the resolver would choose"
                 ));
             }
-            if text.contains("defaults") {
+            if has_node("defaults") {
                 return Some(format!("`{f}` may hold the defaults every target uses"));
             }
         }
         None
+    }
+
+    /// Why planning without the broken files' packages would break a toolchain: one of them
+    /// is a toolchain's compiler or runtime (the resolver takes those as given).
+    fn defines_a_toolchain_package(&self, set: &RecipeSet) -> Option<String> {
+        set.toolchains.values().find_map(|t| {
+            [Some(&t.compiler), t.runtime.as_ref()]
+                .into_iter()
+                .flatten()
+                .find_map(|p| {
+                    let r = set.packages.get(&p.value)?;
+                    let f = &set.sources.get(r.file).name;
+                    self.files.iter().any(|b| b == f).then(|| {
+                        format!(
+                            "`{f}` defines `{}`, of the toolchain `{}`",
+                            p.value, t.name.value
+                        )
+                    })
+                })
+        })
     }
 
     /// `set` without what the broken files define: their packages and targets. A request that
@@ -444,7 +481,10 @@ impl Ctx {
         let Some(b) = broken.as_mut() else {
             return plan_in(set);
         };
-        if let Some(why) = b.touches_every_plan(set) {
+        if let Some(why) = b
+            .touches_every_plan(set)
+            .or_else(|| b.defines_a_toolchain_package(set))
+        {
             return Err(b.refusal(text, &why));
         }
         let plan = plan_in(&b.without_broken(set)).map_err(|e| {

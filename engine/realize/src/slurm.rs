@@ -136,6 +136,9 @@ async fn slurm_cmd(prog: &str, args: &[String]) -> Result<String, String> {
     let out = tokio::process::Command::new(prog)
         .args(args)
         .stdin(std::process::Stdio::null())
+        // Not in forge's process group: a Ctrl-C at the terminal reaches forge, which cancels
+        // its jobs, and not an `sbatch` half-way through submitting one.
+        .process_group(0)
         .output()
         .await
         .map_err(|e| {
@@ -258,6 +261,8 @@ impl Run {
     async fn queue(&self) -> Result<BTreeMap<String, QueueEntry>, RealizeError> {
         let args = [
             "--me".to_owned(),
+            // Jobs in hidden partitions too.
+            "--all".to_owned(),
             "-h".to_owned(),
             "-o".to_owned(),
             "%i|%T|%N|%r".to_owned(),
@@ -384,9 +389,26 @@ impl Run {
             RealizeError::Slurm(format!("cannot write `{}`: {e}", script_path.display()))
         })?;
         args.push(script_path.display().to_string());
-        let out = slurm_cmd("sbatch", &args)
-            .await
-            .map_err(RealizeError::Slurm)?;
+        let out = match slurm_cmd("sbatch", &args).await {
+            Ok(out) => out,
+            // No Slurm here at all: nothing can be submitted.
+            Err(e) if e.starts_with("cannot run") => return Err(RealizeError::Slurm(e)),
+            // Refused (a limit, a partition, a transient error): this node failed.
+            Err(e) => {
+                drop(lock);
+                let ev = Event::Failed {
+                    node: name,
+                    phase: None,
+                    command: Some(format!("sbatch {}", args.join(" "))),
+                    message: format!("submitting its job failed: {e}"),
+                    log: None,
+                    tail: Vec::new(),
+                    attempts: Vec::new(),
+                };
+                self.failed(i, ev).await;
+                return Ok(());
+            }
+        };
         // `--parsable`: `id` or `id;cluster`.
         let id = out.trim().split(';').next().unwrap_or_default().to_owned();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
@@ -429,6 +451,15 @@ impl Run {
         self.st[i] = St::Done;
     }
 
+    /// A build on the client ended.
+    async fn local_ended(&mut self, i: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Valid { how, seconds } => self.valid(i, how, seconds),
+            Outcome::Failed(ev) => self.failed(i, *ev).await,
+            Outcome::Cancelled => self.st[i] = St::Settled,
+        }
+    }
+
     /// Node `i` failed (its event already made): everything above it that has not run is
     /// skipped, and their jobs cancelled.
     async fn failed(&mut self, i: usize, ev: Event) {
@@ -448,6 +479,7 @@ impl Run {
         .collect();
         let cancel: Vec<String> = above
             .iter()
+            .filter(|d| !self.attached.contains(d))
             .filter_map(|&d| self.job_of(d).map(str::to_owned))
             .collect();
         self.scancel(&cancel).await;
@@ -479,16 +511,17 @@ impl Run {
         self.stopped = true;
         let mut cancel = Vec::new();
         for i in 0..self.st.len() {
-            match &self.st[i] {
-                St::Queued(id) => {
-                    cancel.push(id.clone());
-                    self.st[i] = St::Settled;
+            let stop = match &self.st[i] {
+                St::Queued(id) => Some(id.clone()),
+                St::Running(id) if all => Some(id.clone()),
+                _ => None,
+            };
+            if let Some(id) = stop {
+                // A job another client submitted is its to cancel: this run only lets go.
+                if !self.attached.contains(&i) {
+                    cancel.push(id);
                 }
-                St::Running(id) if all => {
-                    cancel.push(id.clone());
-                    self.st[i] = St::Settled;
-                }
-                _ => {}
+                self.st[i] = St::Settled;
             }
         }
         self.scancel(&cancel).await;
@@ -510,6 +543,9 @@ impl Run {
                 continue;
             };
             match queue.get(&id) {
+                // Not among this user's jobs: an attached job of another user is asked for.
+                None if self.attached.contains(&i)
+                    && job_state(&id).await.is_some_and(|s| !is_final(&s)) => {}
                 // Gone from the queue, or in a final state: it ended.
                 None => self.ended(i, &id).await?,
                 Some(e) if is_final(&e.state) => self.ended(i, &id).await?,
@@ -538,6 +574,19 @@ impl Run {
 
     async fn ended(&mut self, i: usize, id: &str) -> Result<(), RealizeError> {
         let name = self.names[i].clone();
+        // A job that never ran, gone while one of its dependencies has not ended as far as
+        // this run knows (a failed one still `COMPLETING`): Slurm dropped it for that
+        // dependency, whose outcome, read at a later poll, decides (a failure skips it).
+        let never_ran = self.st[i] == St::Queued(id.to_owned());
+        let deps_pending = self
+            .plan
+            .graph
+            .deps(NodeIndex::new(i))
+            .iter()
+            .any(|(d, _)| matches!(self.st[d.index()], St::Queued(_) | St::Running(_)));
+        if never_ran && deps_pending && !self.store.is_valid(&name)? {
+            return Ok(());
+        }
         let result: Option<JobResult> = fs_err::read(self.files.result(&name, id))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
@@ -678,80 +727,13 @@ pub async fn realize_on_slurm(
         }
     }
     let mut locals = tokio::task::JoinSet::new();
-    let mut next_poll = Instant::now();
-    loop {
-        if *cancel.borrow() && !run.report.cancelled {
-            run.report.cancelled = true;
-            run.stop(true).await;
-        }
-        // Local builds that ended.
-        while let Some(joined) = locals.try_join_next() {
-            let (i, outcome): (usize, Outcome) = joined.expect("a local build task panicked");
-            match outcome {
-                Outcome::Valid { how, seconds } => run.valid(i, how, seconds),
-                Outcome::Failed(ev) => run.failed(i, *ev).await,
-                Outcome::Cancelled => run.st[i] = St::Settled,
-            }
-        }
-        let due = Instant::now() >= next_poll;
-        let has_jobs = !run.jobs().is_empty();
-        let waiting: Vec<usize> = {
-            let mut w: Vec<usize> = (0..n)
-                .filter(|&i| run.st[i] == St::Waiting && run.ready(i))
-                .collect();
-            w.sort_by(|a, b| run.prio[*b].total_cmp(&run.prio[*a]).then(a.cmp(b)));
-            w
-        };
-        if !run.stopped && (!waiting.is_empty() || (due && has_jobs)) {
-            let queue = run.queue().await?;
-            if due && has_jobs {
-                run.follow(&queue).await?;
-                next_poll = Instant::now() + run.slurm.poll;
-            }
-            for i in waiting {
-                if run.stopped || run.st[i] != St::Waiting || !run.ready(i) {
-                    continue;
-                }
-                if run.local[i] {
-                    if locals.len() < run.opts.jobs.max(1) {
-                        run.st[i] = St::Local;
-                        let j = Arc::clone(&job);
-                        locals.spawn(async move {
-                            (i, crate::node::obtain(&j, NodeIndex::new(i)).await)
-                        });
-                    }
-                } else {
-                    run.submit(i, &queue).await?;
-                }
-            }
-        } else if due && has_jobs {
-            let queue = run.queue().await?;
-            run.follow(&queue).await?;
-            next_poll = Instant::now() + run.slurm.poll;
-        }
-        let busy = !run.jobs().is_empty() || !locals.is_empty();
-        let more = !run.stopped && run.st.contains(&St::Waiting);
-        if !busy && !more {
-            break;
-        }
-        if !busy && more && (0..n).all(|i| run.st[i] != St::Waiting || !run.ready(i)) {
-            // Nothing runs and nothing can start: cannot happen with a valid plan.
-            break;
-        }
-        let wait = next_poll.saturating_duration_since(Instant::now());
-        tokio::select! {
-            Some(joined) = locals.join_next(), if !locals.is_empty() => {
-                let (i, outcome) = joined.expect("a local build task panicked");
-                match outcome {
-                    Outcome::Valid { how, seconds } => run.valid(i, how, seconds),
-                    Outcome::Failed(ev) => run.failed(i, *ev).await,
-                    Outcome::Cancelled => run.st[i] = St::Settled,
-                }
-            }
-            () = tokio::time::sleep(wait) => {}
-            _ = cancel.changed(), if !run.report.cancelled => {}
-        }
+    let outcome = drive(&mut run, &job, &mut locals, &mut cancel).await;
+    if outcome.is_err() {
+        // Whatever stopped the run, none of its jobs stays queued behind it.
+        run.stop(true).await;
+        cancel_locals(&mut run, &mut locals).await;
     }
+    outcome?;
     let mut report = std::mem::take(&mut run.report);
     report.not_started = to_build
         .iter()
@@ -764,6 +746,115 @@ pub async fn realize_on_slurm(
         .collect();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The run's loop: start what can start, read the queue when a poll is due, and wait for a
+/// poll, a local build or an interruption.
+async fn drive(
+    run: &mut Run,
+    job: &Arc<Job>,
+    locals: &mut tokio::task::JoinSet<(usize, Outcome)>,
+    cancel: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RealizeError> {
+    let n = run.st.len();
+    let mut next_poll = Instant::now();
+    loop {
+        if *cancel.borrow() && !run.report.cancelled {
+            run.report.cancelled = true;
+            run.stop(true).await;
+        }
+        while let Some(joined) = locals.try_join_next() {
+            let (i, outcome) = joined.expect("a local build task panicked");
+            run.local_ended(i, outcome).await;
+        }
+        let has_jobs = !run.jobs().is_empty();
+        let due = has_jobs && Instant::now() >= next_poll;
+        // What can start now: a job once its dependencies are valid or queued; a local build
+        // once they are valid and a slot is free. Highest priority first.
+        let mut free = run.opts.jobs.max(1).saturating_sub(locals.len());
+        let mut startable: Vec<usize> = if run.stopped {
+            Vec::new()
+        } else {
+            (0..n)
+                .filter(|&i| run.st[i] == St::Waiting && run.ready(i))
+                .collect()
+        };
+        startable.sort_by(|a, b| run.prio[*b].total_cmp(&run.prio[*a]).then(a.cmp(b)));
+        startable.retain(|&i| {
+            if !run.local[i] {
+                return true;
+            }
+            let take = free > 0;
+            free = free.saturating_sub(1);
+            take
+        });
+        let submits = startable.iter().any(|&i| !run.local[i]);
+        // The queue is read only to follow jobs or to submit (attaching needs it).
+        let queue = if due || submits {
+            Some(run.queue().await?)
+        } else {
+            None
+        };
+        if let Some(q) = &queue {
+            if due {
+                run.follow(q).await?;
+                next_poll = Instant::now() + run.slurm.poll;
+            }
+            for i in startable {
+                if *cancel.borrow() {
+                    break;
+                }
+                if run.stopped || run.st[i] != St::Waiting || !run.ready(i) {
+                    continue;
+                }
+                if run.local[i] {
+                    run.st[i] = St::Local;
+                    let j = Arc::clone(job);
+                    locals.spawn(
+                        async move { (i, crate::node::obtain(&j, NodeIndex::new(i)).await) },
+                    );
+                } else {
+                    run.submit(i, q).await?;
+                }
+            }
+        } else {
+            for i in startable {
+                run.st[i] = St::Local;
+                let j = Arc::clone(job);
+                locals.spawn(async move { (i, crate::node::obtain(&j, NodeIndex::new(i)).await) });
+            }
+        }
+        let has_jobs = !run.jobs().is_empty();
+        if !has_jobs && locals.is_empty() {
+            // Nothing runs, so nothing still waiting can start (it waits for a failed node,
+            // or the run stopped): the run is over.
+            return Ok(());
+        }
+        // Jobs: wake for the next poll. Only local builds: wake when one ends.
+        let wait = if has_jobs {
+            next_poll.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            Some(joined) = locals.join_next(), if !locals.is_empty() => {
+                let (i, outcome) = joined.expect("a local build task panicked");
+                run.local_ended(i, outcome).await;
+            }
+            () = tokio::time::sleep(wait) => {}
+            _ = cancel.changed(), if !run.report.cancelled => {}
+        }
+    }
+}
+
+/// Waits for the client's own builds to end (as the local executor lets running builds end
+/// after a failure).
+async fn cancel_locals(run: &mut Run, locals: &mut tokio::task::JoinSet<(usize, Outcome)>) {
+    while let Some(joined) = locals.join_next().await {
+        if let Ok((i, outcome)) = joined {
+            run.local_ended(i, outcome).await;
+        }
+    }
 }
 
 /// Where a job writes how its node became valid.

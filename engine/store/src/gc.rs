@@ -191,42 +191,59 @@ impl Store {
     }
 
     /// Makes `names` temporary roots of this process until the returned guard is dropped:
-    /// `.forge/temproots/<pid>` lists them, and a collection keeps their closures while the
-    /// process lives. A realization takes them before it builds, so that a collection running
-    /// between a path's commit and its GC root (or out-link) being made does not delete it.
+    /// `.forge/temproots/<host>.<pid>` lists them, locked (`flock`) while the process holds
+    /// it, and a collection keeps their closures while the lock is held. A realization takes
+    /// them before it builds, so that a collection running between a path's commit and its GC
+    /// root (or out-link) being made does not delete it. The lock, not the pid, says whether
+    /// the process lives: a collection on another machine of a shared store sees it too.
     pub fn add_temp_roots<'a>(
         &self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<TempRoots> {
         let dir = self.meta.join("temproots");
         fs_err::create_dir_all(&dir).map_err(|e| fs(&dir, e))?;
-        let path = dir.join(std::process::id().to_string());
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .replace(['/', '.'], "_");
+        let path = dir.join(format!("{host}.{}", std::process::id()));
         let mut text = String::new();
         for n in names {
             text.push_str(n);
             text.push('\n');
         }
-        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        // Locked before it takes its name: a collection never sees it unlocked.
+        let tmp = dir.join(format!(".{host}.{}.tmp", std::process::id()));
         fs_err::write(&tmp, text).map_err(|e| fs(&tmp, e))?;
+        let file = fs_err::File::open(&tmp).map_err(|e| fs(&tmp, e))?;
+        file.file().lock().map_err(|e| fs(&tmp, e))?;
         fs_err::rename(&tmp, &path).map_err(|e| fs(&path, e))?;
-        Ok(TempRoots { path })
+        Ok(TempRoots { path, _lock: file })
     }
 
-    /// The temporary roots of processes that are alive; files of dead ones are removed on the
-    /// way (unless the store was opened read-only).
+    /// The temporary roots whose process holds them; the files of processes that are gone
+    /// (unlocked) are removed on the way (unless the store was opened read-only).
     pub fn temp_roots(&self) -> Vec<String> {
         let dir = self.meta.join("temproots");
         let mut out = Vec::new();
         for file in sorted_names(&dir) {
-            let Ok(pid) = file.parse::<u32>() else {
+            if file.starts_with('.') {
+                continue;
+            }
+            let path = dir.join(&file);
+            let Ok(f) = fs_err::File::open(&path) else {
                 continue;
             };
-            let path = dir.join(&file);
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                if self.write {
-                    let _ = fs_err::remove_file(&path);
+            match f.file().try_lock_shared() {
+                Ok(()) => {
+                    // Nobody holds it: its process is gone.
+                    if self.write {
+                        let _ = fs_err::remove_file(&path);
+                    }
+                    continue;
                 }
-                continue;
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(_)) => continue,
             }
             if let Ok(text) = fs_err::read_to_string(&path) {
                 out.extend(
@@ -508,6 +525,8 @@ impl Store {
 #[derive(Debug)]
 pub struct TempRoots {
     path: PathBuf,
+    /// The open file whose lock says the process lives.
+    _lock: fs_err::File,
 }
 
 impl Drop for TempRoots {

@@ -113,10 +113,11 @@ pub fn locks_not_shared(m: &Mount) -> Option<String> {
         if let Some(o) = m
             .options
             .iter()
-            .find(|o| *o == "local_lock=flock" || *o == "local_lock=all")
+            .find(|o| o.starts_with("local_lock=") && *o != "local_lock=none")
         {
             return Some(format!(
-                "`{}` is NFS mounted with `{o}`: flock locks stay on each machine",
+                "`{}` is NFS mounted with `{o}`: those locks (flock for the build locks, POSIX \
+                 for the database) stay on each machine",
                 m.point
             ));
         }
@@ -165,12 +166,13 @@ mod tests {
 42 22 0:52 / /lus rw shared:22 - lustre 10.0.0.1@tcp:/fs rw,localflock
 43 22 0:53 / /lus2 rw shared:23 - lustre 10.0.0.1@tcp:/fs rw,flock
 44 22 0:54 / /my\\040dir rw shared:24 - nfs4 srv:/x rw,local_lock=flock
+45 22 0:55 / /px rw shared:25 - nfs4 srv:/p rw,local_lock=posix
 ";
 
     #[test]
     fn the_mount_under_a_path_is_the_longest_prefix() {
         let m = parse_mountinfo(MOUNTINFO);
-        assert_eq!(m.len(), 6);
+        assert_eq!(m.len(), 7);
         assert_eq!(
             mount_of(&m, Path::new("/shared/store")).unwrap().fstype,
             "nfs4"
@@ -195,6 +197,7 @@ mod tests {
         );
         assert_eq!(why("/lus2/s"), None);
         assert!(why("/my dir/s").unwrap().contains("`local_lock=flock`"));
+        assert!(why("/px/s").unwrap().contains("`local_lock=posix`"));
         assert_eq!(why("/home"), None);
     }
 

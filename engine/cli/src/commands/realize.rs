@@ -229,11 +229,16 @@ fn slurm_options(
             .display()
             .to_string()
     };
-    let mut cmd = vec![
+    let mut cmd = Vec::new();
+    // A shared file system declared by hand is declared for the jobs too.
+    if std::env::var("FORGE_STORE_SHARED").is_ok_and(|v| v == "1") {
+        cmd.extend(["env".to_owned(), "FORGE_STORE_SHARED=1".to_owned()]);
+    }
+    cmd.extend([
         opts.forge_exe.display().to_string(),
         "--store".to_owned(),
         path(&ctx.store),
-    ];
+    ]);
     if ctx.example() {
         cmd.push("--example".into());
     } else {
@@ -329,8 +334,14 @@ pub(super) fn build_node(
             forge_realize::How::ByOtherProcess
         };
         let seconds = store.query(&a.node)?.map_or(0.0, |p| p.build_seconds);
-        forge_realize::write_result(path, &forge_realize::JobResult { how, seconds })
-            .map_err(|e| CliError::error(format!("cannot write `{}`: {e}", path.display())))?;
+        // The node is valid: a result file that cannot be written must not fail the job
+        // (its dependents would be cancelled); the client then reads the store instead.
+        if let Err(e) =
+            forge_realize::write_result(path, &forge_realize::JobResult { how, seconds })
+        {
+            ctx.printer
+                .warn(&format!("cannot write `{}`: {e}", path.display()));
+        }
     }
     Ok(ExitStatus::Success)
 }
