@@ -415,13 +415,7 @@ fn a_failing_job_skips_its_dependents_keep_going_finishes_the_rest_and_ctrl_c_ca
     );
     let submitted: BTreeSet<&str> = evs
         .iter()
-        .filter(|e| {
-            e["event"] == "note"
-                && e["message"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("submitted as Slurm job")
-        })
+        .filter(|e| e["event"] == "job" && e["state"] == "submitted")
         .map(|e| pkg(e["node"].as_str().unwrap()))
         .collect();
     // (`top` waits for `fine` to be valid before it is submitted: whether it was depends on
@@ -471,13 +465,7 @@ fn a_killed_client_is_attached_to_again_and_two_clients_build_each_node_once() {
     wait_until("3 submissions recorded", 60, || {
         events_of(&first_ev)
             .iter()
-            .filter(|e| {
-                e["event"] == "note"
-                    && e["message"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("submitted as Slurm job")
-            })
+            .filter(|e| e["event"] == "job" && e["state"] == "submitted")
             .count()
             == 3
     });
@@ -489,13 +477,7 @@ fn a_killed_client_is_attached_to_again_and_two_clients_build_each_node_once() {
     wait_until("the rerun to attach to the 3 jobs", 60, || {
         events_of(&ev)
             .iter()
-            .filter(|e| {
-                e["event"] == "note"
-                    && e["message"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("attached to Slurm job")
-            })
+            .filter(|e| e["event"] == "job" && e["state"] == "attached")
             .count()
             == 3
     });
@@ -607,12 +589,9 @@ fn bench_submission_overhead_of_a_70_node_graph() {
     // submissions; per node, from its last dependency's end to the job seen running (Slurm's
     // dispatch, plus up to one poll), and from seen running to seen ended (the job's own run:
     // `forge build-node` planning, isolation probe, build, commit; plus up to one poll).
-    let at = |kind: &str, msg: Option<&str>| -> BTreeMap<String, f64> {
+    let at = |kind: &str, state: Option<&str>| -> BTreeMap<String, f64> {
         evs.iter()
-            .filter(|e| {
-                e["event"] == kind
-                    && msg.is_none_or(|m| e["message"].as_str().is_some_and(|t| t.starts_with(m)))
-            })
+            .filter(|e| e["event"] == kind && state.is_none_or(|s| e["state"] == s))
             .map(|e| {
                 (
                     e["node"].as_str().unwrap().to_owned(),
@@ -621,7 +600,7 @@ fn bench_submission_overhead_of_a_70_node_graph() {
             })
             .collect()
     };
-    let submitted = at("note", Some("submitted as Slurm job"));
+    let submitted = at("job", Some("submitted"));
     let started = at("started", None);
     let finished = at("finished", None);
     let last_submit = submitted.values().copied().fold(0.0, f64::max);

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use forge_core::text::escape_lines;
-use forge_realize::{Event, How, Reporter};
+use forge_realize::{Event, How, JobState, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::printer::Printer;
@@ -88,6 +88,7 @@ impl Reporter for Plain {
                     .info(&format!("built {} in {seconds:.1}s", short(node))),
             },
             Event::Substituted { .. } => self.printer.info(&substituted_line(e)),
+            Event::Job { .. } => self.printer.info(&job_line(e)),
             Event::Note { node, message } => {
                 self.printer.warn(&format!("{}: {message}", short(node)))
             }
@@ -140,6 +141,8 @@ pub struct Live {
     multi: MultiProgress,
     header: ProgressBar,
     state: Mutex<BTreeMap<forge_core::StoreName, Running>>,
+    /// The header's text from the plan, and the nodes whose Slurm jobs wait in the queue.
+    queue: Mutex<(String, std::collections::BTreeSet<forge_core::StoreName>)>,
 }
 
 impl std::fmt::Debug for Live {
@@ -171,6 +174,7 @@ impl Live {
             multi,
             header,
             state: Mutex::new(BTreeMap::new()),
+            queue: Mutex::new((String::new(), Default::default())),
         }
     }
 
@@ -201,14 +205,17 @@ impl Reporter for Live {
                 total, to_build, ..
             } => {
                 self.header.set_length(*to_build as u64);
-                self.header
-                    .set_message(format!("{} nodes, {} valid", total, total - to_build));
+                self.set_header(
+                    Some(format!("{} nodes, {} valid", total, total - to_build)),
+                    None,
+                );
                 if *to_build > 0 {
                     self.multi.insert(0, self.header.clone());
                     self.header.enable_steady_tick(Duration::from_millis(200));
                 }
             }
             Event::Started { node } => {
+                self.set_header(None, Some((node, false)));
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("  {spinner} {msg}").expect("valid template"),
@@ -234,6 +241,7 @@ impl Reporter for Live {
                 }
             }
             Event::Finished { node, seconds, how } => {
+                self.set_header(None, Some((node, false)));
                 if let Some(r) = state.remove(node) {
                     r.bar.finish_and_clear();
                     self.multi.remove(&r.bar);
@@ -251,6 +259,18 @@ impl Reporter for Live {
             Event::Substituted { .. } => {
                 let _ = self.multi.println(substituted_line(e));
             }
+            // Queued jobs are counted in the header; where a job runs is worth a line.
+            Event::Job { node, state, .. } => match state {
+                JobState::Submitted | JobState::Attached => {
+                    self.set_header(None, Some((node, true)));
+                    if *state == JobState::Attached {
+                        let _ = self.multi.println(job_line(e));
+                    }
+                }
+                JobState::Running => {
+                    let _ = self.multi.println(job_line(e));
+                }
+            },
             Event::Note { node, message } => {
                 let _ = self.multi.println(format!(
                     "warning: {}: {}",
@@ -259,16 +279,46 @@ impl Reporter for Live {
                 ));
             }
             Event::Failed { node, .. } => {
+                self.set_header(None, Some((node, false)));
                 if let Some(r) = state.remove(node) {
                     r.bar.finish_and_clear();
                     self.multi.remove(&r.bar);
                 }
                 self.multi.suspend(|| print_failure(self.printer, e));
             }
-            Event::Skipped { .. } => {
+            Event::Skipped { node, .. } => {
+                self.set_header(None, Some((node, false)));
                 let _ = self.multi.println(skipped_line(e));
             }
         }
+    }
+}
+
+impl Live {
+    /// Sets the header's text from the plan (`base`), and counts `node` in (`true`) or out of
+    /// the Slurm queue; the header then says how many jobs wait.
+    fn set_header(&self, base: Option<String>, node: Option<(&forge_core::StoreName, bool)>) {
+        let mut q = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = base {
+            q.0 = b;
+        }
+        match node {
+            Some((n, true)) => {
+                q.1.insert(n.clone());
+            }
+            // Not counted: nothing changes.
+            Some((n, false)) if !q.1.remove(n) => return,
+            Some(_) | None => {}
+        }
+        let msg = if q.1.is_empty() {
+            q.0.clone()
+        } else {
+            format!("{}, {} queued in Slurm", q.0, q.1.len())
+        };
+        self.header.set_message(msg);
     }
 }
 
@@ -277,6 +327,26 @@ impl Drop for Live {
         self.header.finish_and_clear();
         let _ = self.multi.clear();
     }
+}
+
+/// `hello-1.0: Slurm job 12 submitted (after 10, 11)`, `… attached`, `… running on node7`.
+fn job_line(e: &Event) -> String {
+    let Event::Job {
+        node,
+        job,
+        state,
+        detail,
+    } = e
+    else {
+        return String::new();
+    };
+    let what = match state {
+        JobState::Submitted if detail.is_empty() => "submitted".to_owned(),
+        JobState::Submitted => format!("submitted (after {})", detail.join(", ")),
+        JobState::Attached => "attached to (submitted earlier)".to_owned(),
+        JobState::Running => format!("running on {}", detail.join(",")),
+    };
+    format!("{}: Slurm job {job} {what}", short(node))
 }
 
 /// `skipped N: its dependency D failed`, or `… needs D (via V), which failed`.
@@ -407,5 +477,41 @@ mod tests {
             "{drawn:?}"
         );
         assert!(!drawn.contains("0/0"), "{drawn:?}");
+    }
+
+    #[test]
+    fn the_header_counts_slurm_jobs_waiting_in_the_queue() {
+        let rec = Recorder::default();
+        let l = live(&rec);
+        l.event(&Event::Planned {
+            total: 3,
+            valid: 0,
+            to_build: 3,
+        });
+        for n in ["a", "b"] {
+            l.event(&Event::Job {
+                node: node(n),
+                job: "7".into(),
+                state: JobState::Submitted,
+                detail: Vec::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(450));
+        l.event(&Event::Started { node: node("a") });
+        l.event(&Event::Job {
+            node: node("a"),
+            job: "7".into(),
+            state: JobState::Running,
+            detail: vec!["node7".into()],
+        });
+        std::thread::sleep(Duration::from_millis(450));
+        drop(l);
+        let drawn = rec.0.lock().unwrap().clone();
+        assert!(
+            drawn.contains("3 nodes, 0 valid, 2 queued in Slurm")
+                && drawn.contains("3 nodes, 0 valid, 1 queued in Slurm")
+                && drawn.contains("a-1.0: Slurm job 7 running on node7"),
+            "{drawn:?}"
+        );
     }
 }

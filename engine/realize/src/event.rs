@@ -19,6 +19,18 @@ pub enum How {
     Substituted,
 }
 
+/// What happened to a node's Slurm job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// This run submitted it.
+    Submitted,
+    /// A job submitted earlier (by another client, or this one before it was stopped).
+    Attached,
+    /// It runs (on the host in `detail`).
+    Running,
+}
+
 /// Something a reporter is told.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -69,6 +81,18 @@ pub enum Event {
         from: String,
         /// The key that signed the cache's manifest, if it was signed by a trusted one.
         signed_by: Option<String>,
+    },
+    /// A node's Slurm job (`realize --executor slurm`) was submitted, attached to, or seen
+    /// running.
+    Job {
+        /// Store name.
+        node: StoreName,
+        /// The job's id.
+        job: String,
+        /// What happened.
+        state: JobState,
+        /// For `submitted`: the jobs it runs after; for `running`: the host.
+        detail: Vec<String>,
     },
     /// Something worth noting about a node.
     Note {

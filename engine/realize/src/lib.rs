@@ -30,7 +30,7 @@ use forge_store::Store;
 use petgraph::graph::NodeIndex;
 
 pub use error::{NodeError, RealizeError};
-pub use event::{Event, How, Report, Reporter};
+pub use event::{Event, How, JobState, Report, Reporter};
 pub use slurm::{JobResult, SlurmOptions, realize_on_slurm, write_result};
 
 use node::{Job, Outcome};

@@ -356,9 +356,11 @@ impl Run {
             None => None,
         };
         if let (Some(id), Some(state)) = (recorded, alive) {
-            self.reporter.event(&Event::Note {
+            self.reporter.event(&Event::Job {
                 node: name.clone(),
-                message: format!("attached to Slurm job {id}, submitted earlier"),
+                job: id.clone(),
+                state: crate::JobState::Attached,
+                detail: Vec::new(),
             });
             self.attached.insert(i);
             self.st[i] = if state == "RUNNING" {
@@ -422,16 +424,11 @@ impl Run {
             RealizeError::Slurm(format!("cannot write `{}`: {e}", record.display()))
         })?;
         drop(lock);
-        self.reporter.event(&Event::Note {
+        self.reporter.event(&Event::Job {
             node: name,
-            message: if after.is_empty() {
-                format!("submitted as Slurm job {id}")
-            } else {
-                format!(
-                    "submitted as Slurm job {id}, after job(s) {}",
-                    after.join(", ")
-                )
-            },
+            job: id.clone(),
+            state: crate::JobState::Submitted,
+            detail: after,
         });
         self.st[i] = St::Queued(id);
         Ok(())
@@ -553,9 +550,11 @@ impl Run {
                     if self.st[i] == St::Queued(id.clone()) {
                         let node = self.names[i].clone();
                         self.reporter.event(&Event::Started { node: node.clone() });
-                        self.reporter.event(&Event::Note {
+                        self.reporter.event(&Event::Job {
                             node,
-                            message: format!("running on {} as Slurm job {id}", e.nodes),
+                            job: id.clone(),
+                            state: crate::JobState::Running,
+                            detail: vec![e.nodes.clone()],
                         });
                         self.st[i] = St::Running(id);
                     }
