@@ -55,15 +55,17 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `forge ARGS` in `w` with its own keyring (`<world>/keys`).
+fn with_keys(w: &World, args: &[&str]) -> std::process::Output {
+    let mut c = w.forge();
+    c.env("FORGE_KEYS", w.path().join("keys")).args(args);
+    c.output().unwrap()
+}
+
 #[test]
 fn signed_export_verifies_with_gnupg_and_forge_and_catches_tampering() {
     let w = World::new();
-    let keys = w.path().join("keys");
-    let forge = |args: &[&str]| {
-        let mut c = w.forge();
-        c.env("FORGE_KEYS", &keys).args(args);
-        c.output().unwrap()
-    };
+    let forge = |args: &[&str]| with_keys(&w, args);
     ok(&forge(&["realize", "--example"]));
     let fpr = ok(&forge(&[
         "key",
@@ -355,12 +357,7 @@ fn a_store_path_or_out_link_exports_that_nodes_closure() {
 #[test]
 fn an_unsigned_export_into_a_signed_cache_makes_it_unsigned_and_says_so() {
     let w = World::new();
-    let keys = w.path().join("keys");
-    let forge = |args: &[&str]| {
-        let mut c = w.forge();
-        c.env("FORGE_KEYS", &keys).args(args);
-        c.output().unwrap()
-    };
+    let forge = |args: &[&str]| with_keys(&w, args);
     let hello = PathBuf::from(
         ok(&forge(&["realize", "--example"]))
             .lines()

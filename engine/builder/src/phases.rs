@@ -62,12 +62,7 @@ impl Log {
         }
     }
     pub(crate) fn tail(&self, n: usize) -> Vec<String> {
-        let text = fs_err::read_to_string(&self.path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect()
+        forge_core::fs::tail_lines(&self.path, n)
     }
 }
 

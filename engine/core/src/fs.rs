@@ -1,5 +1,6 @@
-//! File-system helpers several stages share: removing trees a build left read-only, and the
-//! cheap signature that tells whether a file changed since it was last read.
+//! File-system helpers several stages share: removing trees a build left read-only, the cheap
+//! signature that tells whether a file changed since it was last read, writing a file
+//! atomically, and the last lines of a log.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -46,9 +47,54 @@ pub fn signature(path: &Path, follow: bool) -> Option<[u64; 6]> {
     ])
 }
 
+/// Writes `data` to `path` through a temporary file in the same directory: fsync, rename, fsync
+/// the directory. Readers see the old content or the new, never a part.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        let mut f = fs_err::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs_err::rename(&tmp, path)?;
+    fs_err::File::open(dir)?.sync_all()
+}
+
+/// The last `n` lines of a text file (a build log, a job's output); none when it cannot be read.
+pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
+    let bytes = fs_err::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one\ntwo\nthree\n").unwrap();
+        write_atomic(&p, b"1\n2\n3\n4\n").unwrap();
+        assert_eq!(fs_err::read_to_string(&p).unwrap(), "1\n2\n3\n4\n");
+        assert_eq!(fs_err::read_dir(d.path()).unwrap().count(), 1);
+        assert_eq!(tail_lines(&p, 2), ["3", "4"]);
+        assert_eq!(tail_lines(&p, 9).len(), 4);
+        assert!(tail_lines(&d.path().join("missing"), 3).is_empty());
+    }
 
     #[test]
     fn read_only_trees_are_removed_and_missing_ones_are_fine() {

@@ -163,6 +163,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// Counts `name`, which became valid `how`.
+    pub(crate) fn count_valid(&mut self, name: &StoreName, how: How) {
+        match how {
+            How::Built => self.built.push(name.clone()),
+            How::Substituted => self.substituted.push(name.clone()),
+            How::Host | How::ByOtherProcess => self.other_valid += 1,
+        }
+    }
+
     /// Whether every node is valid.
     pub fn success(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty() && !self.cancelled

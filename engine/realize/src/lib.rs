@@ -89,6 +89,36 @@ pub struct SubstituteInfo {
 
 pub use forge_plan::store_names;
 
+/// The `Skipped` events of the nodes `above` (all that need node `failed`), each naming the
+/// dependency through which it needs the failed node when that is not the failed node itself
+/// (`gcc` for a library that needs `gmp` only through it).
+pub(crate) fn skipped_events(
+    plan: &Plan,
+    names: &[forge_core::StoreName],
+    failed: usize,
+    above: &[usize],
+) -> Vec<Event> {
+    let above_set: std::collections::BTreeSet<usize> = above.iter().copied().collect();
+    above
+        .iter()
+        .map(|&d| {
+            let deps = plan.graph.deps(NodeIndex::new(d));
+            let via = if deps.iter().any(|(x, _)| x.index() == failed) {
+                None
+            } else {
+                deps.iter()
+                    .find(|(x, _)| above_set.contains(&x.index()))
+                    .map(|(x, _)| names[x.index()].clone())
+            };
+            Event::Skipped {
+                node: names[d].clone(),
+                because: names[failed].clone(),
+                via,
+            }
+        })
+        .collect()
+}
+
 /// Where a realization starts: the plan's store names, which are valid, which to build, and
 /// the report so far (the `Planned` event is sent).
 pub(crate) struct Begun {
@@ -206,11 +236,7 @@ pub async fn realize(
         }
         match outcome {
             Outcome::Valid { how, seconds } => {
-                match how {
-                    How::Built => report.built.push(names[i].clone()),
-                    How::Substituted => report.substituted.push(names[i].clone()),
-                    How::Host | How::ByOtherProcess => report.other_valid += 1,
-                }
+                report.count_valid(&names[i], how);
                 reporter.event(&Event::Finished {
                     node: names[i].clone(),
                     seconds,
@@ -222,23 +248,10 @@ pub async fn realize(
                 reporter.event(&ev);
                 report.failed.push(names[i].clone());
                 let above = queue.failed(&plan, i);
-                let above_set: std::collections::BTreeSet<usize> = above.iter().copied().collect();
-                for &d in &above {
+                for (&d, ev) in above.iter().zip(skipped_events(&plan, &names, i, &above)) {
                     settled.insert(d);
                     report.skipped.push(names[d].clone());
-                    let deps = plan.graph.deps(NodeIndex::new(d));
-                    let via = if deps.iter().any(|(x, _)| x.index() == i) {
-                        None
-                    } else {
-                        deps.iter()
-                            .find(|(x, _)| above_set.contains(&x.index()))
-                            .map(|(x, _)| names[x.index()].clone())
-                    };
-                    reporter.event(&Event::Skipped {
-                        node: names[d].clone(),
-                        because: names[i].clone(),
-                        via,
-                    });
+                    reporter.event(&ev);
                 }
                 if !job.opts.keep_going {
                     stopped = true;
@@ -303,11 +316,7 @@ pub async fn realize_node(
     let job = Arc::new(Job::new(store, plan, opts, Arc::clone(&reporter), cancel));
     match node::obtain(&job, node).await {
         Outcome::Valid { how, seconds } => {
-            match how {
-                How::Built => report.built.push(name.clone()),
-                How::Substituted => report.substituted.push(name.clone()),
-                How::Host | How::ByOtherProcess => report.other_valid += 1,
-            }
+            report.count_valid(&name, how);
             reporter.event(&Event::Finished {
                 node: name,
                 seconds,

@@ -162,34 +162,20 @@ async fn slurm_cmd(prog: &str, args: &[String]) -> Result<String, String> {
     }
 }
 
-/// A job's state, from `scontrol show job` (while Slurm remembers it).
-async fn job_state(id: &str) -> Option<String> {
-    let out = slurm_cmd(
+/// A job's fields, from `scontrol show job` (while Slurm remembers it); none otherwise.
+async fn job_info(id: &str) -> BTreeMap<String, String> {
+    slurm_cmd(
         "scontrol",
         &["show".into(), "job".into(), "-o".into(), id.to_owned()],
     )
     .await
-    .ok()?;
-    parse_scontrol(&out).remove("JobState")
+    .map(|o| parse_scontrol(&o))
+    .unwrap_or_default()
 }
 
-/// The last `n` lines of a file, if it can be read.
-fn tail(path: &Path, n: usize) -> Vec<String> {
-    let text = fs_err::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| (*l).to_owned())
-        .collect()
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    fs_err::write(&tmp, bytes)?;
-    fs_err::rename(&tmp, path)
+/// A job's state, from `scontrol show job` (while Slurm remembers it).
+async fn job_state(id: &str) -> Option<String> {
+    job_info(id).await.remove("JobState")
 }
 
 /// The files of one node's jobs in the Slurm directory.
@@ -387,7 +373,7 @@ impl Run {
             .collect();
         let (mut args, script) = self.submission(i, &after);
         let script_path = self.files.script(&name);
-        write_atomic(&script_path, script.as_bytes()).map_err(|e| {
+        forge_core::fs::write_atomic(&script_path, script.as_bytes()).map_err(|e| {
             RealizeError::Slurm(format!("cannot write `{}`: {e}", script_path.display()))
         })?;
         args.push(script_path.display().to_string());
@@ -420,7 +406,7 @@ impl Run {
             )));
         }
         let record = self.files.record(&name);
-        write_atomic(&record, format!("{id}\n").as_bytes()).map_err(|e| {
+        forge_core::fs::write_atomic(&record, format!("{id}\n").as_bytes()).map_err(|e| {
             RealizeError::Slurm(format!("cannot write `{}`: {e}", record.display()))
         })?;
         drop(lock);
@@ -435,11 +421,7 @@ impl Run {
     }
 
     fn valid(&mut self, i: usize, how: How, seconds: f64) {
-        match how {
-            How::Built => self.report.built.push(self.names[i].clone()),
-            How::Substituted => self.report.substituted.push(self.names[i].clone()),
-            How::Host | How::ByOtherProcess => self.report.other_valid += 1,
-        }
+        self.report.count_valid(&self.names[i], how);
         self.reporter.event(&Event::Finished {
             node: self.names[i].clone(),
             seconds,
@@ -480,21 +462,11 @@ impl Run {
             .filter_map(|&d| self.job_of(d).map(str::to_owned))
             .collect();
         self.scancel(&cancel).await;
-        let above_set: BTreeSet<usize> = above.iter().copied().collect();
-        for &d in &above {
-            let deps = self.plan.graph.deps(NodeIndex::new(d));
-            let via = if deps.iter().any(|(x, _)| x.index() == i) {
-                None
-            } else {
-                deps.iter()
-                    .find(|(x, _)| above_set.contains(&x.index()))
-                    .map(|(x, _)| self.names[x.index()].clone())
-            };
-            self.reporter.event(&Event::Skipped {
-                node: self.names[d].clone(),
-                because: self.names[i].clone(),
-                via,
-            });
+        for (&d, ev) in above
+            .iter()
+            .zip(crate::skipped_events(&self.plan, &self.names, i, &above))
+        {
+            self.reporter.event(&ev);
             self.report.skipped.push(self.names[d].clone());
             self.st[d] = St::Settled;
         }
@@ -606,13 +578,7 @@ impl Run {
             self.valid(i, how, seconds);
             return Ok(());
         }
-        let info = slurm_cmd(
-            "scontrol",
-            &["show".into(), "job".into(), "-o".into(), id.into()],
-        )
-        .await
-        .map(|o| parse_scontrol(&o))
-        .unwrap_or_default();
+        let info = job_info(id).await;
         let state = info
             .get("JobState")
             .cloned()
@@ -630,7 +596,7 @@ impl Run {
                 "Slurm job {id} ended ({state}{code}) without making the path valid; its output: {}",
                 log.display()
             ),
-            tail: tail(&log, 25),
+            tail: forge_core::fs::tail_lines(&log, 25),
             log: Some(log),
             attempts: Vec::new(),
         };
@@ -858,7 +824,7 @@ async fn cancel_locals(run: &mut Run, locals: &mut tokio::task::JoinSet<(usize, 
 
 /// Where a job writes how its node became valid.
 pub fn write_result(path: &Path, result: &JobResult) -> std::io::Result<()> {
-    write_atomic(
+    forge_core::fs::write_atomic(
         path,
         serde_json::to_string(result)
             .expect("serializes")

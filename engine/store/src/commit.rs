@@ -1,7 +1,6 @@
 //! Making an output valid: normalize, rewrite long shebangs, scan references, hash, sync,
 //! rename into place. The database row is written by the caller, last.
 
-use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,24 +51,9 @@ fn fs_err_at(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory: fsync, rename, fsync
-/// the directory. Readers see the old content or the new, never a part.
+/// Writes `data` to `path` atomically ([`forge_core::fs::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    {
-        let mut f = fs_err::File::create(&tmp).map_err(|e| fs_err_at(&tmp, e))?;
-        f.write_all(data).map_err(|e| fs_err_at(&tmp, e))?;
-        f.sync_all().map_err(|e| fs_err_at(&tmp, e))?;
-    }
-    fs_err::rename(&tmp, path).map_err(|e| fs_err_at(path, e))?;
-    sync_dir(dir)
+    forge_core::fs::write_atomic(path, data).map_err(|e| fs_err_at(path, e))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
