@@ -463,3 +463,161 @@ fn an_unsigned_export_is_honest_about_it_and_leaves_nothing_of_forge() {
         .output()
         .unwrap());
 }
+
+/// The repository's recipes (not the examples).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Compiler-flag lists and patches: parameters that are not variants.
+const NOT_VARIANTS: &[&str] = &[
+    "cflags", "cppflags", "cxxflags", "fflags", "ldflags", "ldlibs", "patches",
+];
+
+/// What Spack's solver needs to reuse a cached spec, checked for every node the headline
+/// targets would export (`export --dry-run`, nothing built) against the vendored facts of
+/// Spack's builtin recipes (`engine/spack/data`):
+///
+/// - a `builtin` node carries exactly the variants its recipe declares for it (a missing one
+///   makes requests such as `slurm~gtk` miss the binary; an unknown one names something the
+///   recipe cannot express), with allowed values, and links only what the recipe declares
+///   (a dependency outside the recipe's graph makes the whole spec unusable to the solver);
+/// - a `forge` node named like a builtin package carries builtin's variants too (its stub
+///   shadows builtin's recipe, and sites ask in builtin's terms);
+/// - an external carries its recipe's variants at their defaults, as `spack external find`
+///   records one, and nothing of forge's.
+#[test]
+fn exported_specs_are_ones_spacks_builtin_recipes_can_reuse() {
+    use forge_spack::VariantValue;
+    use forge_spack::builtin::builtin;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn value(v: &serde_json::Value) -> VariantValue {
+        match v {
+            serde_json::Value::Bool(b) => VariantValue::Bool(*b),
+            serde_json::Value::Array(a) => {
+                VariantValue::Multi(a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+            }
+            other => VariantValue::Single(other.as_str().unwrap().to_owned()),
+        }
+    }
+
+    let repo = builtin();
+    let w = World::new();
+    let mut nodes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let targets = [
+        "slurm-22.05-host",
+        "slurm-24.11-gcc13-deb",
+        "slurm-24.11-host-deb",
+        "slurm-25.11-gcc13",
+    ];
+    for t in targets {
+        let out = ok(&w.run_in(&repo_root(), &["export", t, "--dry-run", "--json"]));
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let specs = doc["specs"].as_array().unwrap();
+        assert!(!specs.is_empty(), "{t}: nothing to export");
+        for s in specs {
+            for n in s["spec"]["spec"]["nodes"].as_array().unwrap() {
+                nodes.insert(n["hash"].as_str().unwrap().to_owned(), n.clone());
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut checked = BTreeSet::new();
+    for n in nodes.values() {
+        let name = n["name"].as_str().unwrap();
+        let version = n["version"].as_str().unwrap();
+        let ns = n["namespace"].as_str().unwrap();
+        let what = format!("{ns}.{name}@{version}");
+        let values: BTreeMap<String, VariantValue> = n["parameters"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !NOT_VARIANTS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), value(v)))
+            .collect();
+        let Some(pkg) = repo.package(name) else {
+            if ns == "builtin" {
+                problems.push(format!(
+                    "{what}: no such recipe in Spack's builtin repository"
+                ));
+            }
+            continue;
+        };
+        checked.insert(what.clone());
+        let declared = pkg.variants_for(version, &values);
+        for (v, d) in &declared {
+            match values.get(*v) {
+                None => problems.push(format!("{what}: lacks builtin's variant `{v}`")),
+                Some(x) if ns == "builtin" && !d.allows(x) => problems.push(format!(
+                    "{what}: `{v}={x}` is not a value builtin's recipe allows ({:?})",
+                    d.values
+                )),
+                Some(_) => {}
+            }
+        }
+        if n.get("external").is_some() {
+            let mut want = pkg.defaults(version);
+            if name == "gcc" {
+                want.insert("languages".into(), values["languages"].clone());
+            }
+            if values != want {
+                problems.push(format!(
+                    "{what}: an external's variants are not builtin's defaults: {values:?} != {want:?}"
+                ));
+            }
+            continue;
+        }
+        if ns != "builtin" {
+            continue;
+        }
+        for v in values.keys() {
+            if !declared.contains_key(v.as_str()) {
+                problems.push(format!("{what}: variant `{v}` is not in builtin's recipe"));
+            }
+        }
+        for d in n["dependencies"].as_array().into_iter().flatten() {
+            let types: Vec<&str> = d["parameters"]["deptypes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect();
+            let dep = d["name"].as_str().unwrap();
+            if !types.iter().any(|t| *t == "link" || *t == "run")
+                || dep == "gcc-runtime"
+                || dep == "glibc"
+            {
+                continue;
+            }
+            let virtuals: Vec<String> = d["parameters"]["virtuals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            if !pkg.declares_dependency(dep, &virtuals) {
+                problems.push(format!(
+                    "{what}: links `{dep}`, which builtin's recipe does not declare"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // The check saw the packages that matter, in both namespaces.
+    for must in [
+        "builtin.openssl@3.0.20",
+        "forge.slurm@22-05-8-1",
+        "forge.munge@0.5.16",
+    ] {
+        assert!(checked.contains(must), "{must} not among {checked:?}");
+    }
+}

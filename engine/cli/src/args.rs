@@ -237,8 +237,12 @@ pub struct ExportArgs {
     pub requests: Vec<String>,
     /// The cache: a directory (created if missing; merged into if it exists) or
     /// `s3://bucket/prefix` (endpoint and credentials from the AWS environment and profiles)
-    #[arg(long, value_name = "DIR|S3 URL")]
-    pub to: PathBuf,
+    #[arg(long, value_name = "DIR|S3 URL", required_unless_present = "dry_run")]
+    pub to: Option<PathBuf>,
+    /// Write nothing: print the specs the export would publish (with `--json`, Spack's spec
+    /// documents), whether or not their nodes are built
+    #[arg(long)]
+    pub dry_run: bool,
     /// Sign with this key (a fingerprint from `forge key list`); `--sign` alone uses the only
     /// secret key of the keyring
     #[arg(long, value_name = "FINGERPRINT", num_args = 0..=1, default_missing_value = "")]

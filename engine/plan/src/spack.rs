@@ -58,7 +58,9 @@ impl SpackIdentity {
         };
         let mut out = BTreeMap::new();
         for (k, v) in variants {
-            out.insert(spack_variant_name(recipe, k), v.clone());
+            if !recipe.spack.omit.contains_key(k) {
+                out.insert(spack_variant_name(recipe, k), v.clone());
+            }
         }
         let build_system = match (&recipe.build, namespace.as_str()) {
             (Some(b), "builtin") => spack_build_system(b.system.value),
@@ -68,6 +70,30 @@ impl SpackIdentity {
             "build_system".into(),
             VariantValue::Single(build_system.into()),
         );
+        // What Spack's CMake build system declares for every CMake recipe, as forge's CMake
+        // builds have it: the build type, Makefiles unless Ninja is asked for, no IPO.
+        if let (Some(b), "builtin") = (&recipe.build, namespace.as_str())
+            && b.system.value == BuildSystem::Cmake
+        {
+            let build_type = b
+                .build_type
+                .as_ref()
+                .map_or("Release", |t| t.value.as_str());
+            let ninja = b
+                .generator
+                .as_ref()
+                .is_some_and(|g| g.value.to_ascii_lowercase().contains("ninja"));
+            out.insert("build_type".into(), VariantValue::Single(build_type.into()));
+            out.insert(
+                "generator".into(),
+                VariantValue::Single(if ninja { "ninja" } else { "make" }.into()),
+            );
+            out.insert("ipo".into(), VariantValue::Bool(false));
+        }
+        // Fixed values last: `set "build_system" …` names the one Spack's recipe allows.
+        for (k, v) in &recipe.spack.fixed {
+            out.insert(k.clone(), v.value.clone());
+        }
         Self {
             name: recipe.spack_name().to_string(),
             version: version_text,
@@ -103,7 +129,11 @@ impl PackageMeta {
     /// The metadata of a forge recipe, with its variants under their Spack names.
     pub fn of(recipe: &Recipe) -> Self {
         let mut variants = BTreeMap::new();
-        for v in &recipe.variants {
+        for v in recipe
+            .variants
+            .iter()
+            .filter(|v| !recipe.spack.omit.contains_key(&v.name.value))
+        {
             let values = match &v.kind {
                 VariantKind::Bool { .. } => Vec::new(),
                 VariantKind::Single { values, .. } | VariantKind::Multi { values, .. } => {
@@ -116,6 +146,25 @@ impl PackageMeta {
                     default: v.default_value(),
                     values,
                     description: v.description.clone(),
+                },
+            );
+        }
+        // A fixed variant has one value: the stub allows exactly that one.
+        for (k, v) in &recipe.spack.fixed {
+            if k == "build_system" {
+                continue;
+            }
+            let values = match &v.value {
+                VariantValue::Bool(_) => Vec::new(),
+                VariantValue::Single(s) => vec![s.clone()],
+                VariantValue::Multi(m) => m.clone(),
+            };
+            variants.insert(
+                k.clone(),
+                VariantMeta {
+                    default: v.value.clone(),
+                    values,
+                    description: Some("fixed by forge's recipe: every build has this value".into()),
                 },
             );
         }

@@ -575,6 +575,13 @@ pub struct SpackDecl {
     pub variants: BTreeMap<String, Spanned<String>>,
     /// How the version is written for Spack (default: as in forge), e.g. `{version.dashed}-1`.
     pub version: Option<Spanned<Template>>,
+    /// `set NAME VALUE…`: Spack variants forge does not model, with the value that describes
+    /// every build of this recipe (e.g. `gtk` = false): the exported specs carry them, so a
+    /// site's request that names them (`slurm~gtk`) matches.
+    pub fixed: BTreeMap<String, Spanned<VariantValue>>,
+    /// `omit NAME…`: forge variants that have no Spack counterpart and are left out of the
+    /// exported specs (the package's Spack recipe does not declare them).
+    pub omit: BTreeMap<String, Span>,
 }
 
 /// `host { … }`: the package may be taken from the machine.
@@ -586,6 +593,10 @@ pub struct HostDecl {
     pub version_arg: String,
     /// Regular expression with one group capturing the version in that output.
     pub version_regex: Spanned<String>,
+    /// Argument that makes the first executable print its installation prefix, for tools
+    /// found through a wrapper or shim (`python3 -c…`); else the prefix is the directory
+    /// above the executable's real `bin/`. Only exports read it.
+    pub prefix_arg: Option<String>,
     /// The whole node.
     pub span: Span,
 }

@@ -20,6 +20,23 @@ pub struct HostTool {
     /// Each executable of the `host` line and where it was found. Executables after the first
     /// that are missing are left out.
     pub executables: Vec<(String, PathBuf)>,
+    /// The installation prefix the tool reported (`prefix-arg`), if its recipe asks it.
+    pub prefix: Option<PathBuf>,
+}
+
+impl HostTool {
+    /// Where the tool is installed: what it reported, else the directory above the `bin/`
+    /// its first executable really lies in (links resolved), else `/usr`.
+    pub fn prefix(&self) -> PathBuf {
+        if let Some(p) = &self.prefix {
+            return p.clone();
+        }
+        let exe = &self.executables[0].1;
+        let real = fs_err::canonicalize(exe).unwrap_or_else(|_| exe.clone());
+        real.parent()
+            .and_then(std::path::Path::parent)
+            .map_or_else(|| PathBuf::from("/usr"), std::path::Path::to_path_buf)
+    }
 }
 
 /// Why a host tool could not be used.
@@ -155,9 +172,14 @@ impl SystemHost {
                 executables.push((exe.value.clone(), p));
             }
         }
+        let prefix = decl
+            .prefix_arg
+            .as_ref()
+            .and_then(|arg| query_prefix(&executables[0].1, arg));
         HostTool {
             version,
             executables,
+            prefix,
         }
     }
 
@@ -205,6 +227,21 @@ impl SystemHost {
     }
 }
 
+/// Runs `exe arg` and takes the first line of its output as the prefix, if it is an absolute
+/// path to a directory.
+fn query_prefix(exe: &std::path::Path, arg: &str) -> Option<PathBuf> {
+    let out = Command::new(exe)
+        .arg(arg)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let p = PathBuf::from(text.lines().next()?.trim());
+    (out.status.success() && p.is_absolute() && p.is_dir()).then_some(p)
+}
+
 impl HostProbe for SystemHost {
     fn probe(&self, package: &str, decl: &HostDecl) -> Result<HostTool, HostError> {
         if let Some(hit) = self.cache.lock().expect("host cache poisoned").get(package) {
@@ -249,6 +286,7 @@ impl HostProbe for FixedHost {
                 .iter()
                 .map(|e| (e.value.clone(), PathBuf::from("/usr/bin").join(&e.value)))
                 .collect(),
+            prefix: Some(PathBuf::from("/usr")),
         })
     }
 }

@@ -98,8 +98,7 @@ pub fn platform_os() -> Result<String, HostError> {
 /// `builtin` (a consumer reuses the binaries if its own libc is a glibc at `/usr` at least this
 /// recent). Depend on it with `link` and the virtual `libc`.
 pub fn glibc_node(version: &str, arch: Arch) -> Node {
-    Node::external("glibc", version, arch, "/usr")
-        .variant("build_system", VariantValue::Single("autotools".into()))
+    external_node("glibc", version, arch, "/usr")
 }
 
 /// The host's gcc as Spack v1.0 models compilers: an external `gcc@<version>` at `/usr` whose
@@ -133,10 +132,26 @@ pub fn gcc_external_node(version: &str, arch: Arch, compilers: &BTreeMap<String,
                 .collect(),
         ),
     );
-    Node::external("gcc", version, arch, prefix)
-        .variant("build_system", VariantValue::Single("autotools".into()))
-        .variant("languages", VariantValue::Multi(languages))
-        .extra_attributes(map)
+    let mut node = external_node("gcc", version, arch, prefix);
+    node.variants
+        .insert("languages".into(), VariantValue::Multi(languages));
+    node.extra_attributes(map)
+}
+
+/// A host tool as `spack external find` describes it: an external at `prefix` in `builtin`
+/// with every variant of Spack's recipe at its default (what Spack fills in for an external it
+/// found), or with `build_system=generic` alone for a package Spack has no recipe for.
+pub fn external_node(name: &str, version: &str, arch: Arch, prefix: impl Into<String>) -> Node {
+    let mut node = Node::external(name, version, arch, prefix);
+    node.variants = match crate::builtin::builtin().package(name) {
+        Some(p) => p.defaults(version),
+        None => [(
+            "build_system".to_owned(),
+            VariantValue::Single("generic".into()),
+        )]
+        .into(),
+    };
+    node
 }
 
 #[cfg(test)]

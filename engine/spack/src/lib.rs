@@ -40,6 +40,7 @@
 
 mod base32;
 mod buildinfo;
+pub mod builtin;
 mod cache;
 mod cachefs;
 mod error;
@@ -75,7 +76,7 @@ pub use manifest::{
     BlobRecord, LAYOUT_VERSION, MEDIA_INDEX, MEDIA_KEY, MEDIA_KEY_INDEX, MEDIA_SPEC, MEDIA_TARBALL,
     Manifest, clearsigned_body, is_clearsigned,
 };
-pub use plan::{Exportable, PlanExportError, Request, exportable};
+pub use plan::{Exportable, PlanExportError, Request, describe, exportable};
 pub use remote::{ListedSpec, list_cache};
 pub use repo::{PackageMeta, REPO_DIR, VariantMeta, class_name, package_dir};
 pub use spec::{

@@ -61,6 +61,16 @@ pub fn exportable(
     requests: &[Request<'_>],
     with_build_deps: bool,
 ) -> Result<Exportable, PlanExportError> {
+    for r in requests {
+        check_realized(store, r, &forge_plan::store_names(r.plan), with_build_deps)?;
+    }
+    describe(store, requests)
+}
+
+/// The export graph of `requests` as it would be exported from `store`, whether or not their
+/// nodes were built: the specs, their DAG hashes and the stub metadata depend on the plans
+/// and the store's location only (`forge export --dry-run`).
+pub fn describe(store: &Store, requests: &[Request<'_>]) -> Result<Exportable, PlanExportError> {
     let os = crate::host::platform_os()?;
     let glibc = crate::host::glibc_version()?;
     let mut g = ExportGraph::new(store.paths_dir());
@@ -69,16 +79,20 @@ pub fn exportable(
     g.set_store_dir(store.root());
     let mut ids: HashMap<StoreName, NodeId> = HashMap::new();
     let mut glibc_ids: HashMap<String, NodeId> = HashMap::new();
+    let mut externals: HashMap<String, NodeId> = HashMap::new();
     let mut roots = Vec::new();
     let mut meta = BTreeMap::new();
     for r in requests {
         let plan = r.plan;
         let names = forge_plan::store_names(plan);
-        check_realized(store, r, &names, with_build_deps)?;
         let arch = Arch::linux(os.clone(), plan.spack_arch.clone());
-        let libc = *glibc_ids
-            .entry(plan.spack_arch.clone())
-            .or_insert_with(|| g.add(crate::host::glibc_node(&glibc, arch.clone())));
+        let libc = *glibc_ids.entry(plan.spack_arch.clone()).or_insert_with(|| {
+            let node = crate::host::glibc_node(&glibc, arch.clone());
+            let key = external_key(&node);
+            let id = g.add(node);
+            externals.extend(key.map(|k| (k, id)));
+            id
+        });
         let gr = &plan.graph;
         for i in gr.topo() {
             let name = &names[i.index()];
@@ -86,7 +100,15 @@ pub fn exportable(
                 continue;
             }
             let node = spack_node(store, plan, i, &arch, &mut meta);
+            // Host tools that Spack sees as the same external (the host's glibc as a tool and
+            // as libc; one tool in two contexts) are one node.
+            let key = external_key(&node);
+            if let Some(&id) = key.as_ref().and_then(|k| externals.get(k)) {
+                ids.insert(name.clone(), id);
+                continue;
+            }
             let id = g.add(node);
+            externals.extend(key.map(|k| (k, id)));
             ids.insert(name.clone(), id);
             for (d, e) in gr.deps(i) {
                 let virtuals: Vec<&str> = e.virtuals.iter().map(String::as_str).collect();
@@ -103,6 +125,24 @@ pub fn exportable(
         roots,
         meta,
     })
+}
+
+/// What identifies an external node in Spack's eyes (it has no dependencies): its name,
+/// version, namespace, arch, prefix, variants and attributes. `None` for a built node.
+fn external_key(node: &Node) -> Option<String> {
+    match &node.kind {
+        crate::graph::NodeKind::External(e) => Some(format!(
+            "{}\0{}\0{}\0{:?}\0{}\0{:?}\0{:?}",
+            node.name,
+            node.version,
+            node.namespace,
+            node.arch,
+            e.path,
+            node.variants,
+            e.extra_attributes
+        )),
+        crate::graph::NodeKind::Built { .. } => None,
+    }
 }
 
 /// Fails unless every built node the export of `r` needs is valid. Build-only nodes need not be
@@ -164,14 +204,23 @@ fn spack_node(
                     compilers.insert(lang.to_owned(), path.display().to_string());
                 }
                 crate::host::gcc_external_node(n.version.as_str(), arch.clone(), &compilers)
+            } else if id.namespace == "builtin" {
+                crate::host::external_node(
+                    &id.name,
+                    n.version.as_str(),
+                    arch.clone(),
+                    tool.prefix().display().to_string(),
+                )
             } else {
-                let prefix = tool.executables[0]
-                    .1
-                    .parent()
-                    .and_then(|b| b.parent())
-                    .map_or_else(|| "/usr".to_owned(), |p| p.display().to_string());
-                Node::external(&id.name, n.version.as_str(), arch.clone(), prefix)
-                    .namespace(&id.namespace)
+                let mut node = Node::external(
+                    &id.name,
+                    n.version.as_str(),
+                    arch.clone(),
+                    tool.prefix().display().to_string(),
+                )
+                .namespace(&id.namespace);
+                node.variants = id.variants.clone();
+                node
             }
         }
         Origin::Build => {

@@ -360,7 +360,7 @@ pub(crate) fn readme(index: &Index, signed: bool) -> String {
     if !namespaces.is_empty() {
         let _ = writeln!(
             s,
-            "# {}. the recipes of the packages that are not in Spack's builtin repository",
+            "# {}. forge's recipes of the packages it does not map onto Spack's builtin ones (they come first)",
             next()
         );
         for ns in &namespaces {
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(
             steps[1..],
             [
-                "# 1. the recipes of the packages that are not in Spack's builtin repository",
+                "# 1. forge's recipes of the packages it does not map onto Spack's builtin ones (they come first)",
                 "# 2. the mirror, and the public keys that signed it",
                 "# 3. install without building anything",
             ],

@@ -195,7 +195,7 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), String> {
 /// `--export`: export the closure twice to the same place and compare the two caches.
 fn export_check(ctx: &Ctx, a: &CheckArgs, request: &str) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
-    let ex = super::export::exportable(ctx, &store, &[request.to_owned()], false)
+    let ex = super::export::exportable(ctx, &store, &[request.to_owned()], false, true)
         .map_err(|e| e.with_status(ExitStatus::Error))?;
     let work = store
         .tmp_dir()

@@ -11,11 +11,14 @@ use crate::error::CliError;
 
 pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> {
     let store = ctx.open_store()?;
+    let (Some(to), false) = (&a.to, a.dry_run) else {
+        return dry_run(ctx, &store, a);
+    };
     let Exportable {
         graph: g,
         roots,
         meta,
-    } = exportable(ctx, &store, &a.requests, a.with_build_deps)?;
+    } = exportable(ctx, &store, &a.requests, a.with_build_deps, true)?;
     let signer = match &a.sign {
         None => None,
         Some(fpr) => {
@@ -35,7 +38,7 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
     // An S3 cache is published from a local staging copy of its metadata (see
     // `forge_spack::remote`): pulled first so the index merges with what the bucket holds,
     // exported into like a directory, then uploaded in publishing order.
-    let to_text = a.to.to_string_lossy().into_owned();
+    let to_text = to.to_string_lossy().into_owned();
     let remote = if to_text.starts_with("s3://") {
         Some(forge_remote::Remote::parse(&to_text).map_err(|e| CliError::error(e.to_string()))?)
     } else {
@@ -60,7 +63,7 @@ pub(super) fn export(ctx: &Ctx, a: &ExportArgs) -> Result<ExitStatus, CliError> 
             }
             staging
         }
-        None => a.to.clone(),
+        None => to.clone(),
     };
     let report = forge_spack::export(&g, &roots, &dir, signer.as_ref(), &opts).map_err(|e| {
         let unpadded = matches!(e, forge_spack::ExportError::Relocation(_))
@@ -177,13 +180,58 @@ fn upload(
     })
 }
 
-/// Plans `requests` and builds their export graph from the store; every node they need must be
-/// valid.
+/// `export --dry-run`: the specs an export of the requests would publish, from their plans.
+fn dry_run(ctx: &Ctx, store: &forge_store::Store, a: &ExportArgs) -> Result<ExitStatus, CliError> {
+    let Exportable { graph, roots, .. } =
+        exportable(ctx, store, &a.requests, a.with_build_deps, false)?;
+    let hashed = graph.hashed().map_err(CliError::failure)?;
+    let closure = hashed.export_closure(&roots, a.with_build_deps);
+    if a.json {
+        let specs: Vec<serde_json::Value> = closure
+            .iter()
+            .map(|&id| {
+                let n = graph.node(id);
+                serde_json::json!({
+                    "name": n.name,
+                    "version": n.version,
+                    "namespace": n.namespace,
+                    "hash": hashed.dag_hash(id),
+                    "spec": hashed.spec_document(id),
+                })
+            })
+            .collect();
+        ctx.printer.data(
+            &serde_json::to_string_pretty(&serde_json::json!({ "specs": specs }))
+                .expect("serializes"),
+        );
+    } else {
+        for &id in &closure {
+            let n = graph.node(id);
+            ctx.printer.data(&format!(
+                "{}@{} /{} ({})",
+                n.name,
+                n.version,
+                &hashed.dag_hash(id)[..7],
+                n.namespace
+            ));
+        }
+        ctx.printer.info(&format!(
+            "{} spec{} would be exported",
+            closure.len(),
+            if closure.len() == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Plans `requests` and builds their export graph from the store; with `require_built`, every
+/// node they need must be valid.
 pub(super) fn exportable(
     ctx: &Ctx,
     store: &forge_store::Store,
     requests: &[String],
     with_build_deps: bool,
+    require_built: bool,
 ) -> Result<Exportable, CliError> {
     let set = ctx.load()?;
     let host = ctx.host();
@@ -200,8 +248,12 @@ pub(super) fn exportable(
             roots: roots.clone(),
         })
         .collect();
-    forge_spack::exportable(store, &reqs, with_build_deps)
-        .map_err(|e| crate::error::from_plan_export(e, store))
+    if require_built {
+        forge_spack::exportable(store, &reqs, with_build_deps)
+    } else {
+        forge_spack::describe(store, &reqs)
+    }
+    .map_err(|e| crate::error::from_plan_export(e, store))
 }
 
 /// The plan a request stands for and the nodes to export: a target's roots (its root and extra

@@ -10,7 +10,7 @@ use super::build::decode_build;
 use super::cx::{Args, Cx};
 use super::depends::{decode_conflict, decode_depends, decode_patch, decode_provides};
 use super::toolchain::decode_host;
-use super::variant::decode_variant;
+use super::variant::{decode_variant, valid_variant_name};
 use super::version::decode_version;
 use crate::diag::{Diag, Span, did_you_mean};
 use crate::model::*;
@@ -280,9 +280,22 @@ fn decode_spack(cx: &mut Cx<'_>, node: &KdlNode) -> Option<SpackDecl> {
         }
         s.namespace = Some(ns);
     }
-    for c in cx.children(node, &["variant", "version"]) {
+    for c in cx.children(node, &["variant", "version", "set", "omit"]) {
         cx.no_children(c);
         match c.name().value() {
+            "set" => {
+                if let Some((name, value)) = decode_spack_set(cx, c) {
+                    s.fixed.insert(name, value);
+                }
+            }
+            "omit" => {
+                let Some((args, _)) = cx.entries(c, Args::AtLeast(1, "forge variants"), &[]) else {
+                    continue;
+                };
+                for n in cx.names(&args, "a forge variant") {
+                    s.omit.insert(n.value, n.span);
+                }
+            }
             "variant" => {
                 let Some((args, _)) = cx.entries(
                     c,
@@ -339,4 +352,72 @@ fn decode_spack(cx: &mut Cx<'_>, node: &KdlNode) -> Option<SpackDecl> {
         }
     }
     Some(s)
+}
+
+/// `set NAME VALUE… [multi=#true]`: one Spack variant with a fixed value — `#true`/`#false`, one
+/// string (single-valued), or strings with `multi=#true` (multi-valued, sorted).
+fn decode_spack_set(cx: &mut Cx<'_>, c: &KdlNode) -> Option<(String, Spanned<VariantValue>)> {
+    let (args, props) = cx.entries(
+        c,
+        Args::AtLeast(2, "the Spack variant and its value"),
+        &["multi"],
+    )?;
+    let name = cx.string(args[0], "the Spack variant")?;
+    if !valid_variant_name(&name.value) {
+        cx.err(
+            "recipe::bad-name",
+            format!(
+                "`{}` is not a valid variant name",
+                forge_core::text::escape(&name.value)
+            ),
+            name.span,
+            "invalid name",
+            "Spack variant names are letters, digits and `_`, as in `localstatedir`",
+        );
+        return None;
+    }
+    let multi = match props.get("multi") {
+        Some(e) => cx.boolean(e, "`multi`")?,
+        None => false,
+    };
+    let span = cx.value_span(args[1]);
+    let value = if let Some(b) = args[1].value().as_bool() {
+        if args.len() > 2 || multi {
+            cx.err(
+                "recipe::wrong-type",
+                format!(
+                    "`{}` is set to an on/off value and something else",
+                    name.value
+                ),
+                span,
+                "a boolean",
+                "an on/off variant takes exactly one of `#true` or `#false`",
+            );
+            return None;
+        }
+        VariantValue::Bool(b)
+    } else {
+        let mut values = Vec::new();
+        for a in &args[1..] {
+            values.push(cx.string(a, "a variant value")?.value);
+        }
+        if values.len() > 1 && !multi {
+            cx.err(
+                "recipe::wrong-type",
+                format!("`{}` is given {} values", name.value, values.len()),
+                span,
+                "several values",
+                "add `multi=#true` for a multi-valued Spack variant",
+            );
+            return None;
+        }
+        if multi {
+            values.sort();
+            values.dedup();
+            VariantValue::Multi(values)
+        } else {
+            VariantValue::Single(values.remove(0))
+        }
+    };
+    Some((name.value, Spanned::new(value, span)))
 }

@@ -12,7 +12,7 @@ pub(super) fn decode_host(cx: &mut Cx<'_>, node: &KdlNode) -> Option<HostDecl> {
     let (args, props) = cx.entries(
         node,
         Args::AtLeast(1, "executables"),
-        &["version-arg", "version-regex"],
+        &["version-arg", "version-regex", "prefix-arg"],
     )?;
     let executables = cx.names(&args, "an executable");
     for e in &executables {
@@ -60,10 +60,15 @@ pub(super) fn decode_host(cx: &mut Cx<'_>, node: &KdlNode) -> Option<HostDecl> {
         }
         None => Spanned::new(DEFAULT_VERSION_REGEX.to_owned(), cx.span(node.span())),
     };
+    let prefix_arg = match props.get("prefix-arg") {
+        Some(e) => Some(cx.string(e, "`prefix-arg`")?.value),
+        None => None,
+    };
     Some(HostDecl {
         executables,
         version_arg,
         version_regex,
+        prefix_arg,
         span: cx.span(node.span()),
     })
 }

@@ -89,7 +89,7 @@ pub(super) fn decode_variant(cx: &mut Cx<'_>, node: &KdlNode) -> Option<VariantD
     })
 }
 
-fn valid_variant_name(n: &str) -> bool {
+pub(super) fn valid_variant_name(n: &str) -> bool {
     n.chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && n.starts_with(|c: char| c.is_ascii_alphabetic())

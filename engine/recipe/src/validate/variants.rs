@@ -201,6 +201,44 @@ impl Check<'_> {
                 );
             }
         }
+        for (forge_name, span) in &r.spack.omit {
+            if r.variant(forge_name).is_none() && !r.incomplete.contains("variant") {
+                self.err(
+                    "recipe::unknown-variant",
+                    format!(
+                        "the Spack mapping omits variant `{forge_name}`, which `{}` does not have",
+                        r.name.value
+                    ),
+                    *span,
+                    "unknown forge variant",
+                    "`omit` inside `spack` names forge variants that Spack's recipe lacks",
+                );
+            }
+        }
+        for (spack_name, value) in &r.spack.fixed {
+            let mapped = r
+                .variants
+                .iter()
+                .filter(|v| !r.spack.omit.contains_key(&v.name.value))
+                .any(|v| {
+                    r.spack
+                        .variants
+                        .get(&v.name.value)
+                        .map_or(&v.name.value, |s| &s.value)
+                        == spack_name
+                });
+            if mapped {
+                self.err(
+                    "recipe::conflicting-defaults",
+                    format!(
+                        "the Spack variant `{spack_name}` is both set to a fixed value and taken from a forge variant"
+                    ),
+                    value.span,
+                    "set here",
+                    "`set` is for Spack variants forge does not model; map or omit the forge variant instead",
+                );
+            }
+        }
         if let Some(t) = &r.spack.version {
             self.check_template(r, t, &BTreeSet::new(), false);
         }
