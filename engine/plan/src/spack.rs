@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use forge_recipe::{BuildSystem, Recipe, Var, VariantKind, VariantValue, Version};
+use forge_recipe::{BuildSystem, Facts, Recipe, Var, VariantKind, VariantValue, Version};
 
 /// A node's identity in Spack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +91,16 @@ impl SpackIdentity {
             out.insert("ipo".into(), VariantValue::Bool(false));
         }
         // Fixed values last: `set "build_system" …` names the one Spack's recipe allows.
-        for (k, v) in &recipe.spack.fixed {
-            out.insert(k.clone(), v.value.clone());
+        let facts = Facts {
+            version,
+            variants,
+            toolchain: None,
+            arch: None,
+        };
+        for f in &recipe.spack.fixed {
+            if f.when.as_ref().is_none_or(|w| w.holds_for(&facts)) {
+                out.insert(f.name.clone(), f.value.value.clone());
+            }
         }
         Self {
             name: recipe.spack_name().to_string(),
@@ -149,24 +157,28 @@ impl PackageMeta {
                 },
             );
         }
-        // A fixed variant has one value: the stub allows exactly that one.
-        for (k, v) in &recipe.spack.fixed {
-            if k == "build_system" {
+        // A fixed variant allows the values its `set` lines give (the first is the default).
+        for f in &recipe.spack.fixed {
+            if f.name == "build_system" {
                 continue;
             }
-            let values = match &v.value {
+            let values = match &f.value.value {
                 VariantValue::Bool(_) => Vec::new(),
                 VariantValue::Single(s) => vec![s.clone()],
                 VariantValue::Multi(m) => m.clone(),
             };
-            variants.insert(
-                k.clone(),
-                VariantMeta {
-                    default: v.value.clone(),
-                    values,
-                    description: Some("fixed by forge's recipe: every build has this value".into()),
-                },
-            );
+            let meta = variants
+                .entry(f.name.clone())
+                .or_insert_with(|| VariantMeta {
+                    default: f.value.value.clone(),
+                    values: Vec::new(),
+                    description: Some("fixed by forge's recipe: the value its builds have".into()),
+                });
+            for v in values {
+                if !meta.values.contains(&v) {
+                    meta.values.push(v);
+                }
+            }
         }
         Self {
             description: recipe.meta.description.clone(),

@@ -575,13 +575,25 @@ pub struct SpackDecl {
     pub variants: BTreeMap<String, Spanned<String>>,
     /// How the version is written for Spack (default: as in forge), e.g. `{version.dashed}-1`.
     pub version: Option<Spanned<Template>>,
-    /// `set NAME VALUE…`: Spack variants forge does not model, with the value that describes
-    /// every build of this recipe (e.g. `gtk` = false): the exported specs carry them, so a
-    /// site's request that names them (`slurm~gtk`) matches.
-    pub fixed: BTreeMap<String, Spanned<VariantValue>>,
+    /// `set NAME VALUE… [when=…]`: Spack variants forge does not model, with the value that
+    /// describes every build of this recipe (e.g. `gtk` = false), or every build the condition
+    /// holds for: the exported specs carry them, so a site's request that names them
+    /// (`slurm~gtk`) matches. In the recipe's order; a later line that holds wins.
+    pub fixed: Vec<SpackFixed>,
     /// `omit NAME…`: forge variants that have no Spack counterpart and are left out of the
     /// exported specs (the package's Spack recipe does not declare them).
     pub omit: BTreeMap<String, Span>,
+}
+
+/// One `set` line of a `spack` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpackFixed {
+    /// The Spack variant.
+    pub name: String,
+    /// Its value.
+    pub value: Spanned<VariantValue>,
+    /// The builds it describes (all without).
+    pub when: Option<Condition>,
 }
 
 /// `host { … }`: the package may be taken from the machine.

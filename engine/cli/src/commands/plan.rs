@@ -208,7 +208,12 @@ impl Tree<'_> {
             " -  "
         };
         let mut head = format!("{}@{}", n.name(), n.version);
-        let vars = variants_text(&n.variants);
+        // A host tool has no variants: the recipe's say how forge would build it, not what
+        // the machine's tool is (the host gcc need not have the `fortran` of its defaults).
+        let vars = match n.origin {
+            Origin::Host(_) => String::new(),
+            Origin::Build => variants_text(&n.variants),
+        };
         if !vars.is_empty() {
             head.push(' ');
             head.push_str(&vars);
@@ -263,7 +268,10 @@ impl Tree<'_> {
     }
 }
 
-/// The plan as JSON: every node with its derivation hash, store path and edges.
+static EMPTY: std::collections::BTreeMap<String, VariantValue> = std::collections::BTreeMap::new();
+
+/// The plan as JSON: every node with its derivation hash, store path and edges (a host tool
+/// without variants, as in the tree).
 pub(super) fn plan_json(plan: &Plan, store: &Path) -> serde_json::Value {
     let g = &plan.graph;
     let nodes: Vec<serde_json::Value> = g
@@ -274,7 +282,7 @@ pub(super) fn plan_json(plan: &Plan, store: &Path) -> serde_json::Value {
             serde_json::json!({
                 "name": n.name(),
                 "version": n.version.to_string(),
-                "variants": n.variants,
+                "variants": match n.origin { Origin::Host(_) => &EMPTY, Origin::Build => &n.variants },
                 "context": n.key.context.to_string(),
                 "origin": match &n.origin { Origin::Build => "build", Origin::Host(_) => "host" },
                 "hash": d.hash.to_string(),

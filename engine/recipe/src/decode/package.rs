@@ -284,8 +284,8 @@ fn decode_spack(cx: &mut Cx<'_>, node: &KdlNode) -> Option<SpackDecl> {
         cx.no_children(c);
         match c.name().value() {
             "set" => {
-                if let Some((name, value)) = decode_spack_set(cx, c) {
-                    s.fixed.insert(name, value);
+                if let Some(f) = decode_spack_set(cx, c) {
+                    s.fixed.push(f);
                 }
             }
             "omit" => {
@@ -354,14 +354,16 @@ fn decode_spack(cx: &mut Cx<'_>, node: &KdlNode) -> Option<SpackDecl> {
     Some(s)
 }
 
-/// `set NAME VALUE… [multi=#true]`: one Spack variant with a fixed value — `#true`/`#false`, one
-/// string (single-valued), or strings with `multi=#true` (multi-valued, sorted).
-fn decode_spack_set(cx: &mut Cx<'_>, c: &KdlNode) -> Option<(String, Spanned<VariantValue>)> {
+/// `set NAME VALUE… [multi=#true] [when=…]`: one Spack variant with a fixed value —
+/// `#true`/`#false`, one string (single-valued), or strings with `multi=#true` (multi-valued,
+/// sorted) — for every build, or for those the condition holds for.
+fn decode_spack_set(cx: &mut Cx<'_>, c: &KdlNode) -> Option<SpackFixed> {
     let (args, props) = cx.entries(
         c,
         Args::AtLeast(2, "the Spack variant and its value"),
-        &["multi"],
+        &["multi", "when"],
     )?;
+    let when = cx.when(&props).ok()?;
     let name = cx.string(args[0], "the Spack variant")?;
     if !valid_variant_name(&name.value) {
         cx.err(
@@ -419,5 +421,9 @@ fn decode_spack_set(cx: &mut Cx<'_>, c: &KdlNode) -> Option<(String, Spanned<Var
             VariantValue::Single(values.remove(0))
         }
     };
-    Some((name.value, Spanned::new(value, span)))
+    Some(SpackFixed {
+        name: name.value,
+        value: Spanned::new(value, span),
+        when,
+    })
 }

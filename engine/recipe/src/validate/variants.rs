@@ -215,7 +215,17 @@ impl Check<'_> {
                 );
             }
         }
-        for (spack_name, value) in &r.spack.fixed {
+        for f in &r.spack.fixed {
+            if let Some(w) = &f.when {
+                self.check_condition(r, w, "in `when`");
+            }
+        }
+        for SpackFixed {
+            name: spack_name,
+            value,
+            ..
+        } in &r.spack.fixed
+        {
             let mapped = r
                 .variants
                 .iter()
