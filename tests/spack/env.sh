@@ -27,3 +27,19 @@ export SPACK_SYSTEM_CONFIG_PATH=$SPACK_WORK/system
 export SPACK_USER_CACHE_PATH=$SPACK_WORK/cache
 export SPACK_GNUPGHOME=$SPACK_WORK/gnupg
 spack=("$SPACK_ROOT/bin/spack")
+
+# A fresh configuration and GnuPG home: Spack's install tree at $1, builtin's recipes.
+fresh_spack_config() {
+    rm -rf "$SPACK_GNUPGHOME" "$SPACK_USER_CONFIG_PATH"
+    mkdir -p "$SPACK_GNUPGHOME" "$SPACK_USER_CONFIG_PATH"
+    chmod 700 "$SPACK_GNUPGHOME"
+    cat > "$SPACK_USER_CONFIG_PATH/config.yaml" <<YAML
+config:
+  install_tree:
+    root: $1
+YAML
+    cat > "$SPACK_USER_CONFIG_PATH/repos.yaml" <<YAML
+repos:
+  builtin: $SPACK_PACKAGES/repos/spack_repo/builtin
+YAML
+}

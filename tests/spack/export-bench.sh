@@ -30,18 +30,7 @@ export FORGE_KEYS=$bench/keys
 "${forge[@]}" -q export "$target" --sign --to "$bench/forge-signed-0"
 
 # Spack installs the roots from forge's cache, as a site would.
-rm -rf "$SPACK_GNUPGHOME" "$SPACK_USER_CONFIG_PATH"
-mkdir -p "$SPACK_GNUPGHOME" "$SPACK_USER_CONFIG_PATH"
-chmod 700 "$SPACK_GNUPGHOME"
-cat > "$SPACK_USER_CONFIG_PATH/config.yaml" <<YAML
-config:
-  install_tree:
-    root: $bench/spack-store
-YAML
-cat > "$SPACK_USER_CONFIG_PATH/repos.yaml" <<YAML
-repos:
-  builtin: $SPACK_PACKAGES/repos/spack_repo/builtin
-YAML
+fresh_spack_config "$bench/spack-store"
 log=$bench/log
 "${spack[@]}" repo add "$bench/forge-signed-0/spack-repo/spack_repo/forge" >> "$log" 2>&1
 "${spack[@]}" mirror add forge "file://$bench/forge-signed-0" >> "$log" 2>&1

@@ -19,18 +19,9 @@ if [ $# -eq 0 ]; then
         munge 'munge localstatedir=/var' libevent openssl
 fi
 run=$SPACK_WORK/run
-rm -rf "$run" "$SPACK_GNUPGHOME" "$SPACK_USER_CONFIG_PATH"
-mkdir -p "$run" "$SPACK_GNUPGHOME" "$SPACK_USER_CONFIG_PATH"
-chmod 700 "$SPACK_GNUPGHOME"
-cat > "$SPACK_USER_CONFIG_PATH/config.yaml" <<YAML
-config:
-  install_tree:
-    root: $run/store
-YAML
-cat > "$SPACK_USER_CONFIG_PATH/repos.yaml" <<YAML
-repos:
-  builtin: $SPACK_PACKAGES/repos/spack_repo/builtin
-YAML
+rm -rf "$run"
+mkdir -p "$run"
+fresh_spack_config "$run/store"
 log=$run/log
 # The README's steps, as written there (the cache's path stands for its URL).
 steps=$(sed -n '/^```sh$/,/^```$/p' "$cache/README.md" | grep '^spack ' | grep -v '^spack install')
