@@ -20,18 +20,21 @@ pub struct HostTool {
     /// Each executable of the `host` line and where it was found. Executables after the first
     /// that are missing are left out.
     pub executables: Vec<(String, PathBuf)>,
-    /// The installation prefix the tool reported (`prefix-arg`), if its recipe asks it.
-    pub prefix: Option<PathBuf>,
+    /// The argument that makes the first executable print its installation prefix
+    /// (`prefix-arg`), if its recipe gives one. Asked only by [`HostTool::prefix`]: planning
+    /// never runs it.
+    pub prefix_arg: Option<String>,
 }
 
 impl HostTool {
-    /// Where the tool is installed: what it reported, else the directory above the `bin/`
-    /// its first executable really lies in (links resolved), else `/usr`.
+    /// Where the tool is installed: what it reports when its recipe says how to ask, else the
+    /// directory above the `bin/` its first executable really lies in (links resolved), else
+    /// `/usr`. Runs the tool in the first case (exports call this, once per tool).
     pub fn prefix(&self) -> PathBuf {
-        if let Some(p) = &self.prefix {
-            return p.clone();
-        }
         let exe = &self.executables[0].1;
+        if let Some(p) = self.prefix_arg.as_ref().and_then(|a| query_prefix(exe, a)) {
+            return p;
+        }
         let real = fs_err::canonicalize(exe).unwrap_or_else(|_| exe.clone());
         real.parent()
             .and_then(std::path::Path::parent)
@@ -172,14 +175,10 @@ impl SystemHost {
                 executables.push((exe.value.clone(), p));
             }
         }
-        let prefix = decl
-            .prefix_arg
-            .as_ref()
-            .and_then(|arg| query_prefix(&executables[0].1, arg));
         HostTool {
             version,
             executables,
-            prefix,
+            prefix_arg: decl.prefix_arg.clone(),
         }
     }
 
@@ -286,7 +285,7 @@ impl HostProbe for FixedHost {
                 .iter()
                 .map(|e| (e.value.clone(), PathBuf::from("/usr/bin").join(&e.value)))
                 .collect(),
-            prefix: Some(PathBuf::from("/usr")),
+            prefix_arg: None,
         })
     }
 }
