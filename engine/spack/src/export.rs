@@ -573,13 +573,27 @@ fn build_info(
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     };
-    // Checks one reference; returns whether it is relocatable by Spack.
-    let mut check = |file: &str, r: &Ref, binary: bool, violations: &mut Vec<Violation>| {
+    // Build-only prefixes named only where the running program never looks (debug
+    // information): Spack's fallback maps the store root to its own, so the path then names
+    // nothing, as the build-stage paths in its own binaries do. Allowed, and reported.
+    let mut unloaded_only: BTreeMap<NodeId, usize> = BTreeMap::new();
+    // Checks one reference; `unloaded` are the prefixes the file names only in sections that
+    // are not loaded at run time.
+    let mut check = |file: &str,
+                     r: &Ref,
+                     binary: bool,
+                     unloaded: &BTreeSet<NodeId>,
+                     violations: &mut Vec<Violation>| {
         let file_p = PathBuf::from(file);
+        let root_needed = opts.max_consumer_root + CSTRING_TAIL_MARGIN;
         let (path, len, needed) = match r {
             Ref::Node(n) if reloc.contains(n) => {
                 let p = path_of(*n);
                 (p.clone(), p.len(), needed_for(*n))
+            }
+            Ref::Node(n) if unloaded.contains(n) => {
+                *unloaded_only.entry(*n).or_default() += 1;
+                (store_root.to_string(), store_root.len(), root_needed)
             }
             Ref::Node(n) => {
                 violations.push(Violation::NotADependency {
@@ -589,11 +603,7 @@ fn build_info(
                 });
                 return;
             }
-            Ref::Root => (
-                store_root.to_string(),
-                store_root.len(),
-                opts.max_consumer_root + CSTRING_TAIL_MARGIN,
-            ),
+            Ref::Root => (store_root.to_string(), store_root.len(), root_needed),
             Ref::Sbang => {
                 uses_sbang = true;
                 (
@@ -620,10 +630,11 @@ fn build_info(
         }
     };
 
-    for (file, class, refs) in &summary.files {
+    for f in &summary.files {
+        let (file, class, refs) = (&f.path, &f.class, &f.refs);
         let binary = matches!(class, FileClass::Elf | FileClass::Binary);
         for r in refs {
-            check(file, r, binary, &mut violations);
+            check(file, r, binary, &f.unloaded, &mut violations);
         }
         match class {
             FileClass::Elf => info.relocate_binaries.push(file.clone()),
@@ -654,8 +665,15 @@ fn build_info(
         }
     }
     for (file, r) in &summary.links {
-        check(file, r, false, &mut violations);
+        check(file, r, false, &BTreeSet::new(), &mut violations);
         info.relocate_links.push(file.clone());
+    }
+    for (n, files) in unloaded_only {
+        warnings.push(format!(
+            "{}: {files} ELF file(s) name build-only `{}` only in sections not loaded at run time (debug information); Spack maps the path to its own store root, where it names nothing",
+            node.label(),
+            graph.node(n).label()
+        ));
     }
     if !violations.is_empty() {
         return Err(RelocationError {

@@ -1,14 +1,21 @@
-//! Deterministic gzip on several cores, in the manner of pigz.
+//! Deterministic gzip on several cores, as a series of gzip members.
 //!
-//! The input is cut into fixed-size blocks. Each block is deflated on its own (raw deflate,
-//! primed with the last 32 KiB of the previous block as dictionary so the ratio stays close to
-//! single-stream gzip) and ended with a sync flush, which byte-aligns it; the last block ends the
-//! stream. The compressed blocks are written in input order and their CRC-32s combined, so the
-//! output depends only on the input bytes, the level and the block size — never on the number of
-//! threads or their timing. Memory is bounded by the number of blocks in flight.
+//! The input is cut into fixed-size blocks and each block becomes one complete gzip member
+//! (header, raw deflate by libdeflate, CRC-32, length). RFC 1952 allows any number of members
+//! in a file and every reader forge or Spack uses takes them in turn (Python's `gzip`, which
+//! Spack's `tarfile.open` uses; GNU gzip; flate2's `MultiGzDecoder`), as for BGZF files. The
+//! members are written in input order, so the output depends only on the input bytes, the
+//! level and the block size — never on the number of threads or their timing. Memory is
+//! bounded by the number of blocks in flight.
 //!
-//! The gzip header carries no name and no time (mtime 0), `XFL` 0 and OS 255, as Python's
-//! `gzip` module writes it for Spack.
+//! Why libdeflate in independent blocks rather than zlib streams primed with the previous
+//! block (pigz): measured on a 58 MB Slurm prefix tar, libdeflate level 6 in 1 MiB blocks is
+//! 4.5 % smaller than `gzip -6` (what Spack writes) and 2.3× faster per core than zlib-rs at
+//! level 6, whose output was 1.8 % larger than Spack's. Without a dictionary the blocks lose
+//! 0.2 % against one libdeflate stream.
+//!
+//! Each member's header carries no name and no time (mtime 0), `XFL` 0 and OS 255, as
+//! Python's `gzip` module writes it for Spack.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -16,17 +23,16 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 
-/// Input bytes per block (pigz's default).
-pub const BLOCK_SIZE: usize = 128 * 1024;
-const WINDOW: usize = 32 * 1024;
+/// Input bytes per gzip member.
+pub const BLOCK_SIZE: usize = 1024 * 1024;
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// How to compress.
 #[derive(Debug, Clone, Copy)]
 pub struct GzipOptions {
-    /// zlib level, 0–9 (Spack uses 6).
+    /// Compression level, 0–9 (Spack uses 6).
     pub level: u32,
     /// Compressing threads; 1 compresses on the caller's thread. The output is the same for
     /// every value.
@@ -42,17 +48,20 @@ impl Default for GzipOptions {
     }
 }
 
+/// A block to compress, with the buffer its member is written into. Both buffers go back to
+/// the writer with the result and are reused for later blocks: fresh megabyte buffers made the
+/// kernel clear pages for a tenth of the export's time.
 struct Job {
     seq: u64,
-    data: Arc<Vec<u8>>,
-    dict: Option<Arc<Vec<u8>>>,
-    last: bool,
+    data: Vec<u8>,
+    out: Vec<u8>,
 }
 
 struct Done {
     seq: u64,
-    out: io::Result<Vec<u8>>,
-    crc: crc32fast::Hasher,
+    result: io::Result<()>,
+    data: Vec<u8>,
+    out: Vec<u8>,
 }
 
 struct Pool {
@@ -66,13 +75,16 @@ pub struct ParallelGzip<W: Write> {
     inner: Option<W>,
     level: u32,
     buf: Vec<u8>,
-    prev: Option<Arc<Vec<u8>>>,
     next_seq: u64,
     next_write: u64,
-    pending: BTreeMap<u64, (Vec<u8>, crc32fast::Hasher)>,
+    /// Finished members waiting for the ones before them.
+    pending: BTreeMap<u64, Vec<u8>>,
+    /// Buffers back from the workers, for the next blocks and members.
+    spare: Vec<Vec<u8>>,
     max_in_flight: u64,
+    /// The compressor and scratch space of the caller's thread when there is no pool.
+    local: Option<(Compressor, Vec<u8>)>,
     pool: Option<Pool>,
-    crc: crc32fast::Hasher,
     total_in: u64,
 }
 
@@ -85,75 +97,74 @@ impl<W: Write> std::fmt::Debug for ParallelGzip<W> {
     }
 }
 
-/// Deflates one block with a fresh stream. (A reused stream, even after `reset`, gave output
-/// that depended on the blocks it had compressed before with the zlib-rs backend, which would
-/// make the result depend on which worker got which block.)
-fn compress_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Compression::new(level), false);
-    if let Some(d) = &job.dict {
-        c.set_dictionary(&d[d.len().saturating_sub(WINDOW)..])
-            .map_err(io::Error::other)?;
+fn compressor(level: u32) -> io::Result<Compressor> {
+    let lvl = CompressionLvl::new(level as i32)
+        .map_err(|e| io::Error::other(format!("gzip level {level}: {e:?}")))?;
+    Ok(Compressor::new(lvl))
+}
+
+/// Writes `data` as one whole gzip member into `out` (cleared first). libdeflate keeps no
+/// state between calls, so a reused compressor gives the same bytes as a fresh one; `scratch`
+/// is its output space, kept between calls.
+fn compress_member(
+    c: &mut Compressor,
+    scratch: &mut Vec<u8>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let bound = c.deflate_compress_bound(data.len());
+    if scratch.len() < bound {
+        scratch.resize(bound, 0);
     }
-    let data = &job.data[..];
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
-    let flush = if job.last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let start = c.total_in();
-    loop {
-        let consumed = (c.total_in() - start) as usize;
-        let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let all_in = (c.total_in() - start) as usize == data.len();
-        let done = match status {
-            Status::StreamEnd => true,
-            // A sync flush is complete once it returns with output space to spare.
-            _ => !job.last && all_in && out.len() < out.capacity(),
-        };
-        if done {
-            return Ok(out);
-        }
-        out.reserve(out.capacity().max(4096));
-    }
+    let n = c
+        .deflate_compress(data, &mut scratch[..bound])
+        .map_err(|e| io::Error::other(format!("deflate: {e:?}")))?;
+    out.clear();
+    out.extend_from_slice(&HEADER);
+    out.extend_from_slice(&scratch[..n]);
+    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952); a block is far smaller.
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(())
 }
 
 fn worker(level: u32, jobs: Arc<Mutex<Receiver<Job>>>, done: SyncSender<Done>) {
+    let mut c = compressor(level);
+    let mut scratch = Vec::new();
     loop {
-        let job = {
+        let mut job = {
             let Ok(rx) = jobs.lock() else { return };
             match rx.recv() {
                 Ok(j) => j,
                 Err(_) => return,
             }
         };
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&job.data);
-        let out = compress_block(level, &job);
-        if done
-            .send(Done {
-                seq: job.seq,
-                out,
-                crc,
-            })
-            .is_err()
-        {
+        let result = match &mut c {
+            Ok(c) => compress_member(c, &mut scratch, &job.data, &mut job.out),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        let back = Done {
+            seq: job.seq,
+            result,
+            data: job.data,
+            out: job.out,
+        };
+        if done.send(back).is_err() {
             return;
         }
     }
 }
 
 impl<W: Write> ParallelGzip<W> {
-    /// Starts a gzip stream: writes the header and spawns the workers.
-    pub fn new(mut inner: W, opts: GzipOptions) -> io::Result<Self> {
-        inner.write_all(&HEADER)?;
+    /// Starts a gzip stream and spawns the workers; nothing is written before the first block.
+    pub fn new(inner: W, opts: GzipOptions) -> io::Result<Self> {
         let level = opts.level.min(9);
         let threads = opts.threads.max(1);
-        let pool = if threads == 1 {
-            None
+        let (local, pool) = if threads == 1 {
+            (Some((compressor(level)?, Vec::new())), None)
         } else {
+            // Fails here, not in a worker, on a level libdeflate refuses.
+            compressor(level)?;
             let (jtx, jrx) = sync_channel::<Job>(threads * 2);
             let (dtx, drx) = sync_channel::<Done>(threads * 4);
             let jrx = Arc::new(Mutex::new(jrx));
@@ -167,45 +178,53 @@ impl<W: Write> ParallelGzip<W> {
                         .spawn(move || worker(level, jrx, dtx))?,
                 );
             }
-            Some(Pool {
-                jobs: Some(jtx),
-                done: drx,
-                workers,
-            })
+            (
+                None,
+                Some(Pool {
+                    jobs: Some(jtx),
+                    done: drx,
+                    workers,
+                }),
+            )
         };
         Ok(Self {
             inner: Some(inner),
             level,
             buf: Vec::with_capacity(BLOCK_SIZE),
-            prev: None,
             next_seq: 0,
             next_write: 0,
             pending: BTreeMap::new(),
+            spare: Vec::new(),
             max_in_flight: (threads as u64) * 3,
+            local,
             pool,
-            crc: crc32fast::Hasher::new(),
             total_in: 0,
         })
     }
 
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        let mut b = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE));
+        b.clear();
+        b
+    }
+
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        let data = Arc::new(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(if last { 0 } else { BLOCK_SIZE }),
-        ));
-        let job = Job {
-            seq: self.next_seq,
-            data: Arc::clone(&data),
-            dict: self.prev.take(),
-            last,
+        let next = if last {
+            Vec::new()
+        } else {
+            self.spare_buffer()
         };
-        self.prev = Some(data);
+        let data = std::mem::replace(&mut self.buf, next);
+        let mut out = self.spare_buffer();
+        let seq = self.next_seq;
         self.next_seq += 1;
-        if self.pool.is_none() {
-            let out = compress_block(self.level, &job)?;
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&job.data);
-            self.pending.insert(job.seq, (out, crc));
+        if let Some((c, scratch)) = &mut self.local {
+            compress_member(c, scratch, &data, &mut out)?;
+            self.spare.push(data);
+            self.pending.insert(seq, out);
             return self.write_ready();
         }
         while self.next_seq - self.next_write > self.max_in_flight {
@@ -215,9 +234,9 @@ impl<W: Write> ParallelGzip<W> {
         pool.jobs
             .as_ref()
             .expect("jobs channel open until finish")
-            .send(job)
+            .send(Job { seq, data, out })
             .map_err(|_| io::Error::other("gzip worker stopped"))?;
-        // Write whatever has already come back, without waiting.
+        // Take whatever has already come back, without waiting.
         let ready: Vec<Done> = pool.done.try_iter().collect();
         for d in ready {
             self.accept(d)?;
@@ -226,7 +245,9 @@ impl<W: Write> ParallelGzip<W> {
     }
 
     fn accept(&mut self, d: Done) -> io::Result<()> {
-        self.pending.insert(d.seq, (d.out?, d.crc));
+        d.result?;
+        self.spare.push(d.data);
+        self.pending.insert(d.seq, d.out);
         Ok(())
     }
 
@@ -243,15 +264,16 @@ impl<W: Write> ParallelGzip<W> {
     }
 
     fn write_ready(&mut self) -> io::Result<()> {
-        while let Some((out, crc)) = self.pending.remove(&self.next_write) {
+        while let Some(out) = self.pending.remove(&self.next_write) {
             self.out().write_all(&out)?;
-            self.crc.combine(&crc);
+            self.spare.push(out);
             self.next_write += 1;
         }
         Ok(())
     }
 
-    /// Ends the stream (last block, CRC-32, length) and returns the inner writer.
+    /// Ends the stream (the last member, which is the only one for an input of at most one
+    /// block, empty input included) and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.submit(true)?;
         if let Some(pool) = &mut self.pool {
@@ -266,11 +288,7 @@ impl<W: Write> ParallelGzip<W> {
                     .map_err(|_| io::Error::other("gzip worker panicked"))?;
             }
         }
-        let crc = self.crc.clone().finalize();
-        let total = self.total_in as u32;
         let mut inner = self.inner.take().expect("inner writer until finish");
-        inner.write_all(&crc.to_le_bytes())?;
-        inner.write_all(&total.to_le_bytes())?;
         inner.flush()?;
         Ok(inner)
     }
@@ -348,7 +366,7 @@ mod tests {
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data)
+        flate2::read::MultiGzDecoder::new(data)
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -419,15 +437,73 @@ mod tests {
             u32::from_le_bytes(out[n - 8..n - 4].try_into().unwrap()),
             crc32fast::hash(b"x")
         );
+        // Empty input is one member too, as `gzip` writes it.
+        let empty = gz(b"", 1, 1);
+        assert_eq!(&empty[..10], &HEADER);
+        assert_eq!(gunzip(&empty), b"");
+    }
+
+    /// Splits a stream at member boundaries by decoding one member at a time.
+    fn members(mut data: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let mut d = flate2::bufread::GzDecoder::new(data);
+            let mut m = Vec::new();
+            d.read_to_end(&mut m).unwrap();
+            data = d.into_inner();
+            out.push(m);
+        }
+        out
     }
 
     #[test]
-    fn ratio_stays_close_to_a_single_stream() {
-        let data = sample(2 << 20);
+    fn every_block_is_one_member_with_the_same_header() {
+        let data = sample(2 * BLOCK_SIZE + 5);
+        let out = gz(&data, 2, 100_000);
+        let m = members(&out);
+        let lens: Vec<usize> = m.iter().map(Vec::len).collect();
+        assert_eq!(lens, [BLOCK_SIZE, BLOCK_SIZE, 5]);
+        assert_eq!(m.concat(), data);
+        assert_eq!(&out[..10], &HEADER);
+    }
+
+    #[test]
+    fn pythons_gzip_reads_every_member() {
+        // Spack extracts with Python's `tarfile`, which reads gzip through the `gzip` module.
+        let data = sample(3 * BLOCK_SIZE / 2);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.gz");
+        fs_err::write(&f, gz(&data, 2, 65536)).unwrap();
+        let py = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import gzip, hashlib, sys; d = gzip.open(sys.argv[1]).read(); print(len(d), hashlib.sha256(d).hexdigest())")
+            .arg(&f)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            py.status.success(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+        let want = format!("{} {}\n", data.len(), {
+            use sha2::Digest;
+            hex(&sha2::Sha256::digest(&data))
+        });
+        assert_eq!(String::from_utf8_lossy(&py.stdout), want);
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn smaller_than_a_single_zlib_stream_at_the_same_level() {
+        // Spack's tarballs are one zlib stream at level 6; forge's must be no larger.
+        let data = sample(4 << 20);
         let ours = gz(&data, 2, 65536).len();
         let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
         single.write_all(&data).unwrap();
         let single = single.finish().unwrap().len();
-        assert!(ours as f64 <= single as f64 * 1.02, "{ours} vs {single}");
+        assert!(ours <= single, "{ours} vs {single}");
     }
 }

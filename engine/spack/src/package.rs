@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{ExportError, Violation};
+use crate::graph::NodeId;
 use crate::relocate::{FileClass, FileScanner, Ref, RefMatcher};
 use crate::tar::TarWriter;
 
@@ -20,8 +21,8 @@ const BUF: usize = 256 * 1024;
 /// What the scan of a prefix found.
 #[derive(Debug, Default)]
 pub(crate) struct ScanSummary {
-    /// Regular files that embed the store root: prefix-relative path, class, references.
-    pub(crate) files: Vec<(String, FileClass, BTreeSet<Ref>)>,
+    /// Regular files that embed the store root.
+    pub(crate) files: Vec<ScannedFile>,
     /// Symbolic links whose absolute target is a store path (or the store's `sbang`).
     pub(crate) links: Vec<(String, Ref)>,
     /// Some text file starts with a `#!` line longer than 127 bytes.
@@ -32,6 +33,18 @@ pub(crate) struct ScanSummary {
     pub(crate) file_count: u64,
     /// Their bytes.
     pub(crate) byte_count: u64,
+}
+
+/// A regular file that embeds the store root.
+#[derive(Debug)]
+pub(crate) struct ScannedFile {
+    /// Its path relative to the prefix.
+    pub(crate) path: String,
+    pub(crate) class: FileClass,
+    pub(crate) refs: BTreeSet<Ref>,
+    /// Prefixes it names only in sections that are not loaded at run time (its scan's
+    /// `unloaded`).
+    pub(crate) unloaded: BTreeSet<NodeId>,
 }
 
 /// The inputs of one tarball.
@@ -207,7 +220,12 @@ pub(crate) fn write_package<W: Write>(
                     summary.long_shebang = true;
                 }
                 if !scan.refs.is_empty() {
-                    summary.files.push((r_str, scan.class, scan.refs));
+                    summary.files.push(ScannedFile {
+                        path: r_str,
+                        class: scan.class,
+                        refs: scan.refs,
+                        unloaded: scan.unloaded,
+                    });
                 }
             } else {
                 summary

@@ -407,6 +407,86 @@ fn refuses_references_spack_would_not_relocate() {
     );
 }
 
+/// Compiles `src` with the host's gcc, debug information on, headers from `include`.
+fn cc(src: &str, include: &Path, out: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("main.c");
+    fs_err::write(&c, src).unwrap();
+    fs_err::create_dir_all(out.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("gcc")
+        .args(["-g", "-O0", "-I"])
+        .arg(include)
+        .arg(&c)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("gcc runs");
+    assert!(st.success());
+}
+
+#[test]
+fn build_only_paths_the_program_never_loads_are_allowed_and_reported() {
+    // A compiler in the store leaves its include directory in the DWARF of everything it
+    // compiles; Spack's own binaries carry such paths too. Only where the program can see a
+    // path at run time must it belong to a link or run dependency.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path(), 160);
+    let app = f.graph.node(f.app).prefix().unwrap().to_path_buf();
+    let tool = f.graph.node(f.tool).prefix().unwrap().to_path_buf();
+    let include = tool.join("include");
+    write(
+        &include.join("tool.h"),
+        "static inline int tool(void) { return 7; }\n",
+        false,
+    );
+    cc(
+        "#include <tool.h>\nint main(void) { return tool(); }\n",
+        &include,
+        &app.join("bin/appdbg"),
+    );
+    let cache = tmp.path().join("cache");
+    let r = export(&f.graph, &[f.app], &cache, None, &opts()).unwrap();
+    let warned: Vec<&String> = r
+        .warnings
+        .iter()
+        .filter(|w| w.contains("build-only `tool@1.0`"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", r.warnings);
+    assert!(
+        warned[0].starts_with("app@1.0: 1 ELF file(s)"),
+        "{warned:?}"
+    );
+    let app_spec = r.specs.iter().find(|s| s.name == "app").unwrap();
+    let members = members(&blob(&cache, &app_spec.tarball));
+    let info =
+        forge_spack::BuildInfo::from_yaml(std::str::from_utf8(&members.last().unwrap().4).unwrap())
+            .unwrap();
+    assert!(
+        info.relocate_binaries.contains(&"bin/appdbg".to_string()),
+        "{info:?}"
+    );
+
+    // The same path as a string the program reads is refused.
+    cc(
+        &format!(
+            "#include <stdio.h>\nint main(void) {{ puts(\"{}/bin/tool\"); return 0; }}\n",
+            tool.display()
+        ),
+        &include,
+        &app.join("bin/appstr"),
+    );
+    let cache = tmp.path().join("cache2");
+    let v = violations(export(&f.graph, &[f.app], &cache, None, &opts()).unwrap_err());
+    assert_eq!(
+        v,
+        [Violation::NotADependency {
+            file: "bin/appstr".into(),
+            package: "tool@1.0".into(),
+            path: tool.display().to_string(),
+        }]
+    );
+}
+
 #[test]
 fn refuses_binaries_whose_prefix_is_too_short_for_consumers() {
     let tmp = tempfile::tempdir().unwrap();

@@ -186,8 +186,74 @@ pub(crate) enum FileClass {
 pub(crate) struct FileScan {
     pub(crate) class: FileClass,
     pub(crate) refs: BTreeSet<Ref>,
+    /// Prefixes this ELF file names only inside sections that are not loaded at run time
+    /// (no `SHF_ALLOC`: DWARF, `.comment`, symbol tables): the running program never sees
+    /// them. Empty for other files and for ELF files whose section table could not be read.
+    pub(crate) unloaded: BTreeSet<NodeId>,
     /// The first line is a `#!` line longer than 127 bytes.
     pub(crate) long_shebang: bool,
+}
+
+/// The bytes of an ELF64 little-endian file's section header table, gathered while the file
+/// streams past (the table usually lies at its end).
+#[derive(Debug)]
+struct SectionTable {
+    offset: u64,
+    entry: usize,
+    count: usize,
+    bytes: Vec<u8>,
+}
+
+impl SectionTable {
+    /// From the first 64 bytes of the file; `None` for anything but ELF64 little-endian with
+    /// an ordinary section count.
+    fn from_header(head: &[u8]) -> Option<Self> {
+        if head.len() < 64 || !elf::is_elf(head) || head[4] != 2 || head[5] != 1 {
+            return None;
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
+        let offset = u64::from_le_bytes(head[0x28..0x30].try_into().ok()?);
+        let (entry, count) = (u16_at(0x3a), u16_at(0x3c));
+        (offset > 0 && entry >= 0x28 && count > 0).then(|| Self {
+            offset,
+            entry,
+            count,
+            bytes: Vec::new(),
+        })
+    }
+
+    /// Takes the part of `chunk`, which starts at file offset `at`, that lies in the table.
+    fn take(&mut self, at: u64, chunk: &[u8]) {
+        let want = (self.entry * self.count) as u64;
+        let have = self.bytes.len() as u64;
+        let next = self.offset + have;
+        if have == want || next < at || next >= at + chunk.len() as u64 {
+            return;
+        }
+        let from = (next - at) as usize;
+        let n = ((want - have) as usize).min(chunk.len() - from);
+        self.bytes.extend_from_slice(&chunk[from..from + n]);
+    }
+
+    /// File ranges of the sections that are not loaded at run time, once the whole table has
+    /// been seen.
+    fn unloaded_ranges(&self) -> Option<Vec<std::ops::Range<u64>>> {
+        const SHF_ALLOC: u64 = 2;
+        const SHT_NOBITS: u32 = 8;
+        if self.bytes.len() != self.entry * self.count {
+            return None;
+        }
+        let mut out = Vec::new();
+        for e in self.bytes.chunks_exact(self.entry) {
+            let u64_at = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().expect("8 bytes"));
+            let kind = u32::from_le_bytes(e[4..8].try_into().expect("4 bytes"));
+            let (flags, offset, size) = (u64_at(8), u64_at(0x18), u64_at(0x20));
+            if flags & SHF_ALLOC == 0 && kind != SHT_NOBITS && size > 0 {
+                out.push(offset..offset.saturating_add(size));
+            }
+        }
+        Some(out)
+    }
 }
 
 /// Scans one file fed in chunks.
@@ -197,7 +263,12 @@ pub(crate) struct FileScanner<'m> {
     sbang_finder: Option<memmem::Finder<'m>>,
     outer_finder: Option<memmem::Finder<'m>>,
     window: Vec<u8>,
+    /// File offset of `window[0]`.
+    window_at: u64,
     refs: BTreeSet<Ref>,
+    /// Where in an ELF file each prefix was named, to tell loaded from unloaded sections.
+    node_hits: Vec<(NodeId, u64)>,
+    sections: Option<SectionTable>,
     head: Vec<u8>,
     utf8_ok: bool,
     utf8_pending: Vec<u8>,
@@ -214,7 +285,10 @@ impl<'m> FileScanner<'m> {
             sbang_finder: m.sbang_outside().then(|| memmem::Finder::new(&m.sbang)),
             outer_finder: m.outer.as_deref().map(memmem::Finder::new),
             window: Vec::new(),
+            window_at: 0,
             refs: BTreeSet::new(),
+            node_hits: Vec::new(),
+            sections: None,
             head: Vec::new(),
             utf8_ok: true,
             utf8_pending: Vec::new(),
@@ -225,9 +299,15 @@ impl<'m> FileScanner<'m> {
     }
 
     pub(crate) fn update(&mut self, chunk: &[u8]) {
-        if self.head.len() < 8 {
-            let take = (8 - self.head.len()).min(chunk.len());
+        if self.head.len() < 64 {
+            let take = (64 - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
+            if self.head.len() == 64 {
+                self.sections = SectionTable::from_header(&self.head);
+            }
+        }
+        if let Some(t) = &mut self.sections {
+            t.take(self.len, chunk);
         }
         if self.first_line.is_none() {
             if let Some(nl) = memchr::memchr(b'\n', chunk) {
@@ -294,6 +374,9 @@ impl<'m> FileScanner<'m> {
                 break;
             }
             if let Some(r) = self.m.classify(&self.window, at) {
+                if let (Ref::Node(n), Some(_)) = (&r, &self.sections) {
+                    self.node_hits.push((*n, self.window_at + at as u64));
+                }
                 self.refs.insert(r);
             }
             pos = at + 1;
@@ -326,6 +409,7 @@ impl<'m> FileScanner<'m> {
         }
         if !end {
             self.window.drain(..limit);
+            self.window_at += limit as u64;
         }
     }
 
@@ -343,9 +427,27 @@ impl<'m> FileScanner<'m> {
         };
         let long_shebang =
             self.head.starts_with(b"#!") && self.first_line.unwrap_or(self.len as usize) > 127;
+        let mut unloaded = BTreeSet::new();
+        if let Some(ranges) = self
+            .sections
+            .as_ref()
+            .and_then(SectionTable::unloaded_ranges)
+        {
+            let in_unloaded = |at: u64| ranges.iter().any(|r| r.contains(&at));
+            let mut loaded = BTreeSet::new();
+            for (n, at) in &self.node_hits {
+                if in_unloaded(*at) {
+                    unloaded.insert(*n);
+                } else {
+                    loaded.insert(*n);
+                }
+            }
+            unloaded.retain(|n| !loaded.contains(n));
+        }
         FileScan {
             class,
             refs: self.refs,
+            unloaded,
             long_shebang,
         }
     }
@@ -461,6 +563,73 @@ mod tests {
         line.push(b'\n');
         s.update(&line);
         assert!(s.finish().long_shebang);
+    }
+
+    /// An ELF64 file with an allocated section at 0x100..0x200 and a non-allocated one at
+    /// 0x200..0x400, its section table at the end.
+    fn elf_with_sections(in_alloc: &[&str], in_debug: &[&str]) -> Vec<u8> {
+        let mut d = vec![0u8; 0x400];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let put = |d: &mut Vec<u8>, at: usize, s: &str| {
+            d[at..at + s.len()].copy_from_slice(s.as_bytes());
+        };
+        for (i, p) in in_alloc.iter().enumerate() {
+            put(&mut d, 0x100 + i * 0x40, p);
+        }
+        for (i, p) in in_debug.iter().enumerate() {
+            put(&mut d, 0x200 + i * 0x40, p);
+        }
+        let shoff = d.len() as u64;
+        d[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
+        d[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        d[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        // Section 0 is the null section; then (type, flags, offset, size).
+        for (kind, flags, off, size) in [
+            (0u32, 0u64, 0u64, 0u64),
+            (1, 2, 0x100, 0x100),
+            (1, 0, 0x200, 0x200),
+        ] {
+            let mut e = [0u8; 64];
+            e[4..8].copy_from_slice(&kind.to_le_bytes());
+            e[8..16].copy_from_slice(&flags.to_le_bytes());
+            e[0x18..0x20].copy_from_slice(&off.to_le_bytes());
+            e[0x20..0x28].copy_from_slice(&size.to_le_bytes());
+            d.extend_from_slice(&e);
+        }
+        d
+    }
+
+    #[test]
+    fn prefixes_named_only_outside_loaded_sections_are_told_apart() {
+        let prefixes = [
+            ("/st/pad/aaa-x-1".to_string(), NodeId_for_test(0)),
+            ("/st/pad/bbb-y-2".to_string(), NodeId_for_test(1)),
+            ("/st/pad/ccc-z-3".to_string(), NodeId_for_test(2)),
+        ];
+        let matcher = RefMatcher::new("/st/pad", None, "/st/bin/sbang", &prefixes);
+        // a: loaded only; b: debug only; c: both, so loaded.
+        let data = elf_with_sections(
+            &["/st/pad/aaa-x-1/lib", "/st/pad/ccc-z-3/lib"],
+            &["/st/pad/bbb-y-2/include", "/st/pad/ccc-z-3/include"],
+        );
+        for chunk in [1, 7, 64, 300, 4096] {
+            let mut s = FileScanner::new(&matcher);
+            for c in data.chunks(chunk) {
+                s.update(c);
+            }
+            let scan = s.finish();
+            assert_eq!(scan.class, FileClass::Elf);
+            assert_eq!(scan.refs.len(), 3, "chunk {chunk}");
+            assert_eq!(
+                scan.unloaded,
+                BTreeSet::from([NodeId_for_test(1)]),
+                "chunk {chunk}"
+            );
+        }
+        // A table cut short (a truncated file) tells nothing: every hit counts as loaded.
+        let mut s = FileScanner::new(&matcher);
+        s.update(&data[..data.len() - 10]);
+        assert!(s.finish().unloaded.is_empty());
     }
 
     proptest::proptest! {
