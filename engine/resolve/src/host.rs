@@ -24,6 +24,9 @@ pub struct HostTool {
     /// (`prefix-arg`), if its recipe gives one. Asked only by [`HostTool::prefix`]: planning
     /// never runs it.
     pub prefix_arg: Option<String>,
+    /// Where answers to `prefix_arg` are remembered across runs (the version cache's file),
+    /// under the same validity rule as versions.
+    pub prefix_cache: Option<PathBuf>,
 }
 
 impl HostTool {
@@ -32,8 +35,27 @@ impl HostTool {
     /// `/usr`. Runs the tool in the first case (exports call this, once per tool).
     pub fn prefix(&self) -> PathBuf {
         let exe = &self.executables[0].1;
-        if let Some(p) = self.prefix_arg.as_ref().and_then(|a| query_prefix(exe, a)) {
-            return p;
+        if let Some(arg) = &self.prefix_arg {
+            // Through a pyenv shim the question costs ~40 processes and 90 ms: remembered.
+            let cache = self.prefix_cache.as_ref().map(|f| VersionCache {
+                file: f.clone(),
+                entries: Mutex::default(),
+            });
+            let real = fs_err::canonicalize(exe).unwrap_or_else(|_| exe.clone());
+            let key = format!("prefix\0{}\0{arg}", real.display());
+            let sig = forge_core::fs::signature(&real, true).map(Vec::from);
+            if let (Some(c), Some(sig)) = (&cache, &sig)
+                && let Some(p) = c.get(&key, sig).map(PathBuf::from)
+                && p.is_dir()
+            {
+                return p;
+            }
+            if let Some(p) = query_prefix(exe, arg) {
+                if let (Some(c), Some(sig)) = (&cache, sig) {
+                    c.put(key, sig, p.display().to_string());
+                }
+                return p;
+            }
         }
         let real = fs_err::canonicalize(exe).unwrap_or_else(|_| exe.clone());
         real.parent()
@@ -179,6 +201,7 @@ impl SystemHost {
             version,
             executables,
             prefix_arg: decl.prefix_arg.clone(),
+            prefix_cache: self.versions.as_ref().map(|v| v.file.clone()),
         }
     }
 
@@ -286,6 +309,74 @@ impl HostProbe for FixedHost {
                 .map(|e| (e.value.clone(), PathBuf::from("/usr/bin").join(&e.value)))
                 .collect(),
             prefix_arg: None,
+            prefix_cache: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(path: &std::path::Path, runs: &std::path::Path, prints: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::write(
+            path,
+            format!(
+                "#!/bin/sh\necho run >> '{}'\necho '{}'\n",
+                runs.display(),
+                prints.display()
+            ),
+        )
+        .unwrap();
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn runs(path: &std::path::Path) -> usize {
+        fs_err::read_to_string(path).map_or(0, |s| s.lines().count())
+    }
+
+    #[test]
+    fn prefix_answers_are_remembered_while_the_executable_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (dir.path().join("p1"), dir.path().join("p2"));
+        fs_err::create_dir_all(&p1).unwrap();
+        fs_err::create_dir_all(&p2).unwrap();
+        let exe = dir.path().join("tool");
+        let log = dir.path().join("runs");
+        script(&exe, &log, &p1);
+        let mut tool = HostTool {
+            version: Version::parse("1.0").unwrap(),
+            executables: vec![("tool".to_owned(), exe.clone())],
+            prefix_arg: Some("--prefix".to_owned()),
+            prefix_cache: Some(dir.path().join("cache.json")),
+        };
+        assert_eq!(tool.prefix(), p1);
+        assert_eq!(tool.prefix(), p1);
+        assert_eq!(runs(&log), 1, "the second answer comes from the cache");
+
+        // Another executable (its size changes here) is asked again.
+        script(&exe, &log, &dir.path().join("p2/."));
+        assert_eq!(tool.prefix(), dir.path().join("p2/."));
+        assert_eq!(runs(&log), 2);
+
+        // A remembered prefix that is gone is asked again too.
+        script(&exe, &log, &p2);
+        assert_eq!(tool.prefix(), p2);
+        let n = runs(&log);
+        fs_err::remove_dir(&p2).unwrap();
+        assert_ne!(
+            tool.prefix(),
+            p2,
+            "an answer naming no directory is not used"
+        );
+        assert_eq!(runs(&log), n + 1);
+
+        // Without a cache every call asks.
+        fs_err::create_dir_all(&p2).unwrap();
+        tool.prefix_cache = None;
+        tool.prefix();
+        tool.prefix();
+        assert_eq!(runs(&log), n + 3);
     }
 }

@@ -215,6 +215,34 @@ fn list(v: &[Violation]) -> String {
     s
 }
 
+/// Every package of an export that cannot be relocated, in export order (dependencies
+/// first): the export checks them all before giving up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct RelocationErrors {
+    /// One entry per refused package.
+    pub packages: Vec<RelocationError>,
+}
+
+impl RelocationErrors {
+    fn render(&self) -> String {
+        let mut s: Vec<String> = self.packages.iter().map(ToString::to_string).collect();
+        if self.packages.len() > 1 {
+            s.push(format!(
+                "{} packages cannot be relocated; nothing was published",
+                self.packages.len()
+            ));
+        }
+        s.join("\n")
+    }
+}
+
+impl From<RelocationError> for RelocationErrors {
+    fn from(e: RelocationError) -> Self {
+        Self { packages: vec![e] }
+    }
+}
+
 /// An error of key management or signing.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -271,9 +299,9 @@ pub enum ExportError {
     /// The graph is invalid.
     #[error(transparent)]
     Graph(#[from] GraphError),
-    /// A prefix cannot be relocated.
+    /// Prefixes cannot be relocated.
     #[error(transparent)]
-    Relocation(#[from] RelocationError),
+    Relocation(#[from] RelocationErrors),
     /// A root is not a built node.
     #[error("`{node}` is external and cannot be exported")]
     RootIsExternal {

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::buildinfo::BuildInfo;
 use crate::cache::{CacheWriter, HashingWriter, TempFile};
 use crate::cachefs::{Kind, MAX_LARGE, MAX_SMALL};
-use crate::error::{ExportError, RelocationError, Violation};
+use crate::error::{ExportError, RelocationError, RelocationErrors, Violation};
 use crate::graph::{ExportGraph, HashedGraph, NodeId, NodeKind};
 use crate::gzip::{GzipOptions, ParallelGzip, gzip_bytes};
 use crate::index::Index;
@@ -243,6 +243,7 @@ pub fn export(
 
     // Blobs.
     let mut staged = Vec::new();
+    let mut refused = Vec::new();
     for &id in &closure {
         let node = graph.node(id);
         let hash = hashed.dag_hash(id).to_string();
@@ -266,7 +267,16 @@ pub fn export(
             });
             continue;
         }
-        let (manifest, counts, files, bytes) = archive(
+        if !refused.is_empty() {
+            // Already refused: only look for this package's problems too, writing nothing,
+            // so that one run lists every package to fix.
+            match check_package(&hashed, id, &matcher, &store_root, opts, &mut warnings) {
+                Err(ExportError::Relocation(mut e)) => refused.append(&mut e.packages),
+                r => r?,
+            }
+            continue;
+        }
+        let (manifest, counts, files, bytes) = match archive(
             &hashed,
             id,
             &cache,
@@ -274,7 +284,13 @@ pub fn export(
             &store_root,
             opts,
             &mut warnings,
-        )?;
+        ) {
+            Err(ExportError::Relocation(mut e)) => {
+                refused.append(&mut e.packages);
+                continue;
+            }
+            r => r?,
+        };
         staged.push(Staged {
             id,
             rel,
@@ -284,6 +300,10 @@ pub fn export(
             files,
             bytes,
         });
+    }
+
+    if !refused.is_empty() {
+        return Err(RelocationErrors { packages: refused }.into());
     }
 
     // The key, before the manifests it signs: a reader never finds a manifest signed by a key
@@ -524,6 +544,31 @@ fn archive(
     ))
 }
 
+/// Scans a prefix as [`archive`] does and checks it, writing nothing.
+fn check_package(
+    hashed: &HashedGraph<'_>,
+    id: NodeId,
+    matcher: &RefMatcher,
+    store_root: &str,
+    opts: &ExportOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(), ExportError> {
+    let NodeKind::Built { prefix, .. } = &hashed.graph().node(id).kind else {
+        unreachable!("only built nodes are archived")
+    };
+    let no_log = fs_err::File::open("/dev/null")?;
+    let files = PackageFiles {
+        prefix,
+        spec_json: b"",
+        build_log_gz: &no_log,
+    };
+    write_package(std::io::sink(), &files, matcher, |summary| {
+        build_info(hashed, id, summary, store_root, opts, warnings)?;
+        Ok(Vec::new())
+    })?;
+    Ok(())
+}
+
 /// Turns a scan into `binary_distribution`, or the violations that forbid it.
 fn build_info(
     hashed: &HashedGraph<'_>,
@@ -676,11 +721,11 @@ fn build_info(
         ));
     }
     if !violations.is_empty() {
-        return Err(RelocationError {
+        return Err(RelocationErrors::from(RelocationError {
             package: node.label(),
             prefix: prefix.to_path_buf(),
             violations,
-        }
+        })
         .into());
     }
     for n in &reloc {

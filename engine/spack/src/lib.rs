@@ -63,7 +63,9 @@ mod tarball;
 mod verify;
 
 pub use buildinfo::BuildInfo;
-pub use error::{ExportError, GraphError, KeyError, RelocationError, VerifyError, Violation};
+pub use error::{
+    ExportError, GraphError, KeyError, RelocationError, RelocationErrors, VerifyError, Violation,
+};
 pub use export::{
     ExportOptions, ExportReport, ExportedSpec, INDEX_MANIFEST, KEYS_MANIFEST, RelocationCounts,
     SPEC_BLOB_LAYOUT_VERSION, StorePointer, export, spec_blob_json, spec_manifest_path,

@@ -244,7 +244,7 @@ fn build_dependencies_are_exported_on_request() {
 
 fn violations(e: ExportError) -> Vec<Violation> {
     match e {
-        ExportError::Relocation(r) => r.violations,
+        ExportError::Relocation(r) => r.packages.into_iter().flat_map(|p| p.violations).collect(),
         other => panic!("expected a relocation error, got {other}"),
     }
 }
@@ -254,6 +254,53 @@ fn assert_nothing_published(cache: &Path) {
     let spec_dir = cache.join("v3/manifests/spec");
     let manifests = fs_err::read_dir(&spec_dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(manifests, 0, "no manifest may be published");
+}
+
+#[test]
+fn one_refused_export_lists_every_package_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path(), 160);
+    let tool = f.graph.node(f.tool).prefix().unwrap().to_path_buf();
+    // Both libdep (exported first) and app name the build-only tool in a script.
+    for (id, file) in [(f.libdep, "bin/dep-config"), (f.app, "bin/helper")] {
+        let prefix = f.graph.node(id).prefix().unwrap().to_path_buf();
+        write(
+            &prefix.join(file),
+            format!("#!/bin/sh\n{}/bin/tool\n", tool.display()),
+            true,
+        );
+    }
+    let cache = tmp.path().join("cache");
+    let ExportError::Relocation(e) = export(&f.graph, &[f.app], &cache, None, &opts()).unwrap_err()
+    else {
+        panic!("expected a relocation error")
+    };
+    let refused: Vec<(&str, Vec<String>)> = e
+        .packages
+        .iter()
+        .map(|p| {
+            (
+                p.package.as_str(),
+                p.violations.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].0, "libdep@1.0");
+    assert!(
+        refused[0].1[0].starts_with("`bin/dep-config` references"),
+        "{refused:?}"
+    );
+    assert_eq!(refused[1].0, "app@1.0");
+    assert!(
+        refused[1].1[0].starts_with("`bin/helper` references"),
+        "{refused:?}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("2 packages cannot be relocated; nothing was published")
+    );
+    assert_nothing_published(&cache);
 }
 
 #[test]
