@@ -239,7 +239,7 @@ pub fn export(
     let sbang = graph.sbang().display().to_string();
     let store_dir = graph.store_dir().and_then(|d| d.to_str());
     let matcher = RefMatcher::new(&store_root, store_dir, &sbang, &prefixes);
-    let mut warnings = Vec::new();
+    let mut findings = Findings::default();
 
     // Blobs.
     let mut staged = Vec::new();
@@ -270,7 +270,7 @@ pub fn export(
         if !refused.is_empty() {
             // Already refused: only look for this package's problems too, writing nothing,
             // so that one run lists every package to fix.
-            match check_package(&hashed, id, &matcher, &store_root, opts, &mut warnings) {
+            match check_package(&hashed, id, &matcher, &store_root, opts, &mut findings) {
                 Err(ExportError::Relocation(mut e)) => refused.append(&mut e.packages),
                 r => r?,
             }
@@ -283,7 +283,7 @@ pub fn export(
             &matcher,
             &store_root,
             opts,
-            &mut warnings,
+            &mut findings,
         ) {
             Err(ExportError::Relocation(mut e)) => {
                 refused.append(&mut e.packages);
@@ -304,6 +304,12 @@ pub fn export(
 
     if !refused.is_empty() {
         return Err(RelocationErrors { packages: refused }.into());
+    }
+    let mut warnings = findings.warnings;
+    for (dep, (packages, files)) in findings.unloaded_only {
+        warnings.push(format!(
+            "build-only `{dep}` is named only in sections not loaded at run time (debug information) by {files} ELF file(s) of {packages} package(s); Spack maps the path to its own store root, where it names nothing"
+        ));
     }
 
     // The key, before the manifests it signs: a reader never finds a manifest signed by a key
@@ -478,7 +484,7 @@ fn archive(
     matcher: &RefMatcher,
     store_root: &str,
     opts: &ExportOptions,
-    warnings: &mut Vec<String>,
+    findings: &mut Findings,
 ) -> Result<(Manifest, RelocationCounts, u64, u64), ExportError> {
     let graph = hashed.graph();
     let node = graph.node(id);
@@ -509,7 +515,7 @@ fn archive(
     let mut totals = (0, 0);
     let result = write_package(gz, &files, matcher, |summary| {
         totals = (summary.file_count, summary.byte_count);
-        let info = build_info(hashed, id, summary, store_root, opts, warnings)?;
+        let info = build_info(hashed, id, summary, store_root, opts, findings)?;
         counts = RelocationCounts {
             binaries: info.relocate_binaries.len(),
             textfiles: info.relocate_textfiles.len(),
@@ -544,6 +550,14 @@ fn archive(
     ))
 }
 
+/// What the relocation checks of an export noticed without refusing it.
+#[derive(Debug, Default)]
+struct Findings {
+    warnings: Vec<String>,
+    /// Build-only packages named only in unloaded ELF sections → (packages, files).
+    unloaded_only: BTreeMap<String, (usize, usize)>,
+}
+
 /// Scans a prefix as [`archive`] does and checks it, writing nothing.
 fn check_package(
     hashed: &HashedGraph<'_>,
@@ -551,7 +565,7 @@ fn check_package(
     matcher: &RefMatcher,
     store_root: &str,
     opts: &ExportOptions,
-    warnings: &mut Vec<String>,
+    findings: &mut Findings,
 ) -> Result<(), ExportError> {
     let NodeKind::Built { prefix, .. } = &hashed.graph().node(id).kind else {
         unreachable!("only built nodes are archived")
@@ -563,7 +577,7 @@ fn check_package(
         build_log_gz: &no_log,
     };
     write_package(std::io::sink(), &files, matcher, |summary| {
-        build_info(hashed, id, summary, store_root, opts, warnings)?;
+        build_info(hashed, id, summary, store_root, opts, findings)?;
         Ok(Vec::new())
     })?;
     Ok(())
@@ -576,7 +590,7 @@ fn build_info(
     summary: &ScanSummary,
     store_root: &str,
     opts: &ExportOptions,
-    warnings: &mut Vec<String>,
+    findings: &mut Findings,
 ) -> Result<BuildInfo, ExportError> {
     let graph = hashed.graph();
     let node = graph.node(id);
@@ -696,7 +710,7 @@ fn build_info(
                     .next()
                     .unwrap_or_default();
                 if opts.allow_unrelocatable {
-                    warnings.push(format!(
+                    findings.warnings.push(format!(
                         "{}: `{file}` embeds `{path}` but is neither ELF nor text; Spack leaves it unrelocated",
                         node.label()
                     ));
@@ -714,11 +728,12 @@ fn build_info(
         info.relocate_links.push(file.clone());
     }
     for (n, files) in unloaded_only {
-        warnings.push(format!(
-            "{}: {files} ELF file(s) name build-only `{}` only in sections not loaded at run time (debug information); Spack maps the path to its own store root, where it names nothing",
-            node.label(),
-            graph.node(n).label()
-        ));
+        let e = findings
+            .unloaded_only
+            .entry(graph.node(n).label())
+            .or_default();
+        e.0 += 1;
+        e.1 += files;
     }
     if !violations.is_empty() {
         return Err(RelocationErrors::from(RelocationError {

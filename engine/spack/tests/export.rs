@@ -500,7 +500,7 @@ fn build_only_paths_the_program_never_loads_are_allowed_and_reported() {
         .collect();
     assert_eq!(warned.len(), 1, "{:?}", r.warnings);
     assert!(
-        warned[0].starts_with("app@1.0: 1 ELF file(s)"),
+        warned[0].contains("by 1 ELF file(s) of 1 package(s)"),
         "{warned:?}"
     );
     let app_spec = r.specs.iter().find(|s| s.name == "app").unwrap();
