@@ -6,8 +6,9 @@
 # toolchain  gcc 13.4.0 from Debian's sources with its own closure, then gmp +cxx compiled by it
 #            for x86-64-v3 (target gcc-13.4.0-deb); about an hour on two cores
 # closure    Slurm 24.11.5 and its whole closure compiled by that gcc (slurm-24.11-gcc13-deb),
-#            then munged, slurmctld and slurmd started on 127.0.0.1 and a job and a PMIx job run;
-#            hours on two cores
+#            then munged, slurmctld and slurmd started on 127.0.0.1 and a job and a PMIx job run,
+#            and the closure exported as a Spack buildcache (its relocation check); hours on two
+#            cores
 # all        both, in that order
 #
 # Each prints a table per node (build time, size, bit-identical in `forge check`) and the
