@@ -32,7 +32,9 @@ pub struct HostTool {
 impl HostTool {
     /// Where the tool is installed: what it reports when its recipe says how to ask, else the
     /// directory above the `bin/` its first executable really lies in (links resolved), else
-    /// `/usr`. Runs the tool in the first case (exports call this, once per tool).
+    /// `/usr`. Runs the tool in the first case (exports call this, once per tool) unless the
+    /// answer is remembered in `prefix_cache` for this very executable. A shim (pyenv) keeps
+    /// its size and mtime when the version behind it changes, as for versions.
     pub fn prefix(&self) -> PathBuf {
         let exe = &self.executables[0].1;
         if let Some(arg) = &self.prefix_arg {
