@@ -727,14 +727,6 @@ fn build_info(
         check(file, r, false, &BTreeSet::new(), &mut violations);
         info.relocate_links.push(file.clone());
     }
-    for (n, files) in unloaded_only {
-        let e = findings
-            .unloaded_only
-            .entry(graph.node(n).label())
-            .or_default();
-        e.0 += 1;
-        e.1 += files;
-    }
     if !violations.is_empty() {
         return Err(RelocationErrors::from(RelocationError {
             package: node.label(),
@@ -742,6 +734,15 @@ fn build_info(
             violations,
         })
         .into());
+    }
+    // Counted only for a package the export accepts.
+    for (n, files) in unloaded_only {
+        let e = findings
+            .unloaded_only
+            .entry(graph.node(n).label())
+            .or_default();
+        e.0 += 1;
+        e.1 += files;
     }
     for n in &reloc {
         info.hash_to_prefix
