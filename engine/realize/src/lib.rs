@@ -31,7 +31,7 @@ use petgraph::graph::NodeIndex;
 
 pub use error::{NodeError, RealizeError};
 pub use event::{Event, How, JobState, Report, Reporter};
-pub use slurm::{JobResult, SlurmOptions, realize_on_slurm, write_result};
+pub use slurm::{JobResult, SlurmOptions, realize_on_slurm, unix_now, write_result};
 
 use node::{Job, Outcome};
 use scheduler::Scheduler;

@@ -4,7 +4,8 @@
 //!
 //! The client submits a node once each dependency is valid or has a job of its own, follows the
 //! jobs with `squeue`, and learns each outcome from the store (the path is valid) and the result
-//! file the job writes. Host tools, and nodes estimated under `local_below` seconds, are built
+//! file the job writes, which it also watches between reads of the queue: a success is seen
+//! within 100 ms, a failure at the next read. Host tools, and nodes estimated under `local_below` seconds, are built
 //! by the client itself. Every submission is recorded in `<slurm dir>/<name>.job` under a
 //! per-node lock, so a second client, or the same one run again after it was killed, attaches to
 //! the queued job instead of submitting it twice.
@@ -50,8 +51,22 @@ pub struct SlurmOptions {
 pub struct JobResult {
     /// How.
     pub how: How,
-    /// Seconds it took.
+    /// Seconds the build took.
     pub seconds: f64,
+    /// When `forge build-node` started, in seconds since the Unix epoch (0 when not known):
+    /// with `ended`, what the job cost beyond its build, and when Slurm started it.
+    #[serde(default)]
+    pub started: f64,
+    /// When it wrote this file, in seconds since the Unix epoch (0 when not known).
+    #[serde(default)]
+    pub ended: f64,
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A node's place in the run.
@@ -200,6 +215,17 @@ impl Files {
     }
 }
 
+/// How many `sbatch` a client runs at once (each waits ~20-30 ms for the controller).
+const SUBMIT_AT_ONCE: usize = 8;
+
+/// A node about to be submitted: its submission lock, and its `sbatch` arguments.
+struct Prepared {
+    lock: forge_store::PathLock,
+    args: Vec<String>,
+    /// The jobs it runs after.
+    after: Vec<String>,
+}
+
 /// The client's view of one realization on the cluster.
 struct Run {
     store: Arc<Store>,
@@ -311,13 +337,93 @@ impl Run {
         (args, script)
     }
 
-    /// Submits node `i`, or attaches to the job a client submitted for it before; under the
-    /// node's submission lock.
+    /// Submits the nodes `nodes` (none depending on another), or attaches to the jobs clients
+    /// submitted for them before: each under its submission lock, taken in name order (so that
+    /// two clients submitting overlapping batches cannot wait for each other), with up to
+    /// [`SUBMIT_AT_ONCE`] `sbatch` running at once, in the order given.
     async fn submit(
+        &mut self,
+        nodes: &[usize],
+        queue: &BTreeMap<String, QueueEntry>,
+    ) -> Result<(), RealizeError> {
+        let mut by_name = nodes.to_vec();
+        by_name.sort_by(|a, b| self.names[*a].cmp(&self.names[*b]));
+        let mut prepared = BTreeMap::new();
+        for i in by_name {
+            if let Some(p) = self.prepare(i, queue).await? {
+                prepared.insert(i, p);
+            }
+        }
+        let order: Vec<usize> = nodes
+            .iter()
+            .copied()
+            .filter(|i| prepared.contains_key(i))
+            .collect();
+        let slots = Arc::new(tokio::sync::Semaphore::new(SUBMIT_AT_ONCE));
+        let mut sbatch = tokio::task::JoinSet::new();
+        for &i in &order {
+            let args = prepared[&i].args.clone();
+            let slot = Arc::clone(&slots)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            sbatch.spawn(async move {
+                let out = slurm_cmd("sbatch", &args).await;
+                drop(slot);
+                (i, out)
+            });
+        }
+        let mut outs = BTreeMap::new();
+        while let Some(joined) = sbatch.join_next().await {
+            let (i, out) = joined.expect("an sbatch task panicked");
+            outs.insert(i, out);
+        }
+        // The accepted jobs first: a refusal that stops the run then cancels them too.
+        let mut lost = None;
+        let mut refused = Vec::new();
+        for i in order {
+            let p = prepared.remove(&i).expect("prepared");
+            match outs.remove(&i).expect("submitted") {
+                Ok(out) => {
+                    if let Err(e) = self.submitted(i, p, &out) {
+                        lost.get_or_insert(e);
+                    }
+                }
+                // No Slurm here at all: nothing can be submitted.
+                Err(e) if e.starts_with("cannot run") => {
+                    lost.get_or_insert(RealizeError::Slurm(e));
+                }
+                Err(e) => refused.push((i, p, e)),
+            }
+        }
+        // Refused (a limit, a partition, a transient error): the node failed.
+        for (i, p, e) in refused {
+            drop(p.lock);
+            if self.st[i] != St::Waiting {
+                // Skipped by an earlier refusal.
+                continue;
+            }
+            let ev = Event::Failed {
+                node: self.names[i].clone(),
+                phase: None,
+                command: Some(format!("sbatch {}", p.args.join(" "))),
+                message: format!("submitting its job failed: {e}"),
+                log: None,
+                tail: Vec::new(),
+                attempts: Vec::new(),
+            };
+            self.failed(i, ev).await;
+        }
+        lost.map_or(Ok(()), Err)
+    }
+
+    /// Takes node `i`'s submission lock and either attaches to the job recorded for it, finds it
+    /// valid, or writes its batch script: then it is to be submitted, and the lock is kept.
+    async fn prepare(
         &mut self,
         i: usize,
         queue: &BTreeMap<String, QueueEntry>,
-    ) -> Result<(), RealizeError> {
+    ) -> Result<Option<Prepared>, RealizeError> {
         let name = self.name(i).clone();
         let lock = self.store.submit_lock(&name)?;
         let recorded = fs_err::read_to_string(self.files.record(&name))
@@ -355,12 +461,12 @@ impl Run {
             } else {
                 St::Queued(id)
             };
-            return Ok(());
+            return Ok(None);
         }
         if self.store.is_valid(&name)? {
             drop(lock);
             self.valid(i, How::ByOtherProcess, 0.0);
-            return Ok(());
+            return Ok(None);
         }
         let after: Vec<String> = self
             .plan
@@ -377,26 +483,12 @@ impl Run {
             RealizeError::Slurm(format!("cannot write `{}`: {e}", script_path.display()))
         })?;
         args.push(script_path.display().to_string());
-        let out = match slurm_cmd("sbatch", &args).await {
-            Ok(out) => out,
-            // No Slurm here at all: nothing can be submitted.
-            Err(e) if e.starts_with("cannot run") => return Err(RealizeError::Slurm(e)),
-            // Refused (a limit, a partition, a transient error): this node failed.
-            Err(e) => {
-                drop(lock);
-                let ev = Event::Failed {
-                    node: name,
-                    phase: None,
-                    command: Some(format!("sbatch {}", args.join(" "))),
-                    message: format!("submitting its job failed: {e}"),
-                    log: None,
-                    tail: Vec::new(),
-                    attempts: Vec::new(),
-                };
-                self.failed(i, ev).await;
-                return Ok(());
-            }
-        };
+        Ok(Some(Prepared { lock, args, after }))
+    }
+
+    /// `sbatch` accepted node `i`'s job: records its id, then lets go of the node's lock.
+    fn submitted(&mut self, i: usize, p: Prepared, out: &str) -> Result<(), RealizeError> {
+        let name = self.names[i].clone();
         // `--parsable`: `id` or `id;cluster`.
         let id = out.trim().split(';').next().unwrap_or_default().to_owned();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
@@ -409,12 +501,12 @@ impl Run {
         forge_core::fs::write_atomic(&record, format!("{id}\n").as_bytes()).map_err(|e| {
             RealizeError::Slurm(format!("cannot write `{}`: {e}", record.display()))
         })?;
-        drop(lock);
+        drop(p.lock);
         self.reporter.event(&Event::Job {
             node: name,
             job: id.clone(),
             state: crate::JobState::Submitted,
-            detail: after,
+            detail: p.after,
         });
         self.st[i] = St::Queued(id);
         Ok(())
@@ -604,6 +696,39 @@ impl Run {
         Ok(())
     }
 
+    /// The jobs that may be running: seen running, or queued with every dependency valid.
+    fn may_run(&self) -> Vec<(usize, String)> {
+        (0..self.st.len())
+            .filter_map(|i| match &self.st[i] {
+                St::Running(id) => Some((i, id.clone())),
+                St::Queued(id)
+                    if self
+                        .plan
+                        .graph
+                        .deps(NodeIndex::new(i))
+                        .iter()
+                        .all(|(d, _)| self.st[d.index()] == St::Done) =>
+                {
+                    Some((i, id.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Settles the jobs whose result file says they made their node valid: between two reads
+    /// of the queue, a `stat` per job that may be running tells the client a job ended long
+    /// before Slurm's queue would (and before the job has even left it).
+    async fn watch(&mut self) -> Result<(), RealizeError> {
+        for (i, id) in self.may_run() {
+            let name = self.names[i].clone();
+            if self.files.result(&name, &id).exists() && self.store.is_valid(&name)? {
+                self.ended(i, &id).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether node `i` can go now: built on the client once its dependencies are valid; as a
     /// job once each is valid or has a job to wait for.
     fn ready(&self, i: usize) -> bool {
@@ -723,6 +848,7 @@ async fn drive(
 ) -> Result<(), RealizeError> {
     let n = run.st.len();
     let mut next_poll = Instant::now();
+    let mut next_watch = Instant::now();
     loop {
         if *cancel.borrow() && !run.report.cancelled {
             run.report.cancelled = true;
@@ -731,6 +857,11 @@ async fn drive(
         while let Some(joined) = locals.try_join_next() {
             let (i, outcome) = joined.expect("a local build task panicked");
             run.local_ended(i, outcome).await;
+        }
+        let has_jobs = !run.jobs().is_empty();
+        if has_jobs && Instant::now() >= next_watch {
+            run.watch().await?;
+            next_watch = Instant::now() + watch_interval(run.may_run().len());
         }
         let has_jobs = !run.jobs().is_empty();
         let due = has_jobs && Instant::now() >= next_poll;
@@ -765,13 +896,8 @@ async fn drive(
                 run.follow(q).await?;
                 next_poll = Instant::now() + run.slurm.poll;
             }
+            let mut jobs = Vec::new();
             for i in startable {
-                if *cancel.borrow() {
-                    break;
-                }
-                if run.stopped || run.st[i] != St::Waiting || !run.ready(i) {
-                    continue;
-                }
                 if run.local[i] {
                     run.st[i] = St::Local;
                     let j = Arc::clone(job);
@@ -779,8 +905,13 @@ async fn drive(
                         async move { (i, crate::node::obtain(&j, NodeIndex::new(i)).await) },
                     );
                 } else {
-                    run.submit(i, q).await?;
+                    jobs.push(i);
                 }
+            }
+            if !jobs.is_empty() && !*cancel.borrow() {
+                run.submit(&jobs, q).await?;
+                // Their dependents can be submitted now, after them.
+                next_watch = Instant::now();
             }
         } else {
             for i in startable {
@@ -795,9 +926,12 @@ async fn drive(
             // or the run stopped): the run is over.
             return Ok(());
         }
-        // Jobs: wake for the next poll. Only local builds: wake when one ends.
+        // Jobs: wake for the next look at their results or the queue. Only local builds: wake
+        // when one ends.
         let wait = if has_jobs {
-            next_poll.saturating_duration_since(Instant::now())
+            next_poll
+                .min(next_watch)
+                .saturating_duration_since(Instant::now())
         } else {
             Duration::from_secs(3600)
         };
@@ -810,6 +944,13 @@ async fn drive(
             _ = cancel.changed(), if !run.report.cancelled => {}
         }
     }
+}
+
+/// How often the result files of `jobs` jobs that may be running are looked at: every 100 ms,
+/// and no more than 500 `stat`s a second on the shared file system.
+fn watch_interval(jobs: usize) -> Duration {
+    Duration::from_millis(100)
+        .max(Duration::from_millis(2) * u32::try_from(jobs).unwrap_or(u32::MAX))
 }
 
 /// Waits for the client's own builds to end (as the local executor lets running builds end

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// The `forge` binary under test.
+/// The `forge` binary under test: the one cargo built with the tests, or `FORGE_TEST_BIN` (the
+/// benchmarks point it at a release build).
 pub fn forge_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_forge"))
+    std::env::var_os("FORGE_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_forge")), PathBuf::from)
 }
 
 /// A scratch world: a store, a cache and a recipe tree, all under one temp dir.

@@ -289,6 +289,7 @@ pub(super) fn build_node(
     ctx: &Ctx,
     a: &crate::args::BuildNodeArgs,
 ) -> Result<ExitStatus, CliError> {
+    let started = forge_realize::unix_now();
     let root = ctx.recipes_root()?;
     let (set, _) = ctx.load_at(&root)?;
     let system = ctx.host();
@@ -336,9 +337,15 @@ pub(super) fn build_node(
         let seconds = store.query(&a.node)?.map_or(0.0, |p| p.build_seconds);
         // The node is valid: a result file that cannot be written must not fail the job
         // (its dependents would be cancelled); the client then reads the store instead.
-        if let Err(e) =
-            forge_realize::write_result(path, &forge_realize::JobResult { how, seconds })
-        {
+        if let Err(e) = forge_realize::write_result(
+            path,
+            &forge_realize::JobResult {
+                how,
+                seconds,
+                started,
+                ended: forge_realize::unix_now(),
+            },
+        ) {
             ctx.printer
                 .warn(&format!("cannot write `{}`: {e}", path.display()));
         }
