@@ -283,7 +283,9 @@ fn a_20_node_graph_and_the_example_build_as_one_job_per_node_chained_like_the_da
         assert_eq!(how, ["built"], "{name}");
     }
     // The client ends once the last job's result is in; the job leaves the queue just after.
-    wait_until("the last job to leave the queue", 30, || jobs(&c).is_empty());
+    wait_until("the last job to leave the queue", 30, || {
+        jobs(&c).is_empty()
+    });
 
     // The same store paths with the same contents as the local executor's, in another store.
     let local = w.path().join("local-store");
