@@ -5,10 +5,10 @@
 //! The client submits a node once each dependency is valid or has a job of its own, follows the
 //! jobs with `squeue`, and learns each outcome from the store (the path is valid) and the result
 //! file the job writes, which it also watches between reads of the queue: a success is seen
-//! within 100 ms, a failure at the next read. Host tools, and nodes estimated under `local_below` seconds, are built
-//! by the client itself. Every submission is recorded in `<slurm dir>/<name>.job` under a
-//! per-node lock, so a second client, or the same one run again after it was killed, attaches to
-//! the queued job instead of submitting it twice.
+//! within 100 ms, a failure at the next read. Host tools, and nodes estimated under
+//! `local_below` seconds, are built by the client itself. Every submission is recorded in
+//! `<slurm dir>/<name>.job` under a per-node lock, so a second client, or the same one run again
+//! after it was killed, attaches to the queued job instead of submitting it twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
