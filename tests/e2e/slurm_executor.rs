@@ -610,7 +610,7 @@ fn bench_submission_overhead_of_a_70_node_graph() {
                 None => ["--jobs", "2"],
             })
             .stdout(fs_err::File::create(&ev).unwrap().into_parts().0);
-        let began = unix_now();
+        let began = forge_realize::unix_now();
         let t = std::time::Instant::now();
         let o = cmd.output().unwrap();
         assert!(o.status.success(), "{}", text(&o.stderr));
@@ -701,14 +701,6 @@ fn breakdown(
         jobs.len(),
         slurm - (last_end - first_start),
     )
-}
-
-/// Now, in seconds since the Unix epoch.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[allow(clippy::print_stderr)]

@@ -718,15 +718,17 @@ impl Run {
 
     /// Settles the jobs whose result file says they made their node valid: between two reads
     /// of the queue, a `stat` per job that may be running tells the client a job ended long
-    /// before Slurm's queue would (and before the job has even left it).
-    async fn watch(&mut self) -> Result<(), RealizeError> {
-        for (i, id) in self.may_run() {
-            let name = self.names[i].clone();
-            if self.files.result(&name, &id).exists() && self.store.is_valid(&name)? {
-                self.ended(i, &id).await?;
+    /// before Slurm's queue would (and before the job has even left it). Returns how many jobs
+    /// it looked at.
+    async fn watch(&mut self) -> Result<usize, RealizeError> {
+        let candidates = self.may_run();
+        for (i, id) in &candidates {
+            let name = self.names[*i].clone();
+            if self.files.result(&name, id).exists() && self.store.is_valid(&name)? {
+                self.ended(*i, id).await?;
             }
         }
-        Ok(())
+        Ok(candidates.len())
     }
 
     /// Whether node `i` can go now: built on the client once its dependencies are valid; as a
@@ -860,8 +862,8 @@ async fn drive(
         }
         let has_jobs = !run.jobs().is_empty();
         if has_jobs && Instant::now() >= next_watch {
-            run.watch().await?;
-            next_watch = Instant::now() + watch_interval(run.may_run().len());
+            let looked = run.watch().await?;
+            next_watch = Instant::now() + watch_interval(looked);
         }
         let has_jobs = !run.jobs().is_empty();
         let due = has_jobs && Instant::now() >= next_poll;
